@@ -1,0 +1,234 @@
+//! Command-line options (PRODUCT.md "Commands" and "Options") and their checks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::{Settings, Workload};
+use crate::error::Error;
+use crate::journey::Journey;
+use crate::report::{Expect, Format};
+use crate::strategy::Strategy;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "racelab",
+    version,
+    about = "Make the lost-update race against Redis visible, and prove which fixes hold.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of the interactive TUI, when no command is given.
+    #[command(flatten)]
+    pub options: Options,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The interactive TUI (the default).
+    Tui(Options),
+    /// Headless: run strategies, print a report, exit with a verdict (0 as expected, 1 not, 2 no run).
+    Run(RunArgs),
+}
+
+/// Options shared by `tui` and `run`.
+#[derive(Debug, Clone, Args)]
+pub struct Options {
+    /// Strategies: naive, hash, a comma list, or all.
+    #[arg(short, long, default_value = "naive", value_parser = parse_strategies)]
+    pub strategy: StrategyList,
+
+    /// Concurrent updaters; updater i works on segment i mod the segment count.
+    #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub updaters: u32,
+
+    /// Segments in the journey (the seed fixture has 20; more are generated the same way).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub segments: Option<u32>,
+
+    /// Updates each updater makes, one after another.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rounds: u32,
+
+    /// Pause between reading and writing, like the seed's Task.Delay(10) [default: 10ms].
+    #[arg(long, value_parser = parse_think)]
+    pub think: Option<Duration>,
+
+    /// Redis to run against; without it racelab starts a private redis-server.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Every key racelab touches starts with this prefix.
+    #[arg(long, default_value = "racelab", value_parser = parse_prefix)]
+    pub key_prefix: String,
+
+    /// Leave the run's keys in Redis for inspection.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Seed of the jitter, for repeatable runs [default: random, printed].
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// A journey in the seed's JSON format [default: the JRN-TEST-001 fixture].
+    #[arg(long, value_name = "FILE")]
+    pub journey: Option<PathBuf>,
+
+    /// How long any Redis command may take before its outcome counts as unknown.
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub options: Options,
+
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Write the report to this file instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// What the verdict expects: auto (naive loses when it can race, fixes don't), lost, intact.
+    #[arg(long, value_enum, default_value_t = Expect::Auto)]
+    pub expect: Expect,
+}
+
+/// The strategies of `-s`, in the order given, without repeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrategyList(pub Vec<Strategy>);
+
+fn parse_strategies(text: &str) -> Result<StrategyList, String> {
+    let names: Vec<String> = Strategy::ALL.iter().map(|s| s.name().to_owned()).collect();
+    let mut list = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        if part.eq_ignore_ascii_case("all") {
+            list.extend_from_slice(Strategy::ALL);
+            continue;
+        }
+        let strategy = Strategy::from_str(part, true).map_err(|_| {
+            format!(
+                "unknown strategy '{part}'; choose from {}, a comma list, or all",
+                names.join(", ")
+            )
+        })?;
+        list.push(strategy);
+    }
+    let mut seen = std::collections::HashSet::new();
+    list.retain(|s| seen.insert(*s));
+    if list.is_empty() {
+        return Err("no strategy given; name one, a comma list, or all".to_owned());
+    }
+    Ok(StrategyList(list))
+}
+
+fn parse_duration(text: &str, what: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a {what} ({e}); write it like 10ms, 1s or 250us"))
+}
+
+/// Pauses above a minute make a run that looks hung; nobody demos that.
+const MAX_THINK: Duration = Duration::from_secs(60);
+
+fn parse_think(text: &str) -> Result<Duration, String> {
+    let think = parse_duration(text, "duration")?;
+    if think > MAX_THINK {
+        return Err(format!(
+            "{text} is longer than the 60s a think time may last"
+        ));
+    }
+    Ok(think)
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text, "duration")?;
+    if timeout.is_zero() || timeout > Duration::from_secs(3600) {
+        return Err(format!("{text} is not a timeout between 1ms and 1h"));
+    }
+    Ok(timeout)
+}
+
+fn parse_prefix(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.contains(['{', '}', ' ', '*', '?', '[', ']']) {
+        return Err(format!(
+            "'{text}' cannot prefix racelab's keys; use letters, digits, ':' '-' or '_'"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// The TUI's think time: slow enough for people to follow reads and writes.
+pub const TUI_THINK: Duration = Duration::from_millis(600);
+/// The headless think time, the seed's `Task.Delay(10)`.
+pub const RUN_THINK: Duration = Duration::from_millis(10);
+
+impl Options {
+    /// The workload these options describe, with `default_think` when `--think` is not given.
+    pub fn workload(&self, default_think: Duration, jitter: f64) -> Result<Workload, Error> {
+        let journey = match &self.journey {
+            Some(path) => Journey::from_file(path)?,
+            None => Journey::seed_fixture()?,
+        };
+        let segments = self.segments.map_or(journey.segments.len(), |s| s as usize);
+        Ok(Workload {
+            journey: Arc::new(journey.with_segments(segments)),
+            updaters: self.updaters,
+            rounds: self.rounds,
+            think: self.think.unwrap_or(default_think),
+            jitter,
+            seed: self.seed.unwrap_or_else(rand::random),
+        })
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            key_prefix: self.key_prefix.clone(),
+            keep: self.keep,
+            lost_limit: LOST_LISTED,
+        }
+    }
+}
+
+/// How many lost updates a report lists per strategy; the counts stay exact beyond it.
+pub const LOST_LISTED: usize = 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategy_lists_parse() {
+        assert_eq!(
+            parse_strategies("naive,hash").unwrap().0,
+            vec![Strategy::Naive, Strategy::Hash]
+        );
+        assert_eq!(parse_strategies("all").unwrap().0, Strategy::ALL.to_vec());
+        assert_eq!(
+            parse_strategies("hash,HASH").unwrap().0,
+            vec![Strategy::Hash]
+        );
+        let err = parse_strategies("nope").unwrap_err();
+        assert!(err.contains("unknown strategy 'nope'"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_checked() {
+        assert_eq!(parse_think("10ms").unwrap(), Duration::from_millis(10));
+        assert!(parse_think("ten").is_err());
+        assert!(parse_think("2h").is_err());
+        assert!(parse_timeout("0s").is_err());
+    }
+
+    #[test]
+    fn the_cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,290 @@
+//! The run engine: one strategy, one workload, against one Redis.
+//!
+//! It seeds the journey under the run's own keys, prepares every updater, releases them together
+//! (so the race is real), streams their events to a watcher while tallying them, reads the final
+//! state back, verifies it and deletes the run's keys. It knows no screen: the headless report and
+//! the TUI both consume what it emits and returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::event::{Event, EventKind, Outcome, Probe, WriteScope};
+use crate::journey::{Journey, SegmentState, update_status};
+use crate::keys::Keys;
+use crate::strategy::{Op, Strategy, UpdateStatus, Updater};
+use crate::target::Target;
+use crate::truth::{Tally, Truth, verify};
+
+/// What every strategy of a run is given to do.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub journey: Arc<Journey>,
+    pub updaters: u32,
+    pub rounds: u32,
+    /// The pause between an updater's read and its write.
+    pub think: Duration,
+    /// Each pause is lengthened by up to this fraction of `think`, at random.
+    pub jitter: f64,
+    /// Seeds the jitter, so a run can be repeated.
+    pub seed: u64,
+}
+
+impl Workload {
+    pub fn segments(&self) -> u32 {
+        self.journey.segments.len() as u32
+    }
+
+    /// Updater `i` (0-based) works on segment `i mod S`, as PRODUCT.md says.
+    pub fn segment_of(&self, updater: u32) -> u32 {
+        updater % self.segments()
+    }
+
+    pub fn total_updates(&self) -> u64 {
+        u64::from(self.updaters) * u64::from(self.rounds)
+    }
+}
+
+/// How the engine treats the Redis it runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub key_prefix: String,
+    /// Leave the run's keys for inspection.
+    pub keep: bool,
+    /// How many lost updates a result lists (counts are always exact).
+    pub lost_limit: usize,
+}
+
+/// Everything a run observed.
+pub struct RunResult {
+    pub strategy: Strategy,
+    pub run_id: String,
+    pub tally: Tally,
+    pub truth: Truth,
+    /// The final state as read back, segment by segment.
+    pub states: Vec<SegmentState>,
+    /// Set when the run was cut short (interrupted, or an updater hit an error no retry mends).
+    pub stopped: Option<String>,
+}
+
+/// Bounded, so a slow watcher slows updaters a little instead of growing memory.
+const EVENT_CHANNEL: usize = 4096;
+
+/// Runs `strategy` on `workload`. Events go to `watcher` as they happen, if there is one.
+pub async fn run(
+    target: &Target,
+    strategy: Strategy,
+    workload: &Workload,
+    settings: &Settings,
+    watcher: Option<mpsc::Sender<Event>>,
+    cancel: &CancellationToken,
+) -> Result<RunResult, Error> {
+    let journey = &workload.journey;
+    let run_id = Keys::new_run_id();
+    let keys = Arc::new(Keys::new(&settings.key_prefix, &run_id, &journey.id));
+    let mut conn = target.connection().await?;
+
+    strategy
+        .storage()
+        .seed(&mut conn, &keys, journey)
+        .await
+        .map_err(|e| target.refused(&e))?;
+
+    let outcome = race(target, strategy, workload, &keys, &conn, watcher, cancel).await;
+
+    let final_states = strategy.storage().read_states(&mut conn, &keys).await;
+    if !settings.keep {
+        cleanup(&mut conn, &keys, journey).await;
+    }
+    let (tally, stopped) = outcome?;
+    let states = match final_states {
+        Ok(Some(states)) => states,
+        Ok(None) => {
+            return Err(Error::Run {
+                target: target.display().to_owned(),
+                reason: format!("the journey {} vanished during the run", keys.journey()),
+            });
+        }
+        Err(e) => {
+            return Err(Error::Run {
+                target: target.display().to_owned(),
+                reason: format!("reading the final state failed: {e}"),
+            });
+        }
+    };
+    let truth = verify(&tally, journey, &states, settings.lost_limit);
+    Ok(RunResult {
+        strategy,
+        run_id,
+        tally,
+        truth,
+        states,
+        stopped,
+    })
+}
+
+/// Prepares the updaters, releases them together and tallies their events until the last one
+/// is done.
+async fn race(
+    target: &Target,
+    strategy: Strategy,
+    workload: &Workload,
+    keys: &Arc<Keys>,
+    conn: &MultiplexedConnection,
+    watcher: Option<mpsc::Sender<Event>>,
+    cancel: &CancellationToken,
+) -> Result<(Tally, Option<String>), Error> {
+    let (tx, mut rx) = mpsc::channel(EVENT_CHANNEL);
+    // The release carries the instant every event time is measured from.
+    let (release, released) = watch::channel(None);
+    // A fatal error in one updater stops the others; so does the caller's cancellation.
+    let stop = cancel.child_token();
+    let stopped: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..workload.updaters {
+        let updater = Updater::new(strategy, conn, target).await?;
+        let task = UpdaterTask {
+            index: i,
+            updater,
+            keys: keys.clone(),
+            workload: workload.clone(),
+            tx: tx.clone(),
+            stop: stop.clone(),
+            stopped: stopped.clone(),
+            scope: strategy.scope(),
+        };
+        let released = released.clone();
+        tasks.spawn(task.run(released));
+    }
+    // Completion is every updater's sender gone: drop ours so the collector can end.
+    drop(tx);
+    let _ = release.send(Some(tokio::time::Instant::now().into_std()));
+
+    let mut tally = Tally::new(workload.journey.segments.len());
+    while let Some(event) = rx.recv().await {
+        tally.record(&event);
+        if let Some(watcher) = &watcher {
+            // A watcher that went away must not stop the run.
+            let _ = watcher.send(event).await;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+
+    let mut reason = stopped.lock().map(|s| s.clone()).unwrap_or_default();
+    if reason.is_none() && cancel.is_cancelled() {
+        reason = Some("interrupted".to_owned());
+    }
+    Ok((tally, reason))
+}
+
+struct UpdaterTask {
+    index: u32,
+    updater: Updater,
+    keys: Arc<Keys>,
+    workload: Workload,
+    tx: mpsc::Sender<Event>,
+    stop: CancellationToken,
+    stopped: Arc<std::sync::Mutex<Option<String>>>,
+    scope: WriteScope,
+}
+
+impl UpdaterTask {
+    async fn run(mut self, mut released: watch::Receiver<Option<std::time::Instant>>) {
+        let start = match released.wait_for(Option::is_some).await {
+            Ok(start) => start.unwrap_or_else(std::time::Instant::now),
+            Err(_) => return,
+        };
+        let workload = &self.workload;
+        let segment = workload.segment_of(self.index);
+        let segment_id = workload.journey.segments[segment as usize]
+            .segment_id
+            .clone();
+        let mut rng = SmallRng::seed_from_u64(
+            workload
+                .seed
+                .wrapping_add(u64::from(self.index).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        );
+        let mut probe = Probe::new(Some(self.tx.clone()), start, self.index);
+        for round in 0..workload.rounds {
+            if self.stop.is_cancelled() {
+                break;
+            }
+            let status = update_status(self.index as usize, round);
+            let think = workload
+                .think
+                .mul_f64(1.0 + workload.jitter * rng.random::<f64>());
+            let op = Op {
+                keys: &self.keys,
+                segment_id: &segment_id,
+                status,
+                think,
+            };
+            probe.begin(round);
+            let began = probe.now();
+            let result = tokio::select! {
+                result = self.updater.update(&op, &mut probe) => result,
+                () = self.stop.cancelled() => {
+                    // Whatever was in flight may or may not have reached Redis.
+                    probe.emit(EventKind::Failed {
+                        round,
+                        segment,
+                        status,
+                        outcome: Outcome::Unknown,
+                        reason: "stopped while in flight".into(),
+                    }).await;
+                    break;
+                }
+            };
+            let kind = match result {
+                Ok(UpdateStatus::Applied) => EventKind::Acknowledged {
+                    round,
+                    segment,
+                    status,
+                    read_at: probe.read_at(),
+                    latency: probe.now().saturating_sub(began),
+                    scope: self.scope,
+                },
+                Ok(missing) => EventKind::Failed {
+                    round,
+                    segment,
+                    status,
+                    outcome: Outcome::NotApplied,
+                    reason: format!("{missing:?}").into(),
+                },
+                Err(e) => {
+                    if e.fatal {
+                        if let Ok(mut stopped) = self.stopped.lock() {
+                            stopped.get_or_insert_with(|| e.reason.clone());
+                        }
+                        self.stop.cancel();
+                    }
+                    EventKind::Failed {
+                        round,
+                        segment,
+                        status,
+                        outcome: e.outcome,
+                        reason: e.reason.into(),
+                    }
+                }
+            };
+            probe.emit(kind).await;
+        }
+        probe.emit(EventKind::Done).await;
+    }
+}
+
+/// Deletes every key the run may have created. Best effort: a failure here must not hide the
+/// run's verdict, and the keys are all under the run's own prefix and id.
+async fn cleanup(conn: &mut MultiplexedConnection, keys: &Keys, journey: &Journey) {
+    let all = keys.all(journey.segments.iter().map(|s| s.segment_id.as_str()));
+    for chunk in all.chunks(1000) {
+        let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query_async(conn).await;
+    }
+}

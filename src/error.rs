@@ -1,0 +1,53 @@
+//! Why a run could not be made. Every variant reads as one sentence that says what is wrong and
+//! what to do; the binary prints it and exits 2 (or 130 when interrupted).
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+
+    #[error(
+        "cannot use journey {path}: {reason}; pass a JSON journey in the seed's format with at least one segment"
+    )]
+    Journey { path: String, reason: String },
+
+    #[error(
+        "redis-server was not found ({binary}); install it (`apt install redis-server` or `brew install redis`), set RACELAB_REDIS_SERVER to its path, or point racelab at a running Redis with --redis-url"
+    )]
+    RedisServerMissing { binary: String },
+
+    #[error("the private redis-server did not start: {0}")]
+    RedisServerStart(String),
+
+    #[error(
+        "cannot connect to Redis at {target}: {reason}; check that it runs and that --redis-url is right"
+    )]
+    Connect { target: String, reason: String },
+
+    #[error("Redis at {target} refused racelab: {reason}")]
+    Refused { target: String, reason: String },
+
+    #[error("strategy {strategy} cannot run on this Redis: {reason}")]
+    Unsupported { strategy: String, reason: String },
+
+    #[error("the run against {target} failed: {reason}")]
+    Run { target: String, reason: String },
+
+    #[error("cannot write the report to {path}: {reason}; choose a writable --output path")]
+    Output { path: String, reason: String },
+
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Error {
+    /// The process exit code that goes with this error (PRODUCT.md "Exit codes").
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Interrupted => 130,
+            _ => 2,
+        }
+    }
+}

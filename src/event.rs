@@ -1,0 +1,163 @@
+//! What the engine tells its consumers while a run goes on.
+//!
+//! Updaters emit events through a [`Probe`]; the engine tallies them and forwards them to whoever
+//! watches (the TUI's screen, a history file). Times are offsets from the moment the updaters
+//! were released together.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Since the updaters were released.
+    pub at: Duration,
+    /// 0-based; shown 1-based (`#1` is the updater of SEG-001).
+    pub updater: u32,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    /// An optimistic write found the journey changed since it was read.
+    Conflict,
+    /// The journey's lock was held by another updater.
+    LockBusy,
+}
+
+/// Which part of the journey a write replaces: a whole-journey write can erase any segment's
+/// update that it did not read, a segment write only its own segment's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteScope {
+    Journey,
+    Segment,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The update certainly did not reach Redis.
+    NotApplied,
+    /// It may or may not have: the write was sent and no answer came.
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+pub enum EventKind {
+    /// Starts reading what it will change.
+    Reading { round: u32 },
+    /// Read done; now thinking (the seed's `Task.Delay(10)`).
+    Read { round: u32 },
+    /// Waiting for the journey's lock.
+    WaitingForLock { round: u32 },
+    /// Sends its write.
+    Writing { round: u32 },
+    /// Gave up this attempt and tries again.
+    Retry {
+        round: u32,
+        attempt: u32,
+        reason: RetryReason,
+    },
+    /// Redis confirmed the write.
+    Acknowledged {
+        round: u32,
+        segment: u32,
+        status: &'static str,
+        /// When the state this write was based on was read; `None` for blind writes, which
+        /// carry no copy of earlier state.
+        read_at: Option<Duration>,
+        latency: Duration,
+        scope: WriteScope,
+    },
+    /// The update failed; `outcome` says whether it might still have been written.
+    Failed {
+        round: u32,
+        segment: u32,
+        status: &'static str,
+        outcome: Outcome,
+        reason: Arc<str>,
+    },
+    /// The updater made all its updates.
+    Done,
+}
+
+/// An updater's handle on the event stream. A probe without a channel (the journey-service API
+/// used on its own) records nothing.
+pub struct Probe {
+    tx: Option<mpsc::Sender<Event>>,
+    start: Instant,
+    pub updater: u32,
+    pub round: u32,
+    /// When the current update read the state it writes back.
+    read_at: Option<Duration>,
+}
+
+impl Probe {
+    pub fn new(tx: Option<mpsc::Sender<Event>>, start: Instant, updater: u32) -> Probe {
+        Probe {
+            tx,
+            start,
+            updater,
+            round: 0,
+            read_at: None,
+        }
+    }
+
+    pub fn detached() -> Probe {
+        Probe::new(None, Instant::now(), 0)
+    }
+
+    pub fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    pub(crate) fn begin(&mut self, round: u32) {
+        self.round = round;
+        self.read_at = None;
+    }
+
+    pub(crate) fn read_at(&self) -> Option<Duration> {
+        self.read_at
+    }
+
+    pub async fn emit(&self, kind: EventKind) {
+        if let Some(tx) = &self.tx {
+            // A consumer that went away (the screen closed) must not stop the run.
+            let _ = tx
+                .send(Event {
+                    at: self.now(),
+                    updater: self.updater,
+                    kind,
+                })
+                .await;
+        }
+    }
+
+    pub async fn reading(&mut self) {
+        self.emit(EventKind::Reading { round: self.round }).await;
+    }
+
+    /// The read is done: what gets written from here on is based on it.
+    pub async fn read(&mut self) {
+        self.read_at = Some(self.now());
+        self.emit(EventKind::Read { round: self.round }).await;
+    }
+
+    pub async fn writing(&mut self) {
+        self.emit(EventKind::Writing { round: self.round }).await;
+    }
+
+    pub async fn waiting_for_lock(&mut self) {
+        self.emit(EventKind::WaitingForLock { round: self.round })
+            .await;
+    }
+
+    pub async fn retry(&mut self, attempt: u32, reason: RetryReason) {
+        self.emit(EventKind::Retry {
+            round: self.round,
+            attempt,
+            reason,
+        })
+        .await;
+    }
+}

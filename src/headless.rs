@@ -1,0 +1,98 @@
+//! `racelab run`: the headless consumer of the engine. Runs each strategy on the same workload and
+//! seed, one after another, and turns what was observed into a report and an exit code.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Options, RUN_THINK, RunArgs};
+use crate::engine::{self, Workload};
+use crate::error::Error;
+use crate::report::{Expected, Format, RedisInfo, Report, RunReport};
+use crate::strategy::RaceShape;
+use crate::target::Target;
+
+/// A little jitter so updaters don't act in lockstep; small enough not to hide the race.
+pub const RUN_JITTER: f64 = 0.1;
+
+/// Runs the strategies of `args` and writes the report. `Ok(report)` even when a strategy
+/// misbehaved: that is a verdict, not an error.
+pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, Error> {
+    let workload = args.options.workload(RUN_THINK, RUN_JITTER)?;
+    // Open the output first: a path that can't be written fails before any work is done.
+    let output = match &args.output {
+        Some(path) => Some((
+            path,
+            std::fs::File::create(path).map_err(|e| output_error(path, e))?,
+        )),
+        None => None,
+    };
+    let target = Target::open(args.options.redis_url.as_deref(), args.options.timeout).await?;
+    let report = run_strategies(&target, &args.options, &workload, args.expect, cancel).await?;
+    match output {
+        Some((path, mut file)) => {
+            let text = match args.format {
+                Format::Json => report.json(),
+                Format::Text => report.text(false),
+            };
+            file.write_all(text.as_bytes())
+                .map_err(|e| output_error(path, e))?;
+        }
+        None => print!(
+            "{}",
+            match args.format {
+                Format::Json => report.json(),
+                Format::Text => report.text(use_color()),
+            }
+        ),
+    }
+    Ok(report)
+}
+
+pub async fn run_strategies(
+    target: &Target,
+    options: &Options,
+    workload: &Workload,
+    expect: crate::report::Expect,
+    cancel: &CancellationToken,
+) -> Result<Report, Error> {
+    let settings = options.settings();
+    let shape = RaceShape {
+        updaters: workload.updaters,
+        segments: workload.segments(),
+        think: workload.think,
+    };
+    let mut runs = Vec::new();
+    for &strategy in &options.strategy.0 {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let result = engine::run(target, strategy, workload, &settings, None, cancel).await?;
+        let expected = Expected::resolve(expect, strategy, &shape);
+        runs.push(RunReport::new(&result, workload, expected));
+    }
+    Ok(Report {
+        ok: !runs.is_empty() && runs.len() == options.strategy.0.len() && runs.iter().all(|r| r.ok),
+        seed: workload.seed,
+        redis: RedisInfo {
+            version: target.version().to_owned(),
+            private: target.is_private(),
+            url: target.display().to_owned(),
+        },
+        journey: workload.journey.id.clone(),
+        runs,
+    })
+}
+
+fn output_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Output {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Colour only for a person at a terminal who has not asked for none (no-color.org).
+pub fn use_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}

@@ -1,0 +1,275 @@
+//! The seed's data model: a journey of flight segments, stored as PascalCase JSON.
+//!
+//! Field names and defaults follow the original challenge (`seed/FACTS.md`). racelab adds one
+//! field to each segment, `UpdateCount`, written together with the status, so the final state
+//! proves how many acknowledged updates survived.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+
+/// The seed fixture, `JRN-TEST-001` with 20 segments, as the original tests build it.
+pub const SEED_FIXTURE: &str = include_str!("../assets/journey.json");
+
+/// The status a segment starts with, as in the seed.
+pub const INITIAL_STATUS: &str = "Scheduled";
+
+/// The statuses updaters write, in the seed test's order: SEG-001 gets `Departed`, SEG-002
+/// `Boarding`, and so on in turn.
+pub const UPDATE_STATUSES: [&str; 4] = ["Departed", "Boarding", "Delayed", "Cancelled"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Journey {
+    pub id: String,
+    #[serde(default)]
+    pub passenger_name: String,
+    #[serde(default)]
+    pub passenger_email: String,
+    #[serde(default)]
+    pub booking_date: String,
+    #[serde(default = "pending")]
+    pub status: String,
+    #[serde(default)]
+    pub total_price: f64,
+    pub segments: Vec<Segment>,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    /// Fields racelab does not know are carried through untouched.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Segment {
+    pub segment_id: String,
+    #[serde(default)]
+    pub origin: String,
+    #[serde(default)]
+    pub destination: String,
+    #[serde(default)]
+    pub departure_time: String,
+    #[serde(default)]
+    pub arrival_time: String,
+    #[serde(default)]
+    pub flight_number: String,
+    #[serde(default)]
+    pub carrier: String,
+    #[serde(default = "scheduled")]
+    pub status: String,
+    #[serde(default)]
+    pub price: f64,
+    /// How many updates have been applied to this segment; written with the status.
+    #[serde(default)]
+    pub update_count: u64,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn pending() -> String {
+    "Pending".to_owned()
+}
+
+fn scheduled() -> String {
+    INITIAL_STATUS.to_owned()
+}
+
+/// A segment's state as Redis holds it: what the final read-back and the TUI's observer see.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SegmentState {
+    pub status: String,
+    pub update_count: u64,
+}
+
+impl Journey {
+    /// The seed fixture, `JRN-TEST-001`.
+    pub fn seed_fixture() -> Result<Journey, Error> {
+        Journey::from_json(SEED_FIXTURE, "the built-in seed fixture")
+    }
+
+    /// Loads a journey in the seed's JSON format from a file.
+    pub fn from_file(path: &Path) -> Result<Journey, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Journey {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Journey::from_json(&text, &path.display().to_string())
+    }
+
+    pub fn from_json(text: &str, origin: &str) -> Result<Journey, Error> {
+        let journey: Journey = serde_json::from_str(text).map_err(|e| Error::Journey {
+            path: origin.to_owned(),
+            reason: e.to_string(),
+        })?;
+        journey.validate(origin)?;
+        Ok(journey)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), Error> {
+        let fail = |reason: String| {
+            Err(Error::Journey {
+                path: origin.to_owned(),
+                reason,
+            })
+        };
+        if self.id.trim().is_empty() {
+            return fail("the journey has an empty Id".into());
+        }
+        if self.id.contains(['{', '}']) {
+            return fail(
+                "the journey Id must not contain '{' or '}' (they form its hash tag)".into(),
+            );
+        }
+        if self.segments.is_empty() {
+            return fail("the journey has no Segments".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for segment in &self.segments {
+            if segment.segment_id.trim().is_empty() {
+                return fail("a segment has an empty SegmentId".into());
+            }
+            if !seen.insert(segment.segment_id.as_str()) {
+                return fail(format!("SegmentId {} appears twice", segment.segment_id));
+            }
+        }
+        Ok(())
+    }
+
+    /// The journey with exactly `count` segments: the first `count` of its own, then more made the
+    /// way the seed fixture makes them (next id, flight number, price and departure day).
+    pub fn with_segments(mut self, count: usize) -> Journey {
+        if count <= self.segments.len() {
+            self.segments.truncate(count);
+        } else {
+            let template = self.segments[0].clone();
+            for i in self.segments.len() + 1..=count {
+                self.segments.push(generated_segment(&template, i));
+            }
+        }
+        self.total_price = self.segments.iter().map(|s| s.price).sum();
+        self
+    }
+
+    pub fn segment_index(&self, segment_id: &str) -> Option<usize> {
+        self.segments
+            .iter()
+            .position(|s| s.segment_id == segment_id)
+    }
+
+    pub fn states(&self) -> Vec<SegmentState> {
+        self.segments
+            .iter()
+            .map(|s| SegmentState {
+                status: s.status.clone(),
+                update_count: s.update_count,
+            })
+            .collect()
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing plain strings, numbers and maps cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Segment number `i` (1-based) made from the journey's first segment the way the seed's fixture
+/// makes each of its own: `SEG-00i`, flight number and price offset by `i`, departure `i` days on.
+fn generated_segment(template: &Segment, i: usize) -> Segment {
+    let offset = (i - 1) as u64;
+    let mut segment = template.clone();
+    segment.segment_id = format!("SEG-{i:03}");
+    let digits_at = template
+        .flight_number
+        .find(|c: char| c.is_ascii_digit())
+        .unwrap_or(template.flight_number.len());
+    let (code, number) = template.flight_number.split_at(digits_at);
+    segment.flight_number = match number.parse::<u64>() {
+        Ok(n) => format!("{code}{}", n + offset),
+        Err(_) => format!("{code}{i}"),
+    };
+    segment.price = template.price + offset as f64;
+    segment.departure_time = shift_days(&template.departure_time, offset);
+    segment.arrival_time = shift_days(&template.arrival_time, offset);
+    segment.status = INITIAL_STATUS.to_owned();
+    segment.update_count = 0;
+    segment
+}
+
+fn shift_days(timestamp: &str, days: u64) -> String {
+    match humantime::parse_rfc3339_weak(timestamp) {
+        Ok(time) => {
+            humantime::format_rfc3339_seconds(time + Duration::from_secs(days * 86_400)).to_string()
+        }
+        Err(_) => timestamp.to_owned(),
+    }
+}
+
+/// The status updater `updater` (0-based) writes in round `round`: the seed test's sequence,
+/// moved on by one each round so successive rounds change the segment again.
+pub fn update_status(updater: usize, round: u32) -> &'static str {
+    UPDATE_STATUSES[(updater + round as usize) % UPDATE_STATUSES.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_fixture_matches_the_original() {
+        let journey = Journey::seed_fixture().unwrap();
+        assert_eq!(journey.id, "JRN-TEST-001");
+        assert_eq!(journey.segments.len(), 20);
+        assert_eq!(journey.segments[1].segment_id, "SEG-002");
+        assert_eq!(journey.segments[19].flight_number, "IB3020");
+        assert_eq!(
+            journey.total_price,
+            (1..=20).map(|i| 100.0 + i as f64).sum::<f64>()
+        );
+        assert!(journey.segments.iter().all(|s| s.status == "Scheduled"));
+    }
+
+    #[test]
+    fn more_segments_are_generated_like_the_fixture() {
+        let journey = Journey::seed_fixture().unwrap().with_segments(25);
+        let s = &journey.segments[24];
+        assert_eq!(s.segment_id, "SEG-025");
+        assert_eq!(s.flight_number, "IB3025");
+        assert_eq!(s.price, 125.0);
+        assert_eq!(s.departure_time, "2026-01-26T08:00:00Z");
+        assert_eq!(s.arrival_time, "2026-01-26T10:00:00Z");
+        let fewer = Journey::seed_fixture().unwrap().with_segments(3);
+        assert_eq!(fewer.segments.len(), 3);
+        assert_eq!(fewer.total_price, 101.0 + 102.0 + 103.0);
+    }
+
+    #[test]
+    fn json_round_trip_keeps_pascal_case_and_unknown_fields() {
+        let text = r#"{"Id":"J1","Segments":[{"SegmentId":"A","Gate":"B12"}],"Loyalty":7}"#;
+        let journey = Journey::from_json(text, "test").unwrap();
+        let back: Value = serde_json::from_str(&journey.to_json()).unwrap();
+        assert_eq!(back["Loyalty"], 7);
+        assert_eq!(back["Segments"][0]["Gate"], "B12");
+        assert_eq!(back["Segments"][0]["Status"], "Scheduled");
+        assert_eq!(back["Status"], "Pending");
+    }
+
+    #[test]
+    fn journeys_without_segments_or_ids_are_refused() {
+        assert!(Journey::from_json(r#"{"Id":"J","Segments":[]}"#, "t").is_err());
+        assert!(Journey::from_json(r#"{"Id":"","Segments":[{"SegmentId":"A"}]}"#, "t").is_err());
+        assert!(Journey::from_json("not json", "t").is_err());
+    }
+
+    #[test]
+    fn statuses_follow_the_seed_test() {
+        assert_eq!(update_status(0, 0), "Departed");
+        assert_eq!(update_status(1, 0), "Boarding");
+        assert_eq!(update_status(4, 0), "Departed");
+        assert_eq!(update_status(1, 1), "Delayed");
+    }
+}

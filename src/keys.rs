@@ -1,0 +1,89 @@
+//! The key layout. Every key racelab touches is built here, so the promise "never outside the
+//! prefix" is kept in one place.
+//!
+//! `<prefix>:<run id>:{<journey id>}:<part>`: the run id keeps concurrent runs on one Redis apart,
+//! and the hash tag `{<journey id>}` keeps a journey's keys on one Redis Cluster slot so scripts,
+//! WATCH and MULTI can span them.
+
+use rand::Rng;
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    base: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, run_id: &str, journey_id: &str) -> Keys {
+        Keys {
+            base: format!("{prefix}:{run_id}:{{{journey_id}}}"),
+        }
+    }
+
+    /// A fresh run id: short, random, safe inside a key.
+    pub fn new_run_id() -> String {
+        format!("{:08x}", rand::rng().random::<u32>())
+    }
+
+    /// The journey as one JSON document (the seed's layout).
+    pub fn journey(&self) -> String {
+        format!("{}:journey", self.base)
+    }
+
+    /// The journey's segment states as hash fields.
+    pub fn segments_hash(&self) -> String {
+        format!("{}:segments", self.base)
+    }
+
+    /// One segment's own key.
+    pub fn segment(&self, segment_id: &str) -> String {
+        format!("{}:segment:{segment_id}", self.base)
+    }
+
+    /// The journey's version stamp (optimistic strategies).
+    pub fn version(&self) -> String {
+        format!("{}:version", self.base)
+    }
+
+    /// The journey's lock.
+    pub fn lock(&self) -> String {
+        format!("{}:lock", self.base)
+    }
+
+    /// The fencing-token counter of the journey's lock.
+    pub fn fence(&self) -> String {
+        format!("{}:fence", self.base)
+    }
+
+    /// Every key a run on a journey with these segments can create, for cleanup.
+    pub fn all<'a>(&self, segment_ids: impl Iterator<Item = &'a str>) -> Vec<String> {
+        let mut keys = vec![
+            self.journey(),
+            self.segments_hash(),
+            self.version(),
+            self.lock(),
+            self.fence(),
+        ];
+        keys.extend(segment_ids.map(|id| self.segment(id)));
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_prefix_run_and_hash_tag() {
+        let keys = Keys::new("racelab", "0a1b2c3d", "JRN-TEST-001");
+        assert_eq!(keys.journey(), "racelab:0a1b2c3d:{JRN-TEST-001}:journey");
+        assert_eq!(
+            keys.segment("SEG-002"),
+            "racelab:0a1b2c3d:{JRN-TEST-001}:segment:SEG-002"
+        );
+        let all = keys.all(["SEG-001"].into_iter());
+        assert!(
+            all.iter()
+                .all(|k| k.starts_with("racelab:0a1b2c3d:{JRN-TEST-001}:"))
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! racelab makes the lost-update race of a read-modify-write against Redis visible, and proves
+//! which fixes hold.
+//!
+//! The scenario is the one of a .NET challenge: `UpdateSegmentStatusAsync` reads a whole journey
+//! of 20 flight segments, changes one segment's status, waits 10 ms and writes the whole journey
+//! back; twenty concurrent updates lose most of their writes. racelab plays it against a real
+//! Redis with a chosen strategy and tells exactly which updates were lost and who erased them.
+//!
+//! # Layout
+//! - [`cli`]: command-line options and their checks.
+//! - [`journey`]: the seed's data model and fixture (`assets/journey.json`).
+//! - [`keys`]: the key layout; every key racelab touches is built there.
+//! - [`server`]: a private `redis-server` that dies with its owner.
+//! - [`target`]: the Redis a run goes against, connections, and password redaction.
+//! - [`strategy`]: the seed's bug and its fixes, one file each, and how each lays out a journey.
+//! - [`service`]: the journey-service API (get a journey, update a segment's status).
+//! - [`event`]: the typed events updaters emit while a run goes on.
+//! - [`engine`]: one strategy, one workload: seed, release, tally, read back, verify, clean up.
+//! - [`truth`]: acknowledged, applied, lost, unknown; who erased each lost update.
+//! - [`report`]: the text and JSON report of a headless run.
+//! - [`headless`]: `racelab run`, the headless consumer of the engine.
+
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod headless;
+pub mod journey;
+pub mod keys;
+pub mod report;
+pub mod server;
+pub mod service;
+pub mod strategy;
+pub mod target;
+pub mod truth;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, RunArgs};
+use crate::error::Error;
+use crate::report::{Expect, Format};
+
+/// Runs the command `cli` names and returns the process exit code.
+pub fn main(cli: Cli) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("racelab: cannot start the async runtime: {e}");
+            return 2;
+        }
+    };
+    let cancel = CancellationToken::new();
+    let code = runtime.block_on(async {
+        let signal = tokio::spawn(watch_signals(cancel.clone()));
+        let code = dispatch(cli, &cancel).await;
+        signal.abort();
+        code
+    });
+    // Updaters still unwinding after an interrupt must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
+async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
+    let result = match cli.command {
+        Some(Command::Run(args)) => headless::run(&args, cancel).await.map(|r| r.ok),
+        Some(Command::Tui(options)) => demo(options, cancel).await,
+        None => demo(cli.options, cancel).await,
+    };
+    let interrupted = interrupted_code(cancel);
+    match result {
+        Ok(_) if interrupted.is_some() => interrupted.unwrap_or(130),
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            eprintln!("racelab: {e}");
+            interrupted.unwrap_or(e.exit_code())
+        }
+    }
+}
+
+/// Until the TUI lands, plain `racelab` plays the seed scenario headless: naive, then hash.
+async fn demo(options: cli::Options, cancel: &CancellationToken) -> Result<bool, Error> {
+    eprintln!(
+        "racelab: the interactive TUI is coming; meanwhile, the seed scenario headless (naive, then hash):\n"
+    );
+    let mut options = options;
+    if options.strategy.0 == [strategy::Strategy::Naive] {
+        options.strategy =
+            cli::StrategyList(vec![strategy::Strategy::Naive, strategy::Strategy::Hash]);
+    }
+    let args = RunArgs {
+        options,
+        format: Format::Text,
+        output: None,
+        expect: Expect::Auto,
+    };
+    headless::run(&args, cancel).await.map(|r| r.ok)
+}
+
+/// Which signal interrupted us, as a shell reports it: 130 for SIGINT, 143 for SIGTERM.
+static SIGNAL_CODE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+fn interrupted_code(cancel: &CancellationToken) -> Option<i32> {
+    if !cancel.is_cancelled() {
+        return None;
+    }
+    match SIGNAL_CODE.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => Some(130),
+        code => Some(code),
+    }
+}
+
+/// One cancellation signal for everyone: Ctrl-C and SIGTERM cancel it, and every part of the run
+/// winds down from there, so destructors run and the private redis-server dies with us.
+async fn watch_signals(cancel: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        let code = tokio::select! {
+            _ = tokio::signal::ctrl_c() => 130,
+            _ = term.recv() => 143,
+        };
+        SIGNAL_CODE.store(code, std::sync::atomic::Ordering::SeqCst);
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    cancel.cancel();
+}

@@ -1,0 +1,297 @@
+//! The report of a headless run: a comparison table and the lost updates in text, or JSON for
+//! machines (schema: `assets/report.schema.json`). It says only what was observed.
+
+use std::fmt::Write as _;
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+use crate::engine::{RunResult, Workload};
+use crate::strategy::{RaceShape, Strategy};
+use crate::truth::{LostUpdate, ms};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// What `--expect` asks of every strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Expect {
+    /// Naive expects lost updates when it can race, every fix expects none.
+    #[default]
+    Auto,
+    /// Every strategy must lose at least one update.
+    Lost,
+    /// No strategy may lose an update.
+    Intact,
+}
+
+/// What a strategy was expected to do on this workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expected {
+    Lost,
+    Intact,
+    /// The race is possible but not forced (no think time): either result is honest.
+    Either,
+}
+
+impl Expected {
+    pub fn resolve(expect: Expect, strategy: Strategy, shape: &RaceShape) -> Expected {
+        match expect {
+            Expect::Lost => Expected::Lost,
+            Expect::Intact => Expected::Intact,
+            Expect::Auto => match strategy.loses_updates(shape) {
+                Some(true) => Expected::Lost,
+                Some(false) => Expected::Intact,
+                None => Expected::Either,
+            },
+        }
+    }
+
+    pub fn met_by(self, lost: u64) -> bool {
+        match self {
+            Expected::Lost => lost > 0,
+            Expected::Intact => lost == 0,
+            Expected::Either => true,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Expected::Lost => "lost",
+            Expected::Intact => "intact",
+            Expected::Either => "either",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Every strategy behaved as expected and every run completed.
+    pub ok: bool,
+    pub seed: u64,
+    pub redis: RedisInfo,
+    pub journey: String,
+    pub runs: Vec<RunReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisInfo {
+    pub version: String,
+    pub private: bool,
+    /// The URL with its password hidden.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub strategy: Strategy,
+    pub run_id: String,
+    pub updaters: u32,
+    pub segments: u32,
+    pub rounds: u32,
+    pub think_ms: f64,
+    pub acknowledged: u64,
+    pub applied: u64,
+    pub lost: u64,
+    pub unknown: u64,
+    pub errors: u64,
+    pub retries: u64,
+    pub conflicts: u64,
+    pub expected: Expected,
+    pub ok: bool,
+    pub duration_ms: f64,
+    pub updates_per_s: f64,
+    pub latency_ms: Latency,
+    /// The lost updates, up to the listing limit; `lost` is always the exact count.
+    pub lost_updates: Vec<LostUpdate>,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<String>,
+    /// The first distinct reasons updates failed.
+    pub failures: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl RunReport {
+    pub fn new(result: &RunResult, workload: &Workload, expected: Expected) -> RunReport {
+        let tally = &result.tally;
+        let duration = tally.last_at;
+        let secs = duration.as_secs_f64();
+        RunReport {
+            strategy: result.strategy,
+            run_id: result.run_id.clone(),
+            updaters: workload.updaters,
+            segments: workload.segments(),
+            rounds: workload.rounds,
+            think_ms: ms(workload.think),
+            acknowledged: tally.acknowledged,
+            applied: result.truth.applied,
+            lost: result.truth.lost,
+            unknown: tally.unknown,
+            errors: tally.errors,
+            retries: tally.retries,
+            conflicts: tally.conflicts,
+            expected,
+            ok: result.stopped.is_none() && expected.met_by(result.truth.lost),
+            duration_ms: round2(ms(duration)),
+            updates_per_s: if secs > 0.0 {
+                round2(tally.acknowledged as f64 / secs)
+            } else {
+                0.0
+            },
+            latency_ms: Latency {
+                p50: round2(tally.latency_ms(0.5)),
+                p99: round2(tally.latency_ms(0.99)),
+                max: round2(tally.max_latency_ms()),
+            },
+            lost_updates: result.truth.lost_updates.clone(),
+            stopped: result.stopped.clone(),
+            failures: tally.failure_reasons.clone(),
+        }
+    }
+
+    fn verdict(&self) -> String {
+        let seen = if self.lost > 0 { "lost" } else { "intact" };
+        let word = if self.ok { "ok" } else { "FAIL" };
+        match (&self.stopped, self.expected) {
+            (Some(_), _) => "STOPPED".to_owned(),
+            (None, Expected::Either) => format!("{word} ({seen}, either expected)"),
+            (None, expected) => format!("{word} ({seen}, expected {})", expected.word()),
+        }
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+impl Report {
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+
+    /// The text report. `color` adds ANSI colour to verdicts (off for files, pipes and NO_COLOR).
+    pub fn text(&self, color: bool) -> String {
+        let paint = |text: &str, good: bool| -> String {
+            if !color {
+                text.to_owned()
+            } else if good {
+                format!("\x1b[32m{text}\x1b[0m")
+            } else {
+                format!("\x1b[1;31m{text}\x1b[0m")
+            }
+        };
+        let mut out = String::new();
+        let where_ = if self.redis.private {
+            "private redis-server".to_owned()
+        } else {
+            self.redis.url.clone()
+        };
+        let _ = writeln!(
+            out,
+            "racelab · seed {} · Redis {} ({where_})",
+            self.seed, self.redis.version
+        );
+        if let Some(first) = self.runs.first() {
+            let _ = writeln!(
+                out,
+                "journey {} · {} segments · {} updaters · {} round{} · think {}",
+                self.journey,
+                first.segments,
+                first.updaters,
+                first.rounds,
+                if first.rounds == 1 { "" } else { "s" },
+                humantime::format_duration(std::time::Duration::from_secs_f64(
+                    first.think_ms / 1000.0
+                )),
+            );
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<9} {:>7} {:>7} {:>6} {:>7} {:>6} {:>7} {:>10} {:>8} {:>8}  verdict",
+            "strategy",
+            "acked",
+            "applied",
+            "lost",
+            "unknown",
+            "errors",
+            "retries",
+            "updates/s",
+            "p50 ms",
+            "p99 ms"
+        );
+        for run in &self.runs {
+            let _ = writeln!(
+                out,
+                "{:<9} {:>7} {:>7} {:>6} {:>7} {:>6} {:>7} {:>10.0} {:>8.1} {:>8.1}  {}",
+                run.strategy.name(),
+                run.acknowledged,
+                run.applied,
+                run.lost,
+                run.unknown,
+                run.errors,
+                run.retries,
+                run.updates_per_s,
+                run.latency_ms.p50,
+                run.latency_ms.p99,
+                paint(&run.verdict(), run.ok)
+            );
+        }
+        for run in &self.runs {
+            if let Some(reason) = &run.stopped {
+                let _ = writeln!(out, "\n{}: stopped early: {reason}", run.strategy);
+            }
+            if !run.failures.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "\n{}: {} update{} failed ({} unknown): {}",
+                    run.strategy,
+                    run.errors + run.unknown,
+                    if run.errors + run.unknown == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
+                    run.unknown,
+                    run.failures.join("; ")
+                );
+            }
+            if run.lost == 0 {
+                continue;
+            }
+            let total = run.acknowledged + run.unknown;
+            let _ = writeln!(
+                out,
+                "\n{}: Race condition detected! {} out of {} updates were lost",
+                run.strategy, run.lost, total
+            );
+            for lost in &run.lost_updates {
+                let _ = writeln!(out, "  {}", lost.seed_message());
+                let _ = writeln!(out, "      {}", lost.attribution());
+            }
+            let listed = run.lost_updates.len() as u64;
+            if listed < run.lost {
+                let _ = writeln!(out, "  … and {} more", run.lost - listed);
+            }
+        }
+        let _ = writeln!(out);
+        let summary = if self.ok {
+            "every strategy behaved as expected"
+        } else {
+            "a strategy did not behave as expected"
+        };
+        let _ = writeln!(out, "{}", paint(summary, self.ok));
+        out
+    }
+}

@@ -1,0 +1,177 @@
+//! A private `redis-server` that lives exactly as long as its owner.
+//!
+//! racelab starts one when no `--redis-url` is given, and the test suite starts one per test. It
+//! listens on a free loopback port (`--port 0` would turn TCP off, so a free port is picked and
+//! passed), keeps nothing on disk, logs into a temporary directory, and is killed on drop.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+
+/// How long a fresh redis-server gets to answer PING.
+const READY_DEADLINE: Duration = Duration::from_secs(10);
+/// A free port can be taken by someone else between our probe and redis-server's bind.
+const START_ATTEMPTS: usize = 5;
+
+pub struct RedisServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// The binary to run: `RACELAB_REDIS_SERVER`, else `redis-server` on PATH.
+    pub fn binary() -> String {
+        std::env::var("RACELAB_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
+    }
+
+    /// Starts a private redis-server and waits until it answers.
+    pub fn start() -> Result<RedisServer, Error> {
+        Self::start_with_args(&[])
+    }
+
+    /// Starts a private redis-server with extra configuration arguments (`--requirepass x`, ...).
+    pub fn start_with_args(extra: &[&str]) -> Result<RedisServer, Error> {
+        let binary = Self::binary();
+        let mut last_failure = String::new();
+        for _ in 0..START_ATTEMPTS {
+            match Self::try_start(&binary, extra)? {
+                Ok(server) => return Ok(server),
+                Err(failure) => last_failure = failure,
+            }
+        }
+        Err(Error::RedisServerStart(last_failure))
+    }
+
+    /// Outer error: cannot go on at all. Inner error: this attempt failed, another may work.
+    fn try_start(binary: &str, extra: &[&str]) -> Result<Result<RedisServer, String>, Error> {
+        let port = free_port().map_err(|e| Error::RedisServerStart(e.to_string()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("racelab-redis-")
+            .tempdir()
+            .map_err(|e| Error::RedisServerStart(format!("no temporary directory: {e}")))?;
+        let log = dir.path().join("redis.log");
+        let mut command = Command::new(binary);
+        command
+            .arg("--port")
+            .arg(port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--protected-mode", "yes"])
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        die_with_parent(&mut command);
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::RedisServerMissing {
+                    binary: binary.to_owned(),
+                });
+            }
+            Err(e) => return Err(Error::RedisServerStart(format!("cannot run {binary}: {e}"))),
+        };
+        let mut server = RedisServer { child, port, dir };
+        Ok(server.wait_ready().map(|()| server))
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_DEADLINE;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "redis-server exited ({status}): {}",
+                    self.log_tail()
+                ));
+            }
+            if ping(addr) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "redis-server did not answer within {READY_DEADLINE:?}: {}",
+                    self.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// The server's log, for a failing test or a failed start.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().rev().take(3).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
+    }
+
+    /// Stops the server now (also done on drop).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn ping(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    matches!(stream.read_exact(&mut reply), Ok(()) if &reply == b"+PONG\r\n")
+}
+
+/// Asks Linux to kill the child when racelab dies, even by SIGKILL, so the private server can't
+/// outlive us. Drop handles every orderly exit; this covers the disorderly ones.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only the child's own process attributes.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_command: &mut Command) {}

@@ -1,0 +1,46 @@
+//! `hash`: per-segment atomic storage. Each segment's status and count are fields of one hash, and
+//! an update writes only its own fields, in one MULTI/EXEC sent as a single pipeline. Nothing is
+//! read and written back, so there is no stale copy to write: no lost update is possible.
+
+use redis::aio::MultiplexedConnection;
+
+use super::{Op, UpdateError, UpdateStatus};
+use crate::event::Probe;
+
+pub struct Hash {
+    conn: MultiplexedConnection,
+}
+
+/// The hash field that counts a segment's applied updates.
+pub fn count_field(segment_id: &str) -> String {
+    format!("{segment_id}:count")
+}
+
+impl Hash {
+    pub fn new(conn: MultiplexedConnection) -> Hash {
+        Hash { conn }
+    }
+
+    pub async fn update(
+        &mut self,
+        op: &Op<'_>,
+        probe: &mut Probe,
+    ) -> Result<UpdateStatus, UpdateError> {
+        // The seed's "processing" time stays, so the workloads compare; there is just no read
+        // before it whose result could go stale.
+        tokio::time::sleep(op.think).await;
+        probe.writing().await;
+        let key = op.keys.segments_hash();
+        // MULTI/EXEC: status and count change together or not at all.
+        let () = redis::pipe()
+            .atomic()
+            .hset(&key, op.segment_id, op.status)
+            .ignore()
+            .hincr(&key, count_field(op.segment_id), 1)
+            .ignore()
+            .query_async(&mut self.conn)
+            .await
+            .map_err(UpdateError::during_write)?;
+        Ok(UpdateStatus::Applied)
+    }
+}

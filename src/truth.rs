@@ -1,0 +1,318 @@
+//! The truth of a run (PRODUCT.md): what was acknowledged, what the final state shows applied,
+//! what was lost, what is unknown, and who erased each lost update.
+//!
+//! [`Tally`] folds the event stream into counts and a latency histogram; [`verify`] sets it against
+//! the final state read back from Redis. Each segment's count travels with its status, so
+//! `lost = acknowledged − applied` holds per segment however many updaters share it.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::event::{Event, EventKind, Outcome, RetryReason, WriteScope};
+use crate::journey::{Journey, SegmentState};
+
+/// An acknowledged write, kept for attributing lost updates.
+#[derive(Debug, Clone, Copy)]
+struct Write {
+    updater: u32,
+    round: u32,
+    segment: u32,
+    status: &'static str,
+    read_at: Option<Duration>,
+    acked_at: Duration,
+    scope: WriteScope,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SegmentTally {
+    acknowledged: u64,
+    unknown: u64,
+}
+
+/// Counts and latencies of a run as its events arrive.
+pub struct Tally {
+    pub acknowledged: u64,
+    pub unknown: u64,
+    /// Updates that certainly did not happen (refused, journey or segment not found).
+    pub errors: u64,
+    pub retries: u64,
+    pub conflicts: u64,
+    /// The last event's time: the run's duration once every updater is done.
+    pub last_at: Duration,
+    /// Update latency in microseconds, from its first read to its acknowledgement.
+    pub latency: Histogram<u64>,
+    /// The first few failure reasons, for the report.
+    pub failure_reasons: Vec<String>,
+    segments: Vec<SegmentTally>,
+    writes: Vec<Write>,
+}
+
+const FAILURE_REASONS_KEPT: usize = 5;
+
+impl Tally {
+    pub fn new(segments: usize) -> Tally {
+        Tally {
+            acknowledged: 0,
+            unknown: 0,
+            errors: 0,
+            retries: 0,
+            conflicts: 0,
+            last_at: Duration::ZERO,
+            // 1 µs to an hour at three significant digits: fixed memory whatever the run's length.
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .unwrap_or_else(|_| unreachable_histogram()),
+            failure_reasons: Vec::new(),
+            segments: vec![SegmentTally::default(); segments],
+            writes: Vec::new(),
+        }
+    }
+
+    pub fn record(&mut self, event: &Event) {
+        self.last_at = self.last_at.max(event.at);
+        match &event.kind {
+            EventKind::Acknowledged {
+                round,
+                segment,
+                status,
+                read_at,
+                latency,
+                scope,
+            } => {
+                self.acknowledged += 1;
+                if let Some(s) = self.segments.get_mut(*segment as usize) {
+                    s.acknowledged += 1;
+                }
+                let micros = latency.as_micros().clamp(1, u64::MAX as u128) as u64;
+                self.latency.saturating_record(micros);
+                self.writes.push(Write {
+                    updater: event.updater,
+                    round: *round,
+                    segment: *segment,
+                    status,
+                    read_at: *read_at,
+                    acked_at: event.at,
+                    scope: *scope,
+                });
+            }
+            EventKind::Failed {
+                segment,
+                outcome,
+                reason,
+                ..
+            } => {
+                match outcome {
+                    Outcome::Unknown => {
+                        self.unknown += 1;
+                        if let Some(s) = self.segments.get_mut(*segment as usize) {
+                            s.unknown += 1;
+                        }
+                    }
+                    Outcome::NotApplied => self.errors += 1,
+                }
+                if self.failure_reasons.len() < FAILURE_REASONS_KEPT
+                    && !self.failure_reasons.iter().any(|r| **r == **reason)
+                {
+                    self.failure_reasons.push(reason.to_string());
+                }
+            }
+            EventKind::Retry { reason, .. } => {
+                self.retries += 1;
+                if *reason == RetryReason::Conflict {
+                    self.conflicts += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn latency_ms(&self, quantile: f64) -> f64 {
+        if self.latency.is_empty() {
+            0.0
+        } else {
+            self.latency.value_at_quantile(quantile) as f64 / 1000.0
+        }
+    }
+
+    pub fn max_latency_ms(&self) -> f64 {
+        self.latency.max() as f64 / 1000.0
+    }
+}
+
+fn unreachable_histogram() -> Histogram<u64> {
+    // The bounds above are valid constants; this fallback only keeps the type total.
+    Histogram::new(2).unwrap_or_else(|_| std::process::abort())
+}
+
+/// One lost update, told the way the seed's test tells it, and who erased it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LostUpdate {
+    pub segment: String,
+    /// 1-based, as shown everywhere.
+    pub updater: u32,
+    pub round: u32,
+    pub expected: String,
+    pub got: String,
+    /// When Redis acknowledged the lost write.
+    pub acknowledged_ms: f64,
+    /// The updater whose write, based on a read from before this one landed, erased it.
+    pub erased_by: Option<u32>,
+    /// When the eraser wrote.
+    pub erased_at_ms: Option<f64>,
+    /// When the eraser had read the state it wrote back.
+    pub eraser_read_ms: Option<f64>,
+}
+
+impl LostUpdate {
+    /// `Segment SEG-002: expected 'Boarding', got 'Scheduled'`, as in the seed's test.
+    pub fn seed_message(&self) -> String {
+        format!(
+            "Segment {}: expected '{}', got '{}'",
+            self.segment, self.expected, self.got
+        )
+    }
+
+    /// Who erased it, in words.
+    pub fn attribution(&self) -> String {
+        match (self.erased_by, self.erased_at_ms, self.eraser_read_ms) {
+            (Some(by), Some(at), Some(read)) => format!(
+                "#{}'s write (acknowledged at {:.1} ms) was erased by #{by}'s stale write at {at:.1} ms, based on its read at {read:.1} ms",
+                self.updater, self.acknowledged_ms
+            ),
+            _ => format!(
+                "#{}'s write (acknowledged at {:.1} ms) was overwritten; the history does not show by whom",
+                self.updater, self.acknowledged_ms
+            ),
+        }
+    }
+}
+
+/// What the final state proves.
+#[derive(Debug, Clone, Default)]
+pub struct Truth {
+    pub applied: u64,
+    pub lost: u64,
+    /// Applied counts higher than anything racelab wrote: someone else changed the journey.
+    pub foreign_writes: u64,
+    pub lost_updates: Vec<LostUpdate>,
+}
+
+/// How much eraser searching a verification may do; beyond it, losses stay unattributed.
+const ATTRIBUTION_BUDGET: usize = 20_000_000;
+
+/// Sets the tally against the final state. `lost_limit` caps how many lost updates are listed
+/// (the counts are always exact).
+pub fn verify(
+    tally: &Tally,
+    journey: &Journey,
+    states: &[SegmentState],
+    lost_limit: usize,
+) -> Truth {
+    let mut truth = Truth::default();
+    let mut lost_per_segment = vec![0u64; journey.segments.len()];
+    for (i, seg) in tally.segments.iter().enumerate() {
+        let count = states.get(i).map_or(0, |s| s.update_count);
+        let possible = seg.acknowledged + seg.unknown;
+        truth.applied += count.min(possible);
+        truth.foreign_writes += count.saturating_sub(possible);
+        // Certainly lost: even if every unknown update failed, this many acknowledged ones are
+        // missing from the segment's count.
+        lost_per_segment[i] = seg.acknowledged.saturating_sub(count);
+        truth.lost += lost_per_segment[i];
+    }
+    if truth.lost == 0 {
+        return truth;
+    }
+
+    let mut writes = tally.writes.clone();
+    writes.sort_by_key(|w| w.acked_at);
+    let mut budget = ATTRIBUTION_BUDGET;
+    let mut listed_per_segment = vec![0u64; journey.segments.len()];
+    let mut unattributed = Vec::new();
+    for (pos, write) in writes.iter().enumerate() {
+        let s = write.segment as usize;
+        if lost_per_segment.get(s).copied().unwrap_or(0) == 0 {
+            continue;
+        }
+        let eraser = find_eraser(&writes, pos, &mut budget);
+        match eraser {
+            Some(e) if listed_per_segment[s] < lost_per_segment[s] => {
+                listed_per_segment[s] += 1;
+                truth
+                    .lost_updates
+                    .push(lost_update(journey, states, write, Some(e)));
+            }
+            Some(_) => {}
+            None => unattributed.push(*write),
+        }
+    }
+    // Losses the history could not pin on a writer are still listed, without an eraser: the
+    // earliest acknowledged first, since the latest write of a segment is the likeliest survivor.
+    for write in unattributed {
+        let s = write.segment as usize;
+        if listed_per_segment[s] < lost_per_segment[s] {
+            listed_per_segment[s] += 1;
+            truth
+                .lost_updates
+                .push(lost_update(journey, states, &write, None));
+        }
+    }
+    truth.lost_updates.sort_by(|a, b| {
+        (a.segment.as_str(), a.updater, a.round).cmp(&(b.segment.as_str(), b.updater, b.round))
+    });
+    truth.lost_updates.truncate(lost_limit);
+    truth
+}
+
+/// The first write acknowledged after `writes[pos]` that covers its segment and was based on a
+/// read made before `writes[pos]` was acknowledged: it wrote back a copy without that update.
+fn find_eraser<'a>(writes: &'a [Write], pos: usize, budget: &mut usize) -> Option<&'a Write> {
+    let lost = &writes[pos];
+    for w in &writes[pos + 1..] {
+        if *budget == 0 {
+            return None;
+        }
+        *budget -= 1;
+        let covers = match w.scope {
+            WriteScope::Journey => true,
+            WriteScope::Segment => w.segment == lost.segment,
+        };
+        if covers && w.updater != lost.updater && w.read_at.is_some_and(|read| read < lost.acked_at)
+        {
+            return Some(w);
+        }
+    }
+    None
+}
+
+fn lost_update(
+    journey: &Journey,
+    states: &[SegmentState],
+    write: &Write,
+    eraser: Option<&Write>,
+) -> LostUpdate {
+    let s = write.segment as usize;
+    LostUpdate {
+        segment: journey
+            .segments
+            .get(s)
+            .map(|seg| seg.segment_id.clone())
+            .unwrap_or_default(),
+        updater: write.updater + 1,
+        round: write.round + 1,
+        expected: write.status.to_owned(),
+        got: states
+            .get(s)
+            .map(|st| st.status.clone())
+            .unwrap_or_default(),
+        acknowledged_ms: ms(write.acked_at),
+        erased_by: eraser.map(|e| e.updater + 1),
+        erased_at_ms: eraser.map(|e| ms(e.acked_at)),
+        eraser_read_ms: eraser.and_then(|e| e.read_at).map(ms),
+    }
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
