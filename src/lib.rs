@@ -19,12 +19,14 @@
 //! - [`truth`]: acknowledged, applied, lost, unknown; who erased each lost update.
 //! - [`report`]: the text and JSON report of a headless run.
 //! - [`headless`]: `racelab run`, the headless consumer of the engine.
+//! - [`history`]: `--history`, every operation as JSON lines streamed to disk.
 
 pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod event;
 pub mod headless;
+pub mod history;
 pub mod journey;
 pub mod keys;
 pub mod report;
@@ -96,6 +98,7 @@ async fn demo(options: cli::Options, cancel: &CancellationToken) -> Result<bool,
         options,
         format: Format::Text,
         output: None,
+        history: None,
         expect: Expect::Auto,
     };
     headless::run(&args, cancel).await.map(|r| r.ok)
