@@ -222,7 +222,7 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<9} {:>7} {:>7} {:>6} {:>7} {:>6} {:>7} {:>10} {:>8} {:>8}  verdict",
+            "{:<9} {:>6} {:>7} {:>5} {:>7} {:>6} {:>7} {:>7} {:>9} {:>8} {:>8}  verdict",
             "strategy",
             "acked",
             "applied",
@@ -230,6 +230,7 @@ impl Report {
             "unknown",
             "errors",
             "retries",
+            "gave up",
             "updates/s",
             "p50 ms",
             "p99 ms"
