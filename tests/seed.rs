@@ -197,6 +197,29 @@ macro_rules! hold_100_seed_runs {
     )*};
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn naive_loses_in_each_of_100_seed_runs_with_exact_counts() {
+    let redis = TestRedis::start();
+    let target = Arc::new(redis.target().await);
+    for wave in 0..10 {
+        let mut runs = tokio::task::JoinSet::new();
+        for i in 0..10 {
+            let target = target.clone();
+            let mut workload = seed_workload();
+            workload.seed = wave * 10 + i;
+            runs.spawn(async move { run(&target, Strategy::Naive, &workload).await });
+        }
+        while let Some(result) = runs.join_next().await {
+            let result = result.unwrap();
+            assert_eq!(result.tally.acknowledged, 20);
+            assert!(result.truth.lost >= 1);
+            assert_eq!(result.truth.lost + result.truth.applied, 20);
+            let counted: u64 = result.states.iter().map(|s| s.update_count).sum();
+            assert_eq!(counted, result.truth.applied);
+        }
+    }
+}
+
 hold_100_seed_runs! {
     hash_holds_100_seed_runs: Strategy::Hash,
     keys_holds_100_seed_runs: Strategy::Keys,
