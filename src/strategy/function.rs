@@ -67,7 +67,7 @@ impl Function {
         op: &Op<'_>,
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
-        tokio::time::sleep(op.think).await;
+        super::think(op.think).await;
         probe.writing().await;
         let mut reloads = 0;
         let reply = loop {

@@ -108,7 +108,7 @@ async fn read_modify_write(
         Err(missing) => return Ok(missing),
     };
     probe.read(Some(read.seen()), None).await;
-    tokio::time::sleep(op.think).await;
+    super::think(op.think).await;
     let (doc, count) = read.apply(op.status);
     probe.writing().await;
     let () = conn

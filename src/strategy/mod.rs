@@ -197,6 +197,14 @@ impl Tuning {
     }
 }
 
+/// The pause between read and write. A zero pause is no pause at all: a zero `sleep` still
+/// waits for the timer wheel's next millisecond tick.
+pub(crate) async fn think(pause: Duration) {
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
+}
+
 /// How often a script is loaded again when it keeps vanishing (SCRIPT FLUSH, a restart).
 const SCRIPT_RELOADS: u32 = 5;
 

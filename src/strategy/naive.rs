@@ -37,7 +37,7 @@ impl Naive {
             Err(missing) => return Ok(missing),
         };
         probe.read(Some(read.seen()), None).await;
-        tokio::time::sleep(op.think).await;
+        super::think(op.think).await;
         let (doc, count) = read.apply(op.status);
         probe.writing().await;
         let () = self
