@@ -68,15 +68,24 @@ pub fn main(cli: Cli) -> i32 {
 
 async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
     let result = match cli.command {
-        Some(Command::Run(args)) => headless::run(&args, cancel).await.map(|r| r.ok),
+        Some(Command::Run(args)) => headless::run(&args, cancel).await,
         Some(Command::Tui(options)) => demo(options, cancel).await,
         None => demo(cli.options, cancel).await,
     };
     let interrupted = interrupted_code(cancel);
     match result {
         Ok(_) if interrupted.is_some() => interrupted.unwrap_or(130),
-        Ok(true) => 0,
-        Ok(false) => 1,
+        Ok(report) if !report.complete => {
+            let why = report
+                .runs
+                .iter()
+                .find_map(|r| r.stopped.as_deref().map(|s| format!("{}: {s}", r.strategy)))
+                .unwrap_or_else(|| "a run stopped early".to_owned());
+            eprintln!("racelab: the run could not be completed ({why})");
+            2
+        }
+        Ok(report) if report.ok => 0,
+        Ok(_) => 1,
         Err(e) => {
             eprintln!("racelab: {e}");
             interrupted.unwrap_or(e.exit_code())
@@ -85,7 +94,10 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
 }
 
 /// Until the TUI lands, plain `racelab` plays the seed scenario headless: naive, then hash.
-async fn demo(options: cli::Options, cancel: &CancellationToken) -> Result<bool, Error> {
+async fn demo(
+    options: cli::Options,
+    cancel: &CancellationToken,
+) -> Result<report::Report, Error> {
     eprintln!(
         "racelab: the interactive TUI is coming; meanwhile, the seed scenario headless (naive, then hash):\n"
     );
@@ -101,7 +113,7 @@ async fn demo(options: cli::Options, cancel: &CancellationToken) -> Result<bool,
         history: None,
         expect: Expect::Auto,
     };
-    headless::run(&args, cancel).await.map(|r| r.ok)
+    headless::run(&args, cancel).await
 }
 
 /// Which signal interrupted us, as a shell reports it: 130 for SIGINT, 143 for SIGTERM.

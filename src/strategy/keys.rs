@@ -3,7 +3,7 @@
 //! segment still can, exactly like the seed's bug on a smaller scale.
 
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
+use crate::target::Conn;
 
 use super::storage::segment_json;
 use super::{Op, UpdateError, UpdateStatus};
@@ -11,11 +11,11 @@ use crate::event::{Probe, Seen};
 use crate::journey::{Segment, intern_status};
 
 pub struct Keys {
-    conn: MultiplexedConnection,
+    conn: Conn,
 }
 
 impl Keys {
-    pub fn new(conn: MultiplexedConnection) -> Keys {
+    pub fn new(conn: Conn) -> Keys {
         Keys { conn }
     }
 

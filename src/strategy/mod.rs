@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use rand::Rng;
-use redis::aio::MultiplexedConnection;
+use crate::target::Conn;
 use serde::Serialize;
 
 pub use storage::Storage;
@@ -166,7 +166,7 @@ impl Strategy {
     pub async fn prepare(
         self,
         target: &Target,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
     ) -> Result<(), Error> {
         match self {
             Strategy::Function => function::load(target, conn).await,
@@ -213,7 +213,7 @@ const SCRIPT_RELOADS: u32 = 5;
 /// means the script did not run, so calling again is safe.
 pub(crate) async fn invoke<T: redis::FromRedisValue>(
     invocation: &redis::ScriptInvocation<'_>,
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
 ) -> redis::RedisResult<T> {
     let mut reloads = 0;
     loop {
@@ -351,7 +351,7 @@ impl Updater {
     /// sent as one pipeline and scripts, which carry no state between commands.
     pub async fn new(
         strategy: Strategy,
-        shared: &MultiplexedConnection,
+        shared: &Conn,
         target: &Target,
         tuning: Tuning,
     ) -> Result<Updater, Error> {

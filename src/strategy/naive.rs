@@ -3,17 +3,17 @@
 //! other segment back the way it was when that read happened: the lost update.
 
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
+use crate::target::Conn;
 
 use super::{Op, ReadJourney, UpdateError, UpdateStatus};
 use crate::event::Probe;
 
 pub struct Naive {
-    conn: MultiplexedConnection,
+    conn: Conn,
 }
 
 impl Naive {
-    pub fn new(conn: MultiplexedConnection) -> Naive {
+    pub fn new(conn: Conn) -> Naive {
         Naive { conn }
     }
 
