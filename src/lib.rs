@@ -94,10 +94,7 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
 }
 
 /// Until the TUI lands, plain `racelab` plays the seed scenario headless: naive, then hash.
-async fn demo(
-    options: cli::Options,
-    cancel: &CancellationToken,
-) -> Result<report::Report, Error> {
+async fn demo(options: cli::Options, cancel: &CancellationToken) -> Result<report::Report, Error> {
     eprintln!(
         "racelab: the interactive TUI is coming; meanwhile, the seed scenario headless (naive, then hash):\n"
     );

@@ -6,8 +6,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::Script;
 use crate::target::Conn;
+use redis::Script;
 
 use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff, invoke};
 use crate::event::{Probe, RetryReason};

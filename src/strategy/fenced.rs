@@ -6,9 +6,9 @@
 
 use std::sync::LazyLock;
 
+use crate::target::Conn;
 use redis::AsyncCommands;
 use redis::Script;
-use crate::target::Conn;
 
 use super::lock::{acquire, release};
 use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff, invoke};

@@ -2,8 +2,8 @@
 //! so updaters of different segments can no longer erase each other; updaters that share a
 //! segment still can, exactly like the seed's bug on a smaller scale.
 
-use redis::AsyncCommands;
 use crate::target::Conn;
+use redis::AsyncCommands;
 
 use super::storage::segment_json;
 use super::{Op, UpdateError, UpdateStatus};

@@ -8,10 +8,10 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::target::Conn;
 use rand::Rng;
 use redis::AsyncCommands;
 use redis::Script;
-use crate::target::Conn;
 
 use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff, invoke};
 use crate::event::{Probe, RetryReason};

@@ -5,8 +5,8 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
 use crate::target::Conn;
+use redis::Script;
 
 use super::{Op, UpdateError, UpdateStatus, invoke};
 use crate::event::Probe;

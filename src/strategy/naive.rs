@@ -2,8 +2,8 @@
 //! segment, thinks, and writes the whole journey back, so a write based on an old read puts every
 //! other segment back the way it was when that read happened: the lost update.
 
-use redis::AsyncCommands;
 use crate::target::Conn;
+use redis::AsyncCommands;
 
 use super::{Op, ReadJourney, UpdateError, UpdateStatus};
 use crate::event::Probe;
