@@ -586,3 +586,123 @@ async fn soak_random_workloads_never_lose_with_safe_strategies() {
         assert_eq!(result.truth.applied, total, "{replay}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journey_key_replaced_by_someone_else_stops_the_run_with_a_clear_reason() {
+    let redis = TestRedis::start();
+    let target = Arc::new(redis.target().await);
+    let workload = workload(20, 20, 20, Duration::from_millis(5));
+    let run = {
+        let (target, workload) = (target.clone(), workload.clone());
+        tokio::spawn(async move {
+            // lua reads inside its script, so the first update after the swap meets the hash
+            // (naive's blind SET could simply overwrite it).
+            racelab::engine::run(
+                &target,
+                Strategy::Lua,
+                &workload,
+                &common::settings(),
+                None,
+                &tokio_util::sync::CancellationToken::new(),
+            )
+            .await
+        })
+    };
+    // Find the run's journey key (tests may list keys; racelab never does) and put a hash there.
+    let mut conn = redis.conn().await;
+    let key = loop {
+        if let Some(key) = redis
+            .all_keys()
+            .await
+            .into_iter()
+            .find(|k| k.ends_with(":journey"))
+        {
+            break key;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let _: () = redis::pipe()
+        .del(&key)
+        .hset(&key, "not", "a journey")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let result = run.await.unwrap().unwrap();
+    assert!(!result.is_complete());
+    let stopped = result.stopped.expect("the run stops");
+    assert!(stopped.contains("WRONGTYPE"), "{stopped}");
+}
+
+/// A server that says it is Redis 6.2: enough RESP to connect and answer INFO.
+fn fake_redis_6() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve_fake(stream));
+        }
+    });
+    port
+}
+
+fn serve_fake(mut stream: std::net::TcpStream) {
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let Ok(n) = stream.read(&mut buf) else { return };
+        if n == 0 {
+            return;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        // Each complete command is `*N\r\n` then N bulk strings; answer INFO, OK the rest.
+        while let Some((name, used)) = parse_command(&pending) {
+            pending.drain(..used);
+            let reply = if name.eq_ignore_ascii_case("INFO") {
+                let body = "# Server\r\nredis_version:6.2.14\r\n";
+                format!("${}\r\n{body}\r\n", body.len())
+            } else {
+                "+OK\r\n".to_owned()
+            };
+            if stream.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn parse_command(data: &[u8]) -> Option<(String, usize)> {
+    let text = std::str::from_utf8(data).ok()?;
+    let mut lines = text.split("\r\n");
+    let count: usize = lines.next()?.strip_prefix('*')?.parse().ok()?;
+    let mut used = text.find("\r\n")? + 2;
+    let mut name = None;
+    for _ in 0..count {
+        let len: usize = lines.next()?.strip_prefix('$')?.parse().ok()?;
+        let arg = lines.next()?;
+        if arg.len() != len {
+            return None;
+        }
+        used += format!("${len}\r\n").len() + len + 2;
+        name.get_or_insert_with(|| arg.to_owned());
+    }
+    (used <= data.len()).then(|| (name.unwrap_or_default(), used))
+}
+
+#[test]
+fn function_on_a_redis_older_than_7_is_refused_with_exit_2() {
+    let port = fake_redis_6();
+    let output = racelab()
+        .args([
+            "run",
+            "-s",
+            "function",
+            "--redis-url",
+            &format!("redis://127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    assert_refused(
+        &output,
+        "Redis Functions need Redis 7 or newer and this server is 6.2.14",
+    );
+}

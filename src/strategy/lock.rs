@@ -56,17 +56,29 @@ pub(super) async fn acquire(
     let ttl_ms = tuning.lock_ttl.as_millis().max(1) as u64;
     let mut retries = 0;
     loop {
-        let taken: Option<String> = redis::cmd("SET")
+        let taken: redis::RedisResult<Option<String>> = redis::cmd("SET")
             .arg(op.keys.lock())
             .arg(&token)
             .arg("NX")
             .arg("PX")
             .arg(ttl_ms)
             .query_async(conn)
-            .await
-            .map_err(UpdateError::before_write)?;
-        if taken.is_some() {
-            return Ok(token);
+            .await;
+        match taken {
+            Ok(Some(_)) => return Ok(token),
+            Ok(None) => {}
+            // No answer: the SET may have taken the lock all the same. The token says: if the
+            // lock holds ours, it is ours; if not, nothing of ours is left behind.
+            Err(e) if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() => {
+                let holder: Option<String> = conn
+                    .get(op.keys.lock())
+                    .await
+                    .map_err(UpdateError::before_write)?;
+                if holder.as_deref() == Some(token.as_str()) {
+                    return Ok(token);
+                }
+            }
+            Err(e) => return Err(UpdateError::before_write(e)),
         }
         if retries == 0 {
             probe.waiting_for_lock().await;
