@@ -19,6 +19,7 @@
 //! - [`truth`]: acknowledged, applied, lost, unknown; who erased each lost update.
 //! - [`report`]: the text and JSON report of a headless run.
 //! - [`headless`]: `racelab run`, the headless consumer of the engine.
+//! - [`tui`]: `racelab` and `racelab tui`, the interactive consumer: live grid, lanes, story.
 
 pub mod cli;
 pub mod engine;
@@ -33,12 +34,11 @@ pub mod service;
 pub mod strategy;
 pub mod target;
 pub mod truth;
+pub mod tui;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, RunArgs};
-use crate::error::Error;
-use crate::report::{Expect, Format};
+use crate::cli::{Cli, Command};
 
 /// Runs the command `cli` names and returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
@@ -67,8 +67,8 @@ pub fn main(cli: Cli) -> i32 {
 async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
     let result = match cli.command {
         Some(Command::Run(args)) => headless::run(&args, cancel).await.map(|r| r.ok),
-        Some(Command::Tui(options)) => demo(options, cancel).await,
-        None => demo(cli.options, cancel).await,
+        Some(Command::Tui(options)) => tui::run(options, cancel).await,
+        None => tui::run(cli.options, cancel).await,
     };
     let interrupted = interrupted_code(cancel);
     match result {
@@ -80,25 +80,6 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
             interrupted.unwrap_or(e.exit_code())
         }
     }
-}
-
-/// Until the TUI lands, plain `racelab` plays the seed scenario headless: naive, then hash.
-async fn demo(options: cli::Options, cancel: &CancellationToken) -> Result<bool, Error> {
-    eprintln!(
-        "racelab: the interactive TUI is coming; meanwhile, the seed scenario headless (naive, then hash):\n"
-    );
-    let mut options = options;
-    if options.strategy.0 == [strategy::Strategy::Naive] {
-        options.strategy =
-            cli::StrategyList(vec![strategy::Strategy::Naive, strategy::Strategy::Hash]);
-    }
-    let args = RunArgs {
-        options,
-        format: Format::Text,
-        output: None,
-        expect: Expect::Auto,
-    };
-    headless::run(&args, cancel).await.map(|r| r.ok)
 }
 
 /// Which signal interrupted us, as a shell reports it: 130 for SIGINT, 143 for SIGTERM.
