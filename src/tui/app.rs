@@ -399,9 +399,10 @@ impl RunView {
         };
         if s.lost > 0 {
             Look::Lost
-        } else if updating.get(segment).copied().unwrap_or(false) {
+        } else if updating.get(segment).copied().unwrap_or(false) || s.acked > s.count {
+            // Acknowledged but not yet seen in Redis by the observer: still on its way.
             Look::Updating
-        } else if s.count > 0 || s.acked > 0 {
+        } else if s.count > 0 {
             Look::Applied
         } else {
             Look::Untouched
@@ -947,7 +948,10 @@ impl App {
 
     pub fn update(&mut self, msg: Msg, now: Instant) -> Vec<Command> {
         self.now = self.now.max(now);
-        self.dirty = true;
+        // The clock alone changes nothing on an idle screen; the runtime redraws busy ones.
+        if !matches!(msg, Msg::Tick) {
+            self.dirty = true;
+        }
         match msg {
             Msg::Key(key) => return self.on_key(key),
             Msg::Resize | Msg::Tick => {}

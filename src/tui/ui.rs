@@ -208,13 +208,13 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
     };
     let title = match run {
         Some(run) if run.running() && !run.observed => {
-            format!(" Journey {journey} · {} · seeding ", run.strategy)
+            format!(" {journey} · {} · seeding ", run.strategy)
         }
         Some(run) if run.running() => {
-            format!(" Journey {journey} in Redis now · {} ", run.strategy)
+            format!(" {journey} in Redis now · {} ", run.strategy)
         }
-        Some(run) => format!(" Journey {journey} in Redis after {} ", run.strategy),
-        None => format!(" Journey {journey} "),
+        Some(run) => format!(" {journey} in Redis after {} ", run.strategy),
+        None => format!(" {journey} "),
     };
     widgets::grid(
         grid_area,

@@ -112,6 +112,15 @@ impl GridLayout {
     pub fn capacity(&self) -> usize {
         self.columns * self.rows
     }
+
+    /// Column and row of cell `i`. Full cells read down, then across, like a departures board;
+    /// short and tiny ones read across like text, so an overflow marker ends the last row.
+    pub fn place(&self, i: usize) -> (usize, usize) {
+        match self.mode {
+            GridMode::Full => (i / self.rows, i % self.rows),
+            GridMode::Short | GridMode::Tiny => (i % self.columns, i / self.columns),
+        }
+    }
 }
 
 /// Characters every id starts with, when that leaves something of each (`SEG-`).
@@ -196,16 +205,18 @@ pub fn grid(area: Rect, buf: &mut Buffer, cells: &[Cell], title: Line, theme: Th
         return;
     }
     let layout = GridLayout::fit(cells, inner.width, inner.height);
-    let shown = if cells.len() > layout.capacity() {
-        // The last cell says how many do not fit.
-        layout.capacity().saturating_sub(1)
+    let overflow = cells.len() > layout.capacity();
+    let marker = if overflow {
+        // The end of the last row says how many segments do not fit.
+        let cells_under = 6usize.div_ceil(layout.cell_width);
+        let shown = layout.capacity().saturating_sub(cells_under);
+        Some((shown, format!("…+{}", cells.len() - shown)))
     } else {
-        cells.len()
+        None
     };
+    let shown = marker.as_ref().map_or(cells.len(), |(shown, _)| *shown);
     for (i, cell) in cells.iter().take(shown).enumerate() {
-        // Column-major: segments read down, then across, like a departures board.
-        let col = i / layout.rows;
-        let row = i % layout.rows;
+        let (col, row) = layout.place(i);
         let x = inner.x + (col * layout.cell_width) as u16;
         let y = inner.y + row as u16;
         if x >= inner.right() || y >= inner.bottom() {
@@ -237,15 +248,12 @@ pub fn grid(area: Rect, buf: &mut Buffer, cells: &[Cell], title: Line, theme: Th
         };
         buf.set_stringn(x, y, text, usize::from(room), style);
     }
-    if shown < cells.len() {
-        let i = shown;
-        let col = i / layout.rows;
-        let row = i % layout.rows;
+    if let Some((shown, text)) = marker {
+        let (col, row) = layout.place(shown);
         let x = inner.x + (col * layout.cell_width) as u16;
         let y = inner.y + row as u16;
         if x < inner.right() && y < inner.bottom() {
-            let rest = format!("…+{}", cells.len() - shown);
-            buf.set_stringn(x, y, rest, usize::from(inner.right() - x), theme.dim());
+            buf.set_stringn(x, y, text, usize::from(inner.right() - x), theme.dim());
         }
     }
 }
