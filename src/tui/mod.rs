@@ -219,8 +219,10 @@ impl Session {
     }
 }
 
-/// One run of one strategy, with the observer watching Redis while it goes.
-async fn run_one(
+/// One run of one strategy, with the observer watching Redis while it goes: its events, the
+/// observer's reads and finally [`Msg::RunFinished`] go to `tx`. Cancelling `stop` ends the run
+/// early; the engine still deletes the run's keys before this returns.
+pub async fn run_one(
     target: Arc<Target>,
     settings: Settings,
     strategy: Strategy,
@@ -265,8 +267,9 @@ async fn run_one(
         .await;
 }
 
-/// Every strategy on the same workload, one after another.
-async fn compare(
+/// Every strategy on the same workload, one after another, as [`Msg::CompareStarted`],
+/// events, [`Msg::CompareFinished`] and finally [`Msg::CompareDone`].
+pub async fn compare(
     target: Arc<Target>,
     settings: Settings,
     strategies: Vec<Strategy>,
