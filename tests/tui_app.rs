@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use racelab::event::{Event, EventKind, WriteScope};
+use racelab::event::Event;
 use racelab::journey::Journey;
 use racelab::strategy::Strategy;
 use racelab::tui::app::{Command, Look, Msg, Phase, RowState, RunState, Screen, Story};
@@ -174,14 +174,7 @@ fn an_acknowledgement_newer_than_the_observers_read_is_not_a_loss() {
     let ack = Event {
         at: Duration::from_millis(600),
         updater: 1,
-        kind: EventKind::Acknowledged {
-            round: 0,
-            segment: 1,
-            status: "Boarding",
-            read_at: Some(Duration::from_millis(1)),
-            latency: Duration::from_millis(599),
-            scope: WriteScope::Journey,
-        },
+        kind: ack_kind(1, Duration::from_millis(1), Duration::from_millis(599)),
     };
     let received = base + Duration::from_millis(600);
     app.update(
@@ -322,4 +315,46 @@ fn compare_runs_every_strategy_and_fills_row_by_row() {
     assert!(!app.busy());
     app.update(ch('c'), base);
     assert_eq!(app.screen, Screen::Main);
+}
+
+#[test]
+fn a_busy_lock_is_told_in_a_few_lines_not_hundreds() {
+    let base = Instant::now();
+    let mut app = app(base);
+    let commands = app.update(key(KeyCode::Enter), base);
+    let [Command::Run { generation, .. }] = commands.as_slice() else {
+        panic!("no run")
+    };
+    let generation = *generation;
+    let mut send = |updater: u32, ms: u64, kind| {
+        let at = Duration::from_millis(ms);
+        app.update(
+            Msg::Event {
+                generation,
+                received: base + at,
+                event: Event { at, updater, kind },
+            },
+            base + at,
+        )
+    };
+    for u in 0..5 {
+        send(u, 1, lock_wait_kind());
+    }
+    for attempt in 1..=50 {
+        for u in 1..5 {
+            send(u, 10 * u64::from(attempt), retry_kind(attempt));
+            send(u, 10 * u64::from(attempt) + 1, lock_wait_kind());
+        }
+    }
+    let run = app.run.as_ref().unwrap();
+    assert_eq!(run.updaters[3].phase, Phase::WaitingForLock);
+    let story: Vec<String> = run.story.iter().map(Story::text).collect();
+    assert_eq!(
+        story,
+        vec![
+            "#1 and 4 more wait for the lock at 1.0 ms".to_owned(),
+            "200 retries up to 500 ms: the lock was busy (latest #5, attempt 50)".to_owned(),
+        ]
+    );
+    assert_eq!(run.tally.retries, 200);
 }

@@ -13,7 +13,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crate::engine::{RunResult, Workload};
 use crate::event::{Event, EventKind, Outcome, RetryReason, WriteScope};
 use crate::journey::SegmentState;
-use crate::strategy::{RaceShape, Strategy};
+use crate::strategy::Strategy;
 use crate::truth::{Tally, ms};
 
 /// How much longer than `think` an updater may pause, at random: enough spread that the writes of
@@ -171,6 +171,8 @@ pub struct UpdaterView {
     /// Oldest first; the last one may be in progress.
     pub marks: VecDeque<Mark>,
     reading_since: Option<Duration>,
+    /// This update's wait for the lock is already in the story.
+    told_lock_wait: bool,
 }
 
 impl UpdaterView {
@@ -179,6 +181,7 @@ impl UpdaterView {
             phase: Phase::Waiting,
             marks: VecDeque::new(),
             reading_since: None,
+            told_lock_wait: false,
         }
     }
 
@@ -271,15 +274,19 @@ pub enum Story {
         status: &'static str,
         at: Duration,
     },
+    /// `first` and `count - 1` others start waiting for the lock.
     WaitsForLock {
-        updater: u32,
+        first: u32,
+        count: u32,
         at: Duration,
     },
+    /// `times` retries for `reason` in a row, the latest by `updater` at `at`.
     Retries {
         updater: u32,
         attempt: u32,
         reason: RetryReason,
         at: Duration,
+        times: u32,
     },
     Failed {
         updater: u32,
@@ -296,14 +303,9 @@ pub enum Story {
         segments: Vec<LostSegment>,
     },
     /// The run's verdict, in one sentence.
-    Verdict {
-        text: String,
-        lost: bool,
-    },
+    Verdict { text: String, lost: bool },
     /// The seed test's message for one lost update, with who erased it.
-    SeedMessage {
-        text: String,
-    },
+    SeedMessage { text: String },
 }
 
 /// A run the main screen follows: the current one, or the last one.
@@ -489,10 +491,10 @@ impl RunView {
             }
             EventKind::WaitingForLock { .. } => {
                 let u = &mut self.updaters[index];
-                let first = u.phase != Phase::WaitingForLock;
                 u.phase = Phase::WaitingForLock;
-                if first {
-                    self.tell(Story::WaitsForLock { updater: who, at });
+                // Once per update: a busy lock is polled again and again.
+                if !std::mem::replace(&mut u.told_lock_wait, true) {
+                    self.tell_lock_wait(who, at);
                 }
             }
             EventKind::Writing { .. } => self.updaters[index].phase = Phase::Writing,
@@ -507,12 +509,7 @@ impl RunView {
                 {
                     m.read = None;
                 }
-                self.tell(Story::Retries {
-                    updater: who,
-                    attempt,
-                    reason,
-                    at,
-                });
+                self.tell_retry(who, attempt, reason, at);
             }
             EventKind::Acknowledged {
                 segment,
@@ -523,6 +520,7 @@ impl RunView {
             } => {
                 let u = &mut self.updaters[index];
                 u.phase = Phase::Waiting;
+                u.told_lock_wait = false;
                 let mark = u.current();
                 mark.write = Some(at);
                 if mark.read.is_none() {
@@ -559,6 +557,7 @@ impl RunView {
             } => {
                 let u = &mut self.updaters[index];
                 u.phase = Phase::Failed;
+                u.told_lock_wait = false;
                 if let Some(m) = u.marks.back_mut()
                     && m.write.is_none()
                 {
@@ -580,6 +579,48 @@ impl RunView {
                 }
             }
         }
+    }
+
+    /// Retries in a row are one line: a contended lock or journey makes hundreds.
+    fn tell_retry(&mut self, who: u32, attempt: u32, reason: RetryReason, at: Duration) {
+        if let Some(Story::Retries {
+            updater,
+            attempt: last_attempt,
+            reason: last_reason,
+            at: last_at,
+            times,
+        }) = self.story.back_mut()
+            && *last_reason == reason
+        {
+            *updater = who;
+            *last_attempt = attempt;
+            *last_at = at;
+            *times += 1;
+            return;
+        }
+        self.tell(Story::Retries {
+            updater: who,
+            attempt,
+            reason,
+            at,
+            times: 1,
+        });
+    }
+
+    fn tell_lock_wait(&mut self, who: u32, at: Duration) {
+        if let Some(Story::WaitsForLock {
+            count, at: from, ..
+        }) = self.story.back_mut()
+            && at.saturating_sub(*from) <= READ_GROUP_WINDOW
+        {
+            *count += 1;
+            return;
+        }
+        self.tell(Story::WaitsForLock {
+            first: who,
+            count: 1,
+            at,
+        });
     }
 
     fn tell_read(&mut self, who: u32, at: Duration, what: String) {
@@ -822,18 +863,6 @@ impl CompareRow {
             0.0
         }
     }
-
-    /// Whether this row behaved as its strategy promises on the workload.
-    pub fn as_expected(&self, shape: &RaceShape) -> Option<bool> {
-        if self.state != RowState::Done {
-            return None;
-        }
-        match self.strategy.loses_updates(shape) {
-            Some(true) => Some(self.lost > 0),
-            Some(false) => Some(self.lost == 0),
-            None => Some(true),
-        }
-    }
 }
 
 pub struct CompareView {
@@ -846,14 +875,6 @@ pub struct CompareView {
 }
 
 impl CompareView {
-    pub fn shape(&self) -> RaceShape {
-        RaceShape {
-            updaters: self.workload.updaters,
-            segments: self.workload.segments(),
-            think: self.workload.think,
-        }
-    }
-
     fn row(&mut self, strategy: Strategy) -> Option<&mut CompareRow> {
         self.rows.iter_mut().find(|r| r.strategy == strategy)
     }
@@ -1246,23 +1267,38 @@ impl Story {
                 status,
                 at,
             } => format!("#{updater} wrote {segment} {status} at {}", fmt_ms(*at)),
-            Story::WaitsForLock { updater, at } => {
-                format!("#{updater} waits for the lock at {}", fmt_ms(*at))
-            }
+            Story::WaitsForLock {
+                first,
+                count: 1,
+                at,
+            } => format!("#{first} waits for the lock at {}", fmt_ms(*at)),
+            Story::WaitsForLock { first, count, at } => format!(
+                "#{first} and {} more wait for the lock at {}",
+                count - 1,
+                fmt_ms(*at)
+            ),
             Story::Retries {
                 updater,
                 attempt,
                 reason,
                 at,
+                times,
             } => {
                 let why = match reason {
                     RetryReason::Conflict => "the journey changed since its read",
                     RetryReason::LockBusy => "the lock was busy",
                 };
-                format!(
-                    "#{updater} retries (attempt {attempt}) at {}: {why}",
-                    fmt_ms(*at)
-                )
+                if *times == 1 {
+                    format!(
+                        "#{updater} retries (attempt {attempt}) at {}: {why}",
+                        fmt_ms(*at)
+                    )
+                } else {
+                    format!(
+                        "{times} retries up to {}: {why} (latest #{updater}, attempt {attempt})",
+                        fmt_ms(*at)
+                    )
+                }
             }
             Story::Failed {
                 updater,

@@ -575,21 +575,20 @@ pub fn compare(
         .map(|r| r.updates_per_s(now))
         .fold(0.0f64, f64::max)
         .max(1.0);
-    let shape = view.shape();
     for (k, row) in view.rows.iter().enumerate() {
         let y = inner.y + 1 + k as u16;
         if y >= inner.bottom() {
             break;
         }
-        let (result, result_style) = match (&row.state, row.as_expected(&shape)) {
-            (RowState::Waiting, _) => ("waiting".to_owned(), theme.dim()),
-            (RowState::Running, _) => ("running".to_owned(), theme.busy()),
-            (RowState::Done, _) if row.lost > 0 => ("✗ lost".to_owned(), theme.bad()),
-            (RowState::Done, Some(false)) => ("✓ intact?".to_owned(), theme.busy()),
-            (RowState::Done, _) => ("✓ intact".to_owned(), theme.good()),
-            (RowState::Stopped(_), _) => ("stopped".to_owned(), theme.busy()),
-            (RowState::Failed(_), _) => ("error".to_owned(), theme.bad()),
+        let (result, result_style) = match &row.state {
+            RowState::Waiting => ("waiting", theme.dim()),
+            RowState::Running => ("running", theme.busy()),
+            RowState::Done if row.lost > 0 => ("✗ lost", theme.bad()),
+            RowState::Done => ("✓ intact", theme.good()),
+            RowState::Stopped(_) => ("stopped", theme.busy()),
+            RowState::Failed(_) => ("error", theme.bad()),
         };
+        let result = result.to_owned();
         let finished = matches!(row.state, RowState::Done | RowState::Stopped(_));
         let num = |v: u64, shown: bool| {
             if shown {

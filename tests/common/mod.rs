@@ -2,7 +2,6 @@
 //! a seed run, with exact times, so screens and state can be checked without Redis or a terminal.
 #![allow(dead_code)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use racelab::engine::{RunResult, Workload};
@@ -14,14 +13,29 @@ use racelab::tui::app::{App, Command, Msg, TargetInfo};
 
 pub const UPDATERS: u32 = 20;
 
+/// The TUI's default workload, built the way `racelab` builds it from its options.
 pub fn workload() -> Workload {
-    Workload {
-        journey: Arc::new(Journey::seed_fixture().unwrap()),
-        updaters: UPDATERS,
-        rounds: 1,
-        think: Duration::from_millis(600),
-        jitter: 2.0,
-        seed: 42,
+    use clap::Parser;
+    let cli = racelab::cli::Cli::parse_from(["racelab", "--seed", "42"]);
+    cli.options
+        .workload(racelab::cli::TUI_THINK, racelab::tui::TUI_JITTER)
+        .unwrap()
+}
+
+// Events are built here only, so a change to their shape is mended in one place.
+
+pub fn read_kind() -> EventKind {
+    EventKind::Read { round: 0 }
+}
+
+pub fn ack_kind(segment: u32, read_at: Duration, latency: Duration) -> EventKind {
+    EventKind::Acknowledged {
+        round: 0,
+        segment,
+        status: update_status(segment as usize, 0),
+        read_at: Some(read_at),
+        latency,
+        scope: WriteScope::Journey,
     }
 }
 
@@ -114,13 +128,7 @@ pub fn play_naive(app: &mut App, base: Instant, writes: usize) -> (Tally, Instan
             u,
             EventKind::Reading { round: 0 },
         );
-        send(
-            app,
-            &mut tally,
-            1.5 + f64::from(u) * 0.2,
-            u,
-            EventKind::Read { round: 0 },
-        );
+        send(app, &mut tally, 1.5 + f64::from(u) * 0.2, u, read_kind());
     }
     let mut now = base + Duration::from_millis(10);
     for (updater, at) in write_order().into_iter().take(writes) {
@@ -136,16 +144,11 @@ pub fn play_naive(app: &mut App, base: Instant, writes: usize) -> (Tally, Instan
             &mut tally,
             at as f64,
             updater,
-            EventKind::Acknowledged {
-                round: 0,
-                segment: updater,
-                status: update_status(updater as usize, 0),
-                read_at: Some(Duration::from_secs_f64(
-                    (1.5 + f64::from(updater) * 0.2) / 1000.0,
-                )),
-                latency: Duration::from_millis(at - 1),
-                scope: WriteScope::Journey,
-            },
+            ack_kind(
+                updater,
+                Duration::from_secs_f64((1.5 + f64::from(updater) * 0.2) / 1000.0),
+                Duration::from_millis(at - 1),
+            ),
         );
         send(app, &mut tally, at as f64 + 0.1, updater, EventKind::Done);
         now = base + Duration::from_millis(at + 10);
@@ -197,14 +200,11 @@ pub fn intact_result(strategy: Strategy, updates: u32, lost: u32) -> RunResult {
         let event = Event {
             at: Duration::from_millis(600 + u64::from(u) * 40),
             updater: u,
-            kind: EventKind::Acknowledged {
-                round: 0,
-                segment: u,
-                status: update_status(u as usize, 0),
-                read_at: Some(Duration::from_millis(2)),
-                latency: Duration::from_millis(600 + u64::from(u) * 40),
-                scope: WriteScope::Journey,
-            },
+            kind: ack_kind(
+                u,
+                Duration::from_millis(2),
+                Duration::from_millis(600 + u64::from(u) * 40),
+            ),
         };
         tally.record(&event);
         if u >= lost {
@@ -238,4 +238,16 @@ pub fn screen_text(buffer: &ratatui::buffer::Buffer) -> String {
         out.push('\n');
     }
     out
+}
+
+pub fn retry_kind(attempt: u32) -> EventKind {
+    EventKind::Retry {
+        round: 0,
+        attempt,
+        reason: racelab::event::RetryReason::LockBusy,
+    }
+}
+
+pub fn lock_wait_kind() -> EventKind {
+    EventKind::WaitingForLock { round: 0 }
 }
