@@ -1,6 +1,6 @@
 //! The TUI's state and update, without a terminal: keys, runs, live losses, the comparison.
 
-mod common;
+mod tui_support;
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use racelab::journey::Journey;
 use racelab::strategy::Strategy;
 use racelab::tui::app::{Command, Look, Msg, Phase, RowState, RunState, Screen, Story};
 
-use common::*;
+use tui_support::*;
 
 #[test]
 fn enter_runs_the_selected_strategy_on_the_selected_workload() {

@@ -1,7 +1,7 @@
 //! The TUI's runtime against a real redis-server, without a terminal: a naive run seen live by
 //! the observer, a quit in the middle of a run, and a comparison.
 
-mod common;
+mod tui_support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use racelab::tui::app::{App, Command, Msg, RowState, RunState, Story};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use common::*;
+use tui_support::*;
 
 const PREFIX: &str = "racelab-tui-test";
 

@@ -1,6 +1,6 @@
 //! The screen's parts drawn into a `Buffer`: the grid, the lanes, the story, bars.
 
-mod common;
+mod tui_support;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::Line;
 
-use common::screen_text;
+use tui_support::screen_text;
 
 const PLAIN: Theme = Theme { color: false };
 
@@ -94,8 +94,8 @@ fn lanes_mark_reads_writes_and_losses_on_one_axis() {
     .into();
     let run = {
         let base = std::time::Instant::now();
-        let mut app = common::app(base);
-        common::play_naive(&mut app, base, 2);
+        let mut app = tui_support::app(base);
+        tui_support::play_naive(&mut app, base, 2);
         app.run.unwrap()
     };
     let mut updater = run.updaters[0].clone();
@@ -124,8 +124,8 @@ fn lanes_mark_reads_writes_and_losses_on_one_axis() {
 #[test]
 fn the_lanes_widget_scrolls_and_labels_phases() {
     let base = std::time::Instant::now();
-    let mut app = common::app(base);
-    common::play_naive(&mut app, base, 2);
+    let mut app = tui_support::app(base);
+    tui_support::play_naive(&mut app, base, 2);
     let run = app.run.unwrap();
     let area = Rect::new(0, 0, 60, 6);
     let mut buf = Buffer::empty(area);
