@@ -155,8 +155,15 @@ fn ping(addr: SocketAddr) -> bool {
     if stream.write_all(b"PING\r\n").is_err() {
         return false;
     }
-    let mut reply = [0u8; 7];
-    matches!(stream.read_exact(&mut reply), Ok(()) if &reply == b"+PONG\r\n")
+    // Any answer but LOADING means the server serves: a password-protected one answers NOAUTH.
+    let mut reply = [0u8; 8];
+    match stream.read(&mut reply) {
+        Ok(n) if n > 0 => {
+            let reply = &reply[..n];
+            reply.starts_with(b"+PONG") || (reply[0] == b'-' && !reply.starts_with(b"-LOADING"))
+        }
+        _ => false,
+    }
 }
 
 /// Asks Linux to kill the child when racelab dies, even by SIGKILL, so the private server can't

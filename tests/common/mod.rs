@@ -1,0 +1,154 @@
+//! The test harness: a real redis-server per test (free loopback port, no persistence, killed on
+//! drop, its log printed when the test fails), and short ways to run the engine in-process.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use racelab::engine::{self, RunResult, Settings, Workload};
+use racelab::journey::Journey;
+use racelab::server::RedisServer;
+use racelab::strategy::Strategy;
+use racelab::target::Target;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestRedis {
+    pub server: RedisServer,
+}
+
+impl TestRedis {
+    pub fn start() -> TestRedis {
+        TestRedis {
+            server: RedisServer::start().expect("redis-server must be installed for the tests"),
+        }
+    }
+
+    pub fn start_with(args: &[&str]) -> TestRedis {
+        TestRedis {
+            server: RedisServer::start_with_args(args).expect("redis-server must start"),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub async fn target(&self) -> Target {
+        Target::open(Some(&self.url()), Duration::from_secs(5))
+            .await
+            .expect("connect to the test redis-server")
+    }
+
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// Every key in the server, by SCAN (tests only: racelab itself never lists keys it does
+    /// not own).
+    pub async fn all_keys(&self) -> Vec<String> {
+        let mut conn = self.conn().await;
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- redis-server log ({}) ---\n{}",
+                self.server.log_path().display(),
+                self.server.log()
+            );
+        }
+    }
+}
+
+/// The seed fixture with `segments` segments and the given load.
+pub fn workload(updaters: u32, segments: usize, rounds: u32, think: Duration) -> Workload {
+    Workload {
+        journey: Arc::new(Journey::seed_fixture().unwrap().with_segments(segments)),
+        updaters,
+        rounds,
+        think,
+        jitter: 0.1,
+        seed: 42,
+    }
+}
+
+/// The seed's scenario: 20 updaters, 20 segments, one round, 10 ms think.
+pub fn seed_workload() -> Workload {
+    workload(20, 20, 1, Duration::from_millis(10))
+}
+
+pub fn settings() -> Settings {
+    Settings {
+        key_prefix: "racelab-test".to_owned(),
+        keep: false,
+        lost_limit: 10_000,
+    }
+}
+
+pub async fn run(target: &Target, strategy: Strategy, workload: &Workload) -> RunResult {
+    run_with(target, strategy, workload, &settings()).await
+}
+
+pub async fn run_with(
+    target: &Target,
+    strategy: Strategy,
+    workload: &Workload,
+    settings: &Settings,
+) -> RunResult {
+    engine::run(
+        target,
+        strategy,
+        workload,
+        settings,
+        None,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{strategy} run failed: {e}"))
+}
+
+/// Asserts the exact counts of a strategy that must not lose updates.
+pub fn assert_intact(result: &RunResult, workload: &Workload) {
+    let strategy = result.strategy;
+    let total = workload.total_updates();
+    assert_eq!(result.tally.acknowledged, total, "{strategy}: acknowledged");
+    assert_eq!(result.truth.applied, total, "{strategy}: applied");
+    assert_eq!(
+        result.truth.lost, 0,
+        "{strategy}: lost {:?}",
+        result.truth.lost_updates
+    );
+    assert_eq!(result.tally.unknown, 0, "{strategy}: unknown");
+    assert_eq!(
+        result.tally.errors, 0,
+        "{strategy}: errors {:?}",
+        result.tally.failure_reasons
+    );
+    let counted: u64 = result.states.iter().map(|s| s.update_count).sum();
+    assert_eq!(counted, total, "{strategy}: the final state's counts");
+}
