@@ -358,3 +358,62 @@ fn a_busy_lock_is_told_in_a_few_lines_not_hundreds() {
     );
     assert_eq!(run.tally.retries, 200);
 }
+
+#[test]
+fn a_loss_seen_before_its_erasers_acknowledgement_is_told_once_it_arrives() {
+    let base = Instant::now();
+    let mut app = app(base);
+    let commands = app.update(key(KeyCode::Enter), base);
+    let [Command::Run { generation, .. }] = commands.as_slice() else {
+        panic!("no run")
+    };
+    let generation = *generation;
+    let journey = Journey::seed_fixture().unwrap();
+    let at = |ms: u64| base + Duration::from_millis(ms);
+    let ack = |updater: u32, ms: u64| Msg::Event {
+        generation,
+        received: at(ms),
+        event: Event {
+            at: Duration::from_millis(ms),
+            updater,
+            kind: ack_kind(updater, Duration::from_millis(1), Duration::from_millis(ms)),
+        },
+    };
+    app.update(ack(1, 600), at(600));
+    // #3's stale copy has landed (SEG-002 is back, SEG-004 changed) but #3 has not heard back.
+    let mut states = naive_state(&journey, Some(3));
+    states[3].update_count = 1;
+    app.update(
+        Msg::Observed {
+            generation,
+            read_started: at(610),
+            states,
+        },
+        at(611),
+    );
+    let run = app.run.as_ref().unwrap();
+    assert_eq!(run.look(1, &run.updating()), Look::Lost);
+    assert_eq!(run.segments[1].erased_by, None);
+    assert!(!run.story.iter().any(|s| matches!(s, Story::Lost { .. })));
+    app.update(ack(3, 612), at(612));
+    app.update(
+        Msg::Observed {
+            generation,
+            read_started: at(620),
+            states: naive_state(&journey, Some(3)),
+        },
+        at(621),
+    );
+    let run = app.run.as_ref().unwrap();
+    assert_eq!(run.segments[1].erased_by, Some(4));
+    let told: Vec<String> = run
+        .story
+        .iter()
+        .filter(|s| matches!(s, Story::Lost { .. }))
+        .map(Story::text)
+        .collect();
+    assert_eq!(
+        told,
+        vec!["#4 wrote its stale copy (read at 1.0 ms) at 612 ms: SEG-002 is Scheduled again, #2's update lost".to_owned()]
+    );
+}

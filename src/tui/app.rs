@@ -327,6 +327,9 @@ pub struct RunView {
     pub lost_final: Option<u64>,
     /// Acknowledgements not yet covered by an observer read: (received, segment).
     pending: VecDeque<(Instant, u32)>,
+    /// Losses seen whose eraser's acknowledgement has not arrived yet: (segment, lost write).
+    /// The observer can see a stale write land before its writer hears back from Redis.
+    unattributed: Vec<(usize, usize)>,
     writes: Vec<Write>,
     /// Ties run time (event `at`) to the wall clock, from the first event received.
     anchor: Option<(Instant, Duration)>,
@@ -367,6 +370,7 @@ impl RunView {
             started: now,
             finished: None,
             pending: VecDeque::new(),
+            unattributed: Vec::new(),
             writes: Vec::new(),
             anchor: None,
             latest_at: Duration::ZERO,
@@ -679,17 +683,30 @@ impl RunView {
             }
             s.lost = lost;
         }
-        if newly_lost.is_empty() {
-            return;
+        for &(segment, w) in &newly_lost {
+            self.flag_mark(self.writes[w], true);
+            self.unattributed.push((segment, w));
         }
-        // One story line per stale write: a naive write can put many segments back at once.
-        let mut groups: Vec<(Option<usize>, Vec<LostSegment>)> = Vec::new();
-        for (segment, w) in newly_lost {
-            let eraser = find_eraser(&self.writes, w);
+        self.attribute();
+    }
+
+    /// Tells the losses whose eraser is known by now, one story line per stale write: a naive
+    /// write can put many segments back at once.
+    fn attribute(&mut self) {
+        let mut groups: Vec<(usize, Vec<LostSegment>)> = Vec::new();
+        let waiting = std::mem::take(&mut self.unattributed);
+        for (segment, w) in waiting {
+            if self.segments[segment].lost == 0 {
+                continue;
+            }
+            let Some(eraser) = find_eraser(&self.writes, w) else {
+                self.unattributed.push((segment, w));
+                continue;
+            };
             let write = self.writes[w];
-            self.mark_lost(write, eraser.map(|e| self.writes[e]));
+            self.flag_mark(self.writes[eraser], false);
             let s = &mut self.segments[segment];
-            s.erased_by = eraser.map(|e| self.writes[e].updater + 1);
+            s.erased_by = Some(self.writes[eraser].updater + 1);
             let entry = (s.id.clone(), s.status.clone(), write.updater + 1);
             match groups.iter_mut().find(|(e, _)| *e == eraser) {
                 Some((_, list)) => list.push(entry),
@@ -697,42 +714,34 @@ impl RunView {
             }
         }
         for (eraser, segments) in groups {
-            let eraser = eraser.map(|e| self.writes[e]);
+            let eraser = self.writes[eraser];
             self.tell(Story::Lost {
-                eraser: eraser.map(|e| e.updater + 1),
-                eraser_at: eraser.map(|e| e.at),
-                eraser_read: eraser.and_then(|e| e.read_at),
+                eraser: Some(eraser.updater + 1),
+                eraser_at: Some(eraser.at),
+                eraser_read: eraser.read_at,
                 segments,
             });
         }
     }
 
-    /// Flags the lost write's mark and the eraser's mark on their lanes.
-    fn mark_lost(&mut self, lost: Write, eraser: Option<Write>) {
-        for (w, flag_lost) in [(Some(lost), true), (eraser, false)] {
-            let Some(w) = w else { continue };
-            let made = self.marks_made[w.updater as usize];
-            let Some(u) = self.updaters.get_mut(w.updater as usize) else {
-                continue;
-            };
-            // Marks are numbered from 1 as they are made; the lane keeps the newest few.
-            let finished = u.marks.iter().filter(|m| m.write.is_some()).count() as u64;
-            let back = made.saturating_sub(w.mark);
-            if back >= finished {
-                continue;
-            }
-            let pos = finished - 1 - back;
-            if let Some(mark) = u
-                .marks
-                .iter_mut()
-                .filter(|m| m.write.is_some())
-                .nth(pos as usize)
-            {
-                if flag_lost {
-                    mark.lost = true;
-                } else {
-                    mark.erased = true;
-                }
+    /// Flags a write's mark on its lane: lost, or a stale write that erased another.
+    fn flag_mark(&mut self, w: Write, flag_lost: bool) {
+        let made = self.marks_made[w.updater as usize];
+        let Some(u) = self.updaters.get_mut(w.updater as usize) else {
+            return;
+        };
+        // Marks are numbered from 1 as they are made; the lane keeps the newest few.
+        let finished = u.marks.iter().filter(|m| m.write.is_some()).count() as u64;
+        let back = made.saturating_sub(w.mark);
+        if back >= finished {
+            return;
+        }
+        let pos = (finished - 1 - back) as usize;
+        if let Some(mark) = u.marks.iter_mut().filter(|m| m.write.is_some()).nth(pos) {
+            if flag_lost {
+                mark.lost = true;
+            } else {
+                mark.erased = true;
             }
         }
     }
@@ -759,6 +768,8 @@ impl RunView {
                 s.erased_by = None;
             }
         }
+        // Every acknowledgement is in now: losses seen before their eraser's can be told.
+        self.attribute();
         for lost in &result.truth.lost_updates {
             if let Some(s) = self.segments.iter_mut().find(|s| s.id == lost.segment)
                 && lost.erased_by.is_some()

@@ -351,8 +351,12 @@ fn key_hints(theme: Theme, width: usize) -> Line<'static> {
     if line.width() <= width {
         return line;
     }
+    let short = "Enter run · s strategy · +/- n · t/T think · c compare · ? help · q quit";
+    if short.chars().count() <= width {
+        return Line::styled(short, theme.key());
+    }
     Line::styled(
-        "Enter run · s strategy · +/- n · t/T think · c compare · ? help · q quit",
+        "Enter run  s strat  +/- n  t/T think  c cmp  ? help  q quit",
         theme.key(),
     )
 }
