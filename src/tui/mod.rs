@@ -149,7 +149,14 @@ impl Session {
             if app.should_quit() {
                 break Ok(());
             }
-            self.jobs.retain(|job| !job.handle.is_finished());
+            if let Some(reason) = self.reap().await {
+                // ratatui's panic hook has already restored the terminal: drawing on would
+                // scribble over the shell, so the TUI ends with the bug's message instead.
+                break Err(Error::Run {
+                    target: self.target.display().to_owned(),
+                    reason: format!("racelab hit a bug ({reason}); please report it"),
+                });
+            }
         };
         input.stop();
         self.shutdown(&mut rx).await;
@@ -198,6 +205,26 @@ impl Session {
             )),
         };
         self.jobs.push(Job { stop, handle });
+    }
+
+    /// Forgets finished jobs; a job that panicked is returned as its panic message.
+    async fn reap(&mut self) -> Option<String> {
+        let mut crashed = None;
+        let mut running = Vec::with_capacity(self.jobs.len());
+        for mut job in self.jobs.drain(..) {
+            if !job.handle.is_finished() {
+                running.push(job);
+                continue;
+            }
+            // Finished: this await returns at once.
+            if let Err(e) = (&mut job.handle).await
+                && e.is_panic()
+            {
+                crashed = Some(e.to_string());
+            }
+        }
+        self.jobs = running;
+        crashed
     }
 
     /// A quit in the middle of a run stops it and waits for the engine to delete the run's keys:
