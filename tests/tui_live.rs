@@ -70,7 +70,7 @@ async fn drive(app: &mut App, rx: &mut mpsc::Receiver<Msg>, done: impl Fn(&App) 
 async fn a_naive_run_is_seen_losing_updates_live_and_leaves_no_key() {
     let (_server, target) = open().await;
     let mut app = app(Instant::now());
-    app.workload.think = Duration::from_millis(150);
+    app.workload.think = Duration::from_millis(300);
     let commands = app.update(key(crossterm::event::KeyCode::Enter), Instant::now());
     let [
         Command::Run {

@@ -191,3 +191,24 @@ fn a_too_small_terminal_says_so() {
     assert!(text.contains("racelab needs at least"), "{text}");
     assert!(text.contains("40×10"), "{text}");
 }
+
+#[test]
+fn every_size_renders_without_panicking() {
+    let base = Instant::now();
+    let idle = app(base);
+    let mut mid = app(base);
+    play_naive(&mut mid, base, 5);
+    let done = finished_naive(base);
+    let mut help = app(base);
+    help.update(ch('?'), base);
+    let mut compare = app(base);
+    compare.update(ch('c'), base);
+    for app in [&idle, &mid, &done, &help, &compare] {
+        // Edges of the layout: too small, just big enough, the two snapshot sizes, large.
+        for width in [1, 30, 59, 60, 61, 80, 121, 200] {
+            for height in [1, 10, 15, 16, 17, 24, 48] {
+                screen(app, width, height);
+            }
+        }
+    }
+}

@@ -165,3 +165,18 @@ fn wrap_and_bars() {
     assert_eq!(widgets::bar(0.125, 4), "▌");
     assert_eq!(widgets::bar(2.0, 3), "███");
 }
+
+#[test]
+fn a_lane_without_room_for_its_axis_draws_nothing_rather_than_panicking() {
+    let base = std::time::Instant::now();
+    let mut app = tui_support::app(base);
+    tui_support::play_naive(&mut app, base, 3);
+    let run = app.run.unwrap();
+    let axis = Axis::new(Duration::from_secs(1), 0);
+    for u in &run.updaters {
+        assert!(widgets::lane_marks(u, axis, Duration::from_secs(1), PLAIN).is_empty());
+    }
+    let area = Rect::new(0, 0, 12, 5);
+    let mut buf = Buffer::empty(area);
+    widgets::lanes(area, &mut buf, &run, 0, Duration::from_secs(1), PLAIN);
+}

@@ -313,9 +313,12 @@ fn draw_mark(
     window: Style,
     theme: Theme,
 ) {
+    if cells.is_empty() {
+        return;
+    }
     let end = mark.write.unwrap_or(now);
     if let Some(read) = mark.read {
-        let (r, w) = (axis.column(read), axis.column(end));
+        let (r, w) = (axis.column(read), axis.column(end).max(axis.column(read)));
         for c in r..=w {
             cells[usize::from(c)] = ('─', window);
         }
