@@ -114,7 +114,11 @@ impl Session {
         cancel: &CancellationToken,
     ) -> Result<(), Error> {
         let (tx, mut rx) = mpsc::channel::<Msg>(MSG_CHANNEL);
-        let input = Input::spawn(tx.clone());
+        let input = Input::spawn(tx.clone()).map_err(|e| {
+            Error::Usage(format!(
+                "cannot read the keyboard ({e}); use `racelab run` for a headless report"
+            ))
+        })?;
         let mut frame = tokio::time::interval(FRAME);
         frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let outcome = loop {
@@ -350,7 +354,7 @@ struct Input {
 }
 
 impl Input {
-    fn spawn(tx: mpsc::Sender<Msg>) -> Input {
+    fn spawn(tx: mpsc::Sender<Msg>) -> std::io::Result<Input> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
@@ -373,9 +377,11 @@ impl Input {
                     // Never block: the loop may be shutting down and no longer reading.
                     let _ = tx.try_send(msg);
                 }
-            })
-            .ok();
-        Input { stop, handle }
+            })?;
+        Ok(Input {
+            stop,
+            handle: Some(handle),
+        })
     }
 
     fn stop(&self) {
