@@ -978,6 +978,12 @@ impl App {
             .map(|(text, _)| text.as_str())
     }
 
+    /// The TUI is quitting while a run goes on: say why the screen lingers a moment.
+    pub fn stopping(&mut self) {
+        self.say("stopping the run and deleting its keys…");
+        self.dirty = true;
+    }
+
     fn say(&mut self, text: impl Into<String>) {
         self.notice = Some((text.into(), self.now));
     }

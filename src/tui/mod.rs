@@ -163,6 +163,11 @@ impl Session {
             }
         };
         input.stop();
+        if outcome.is_ok() && app.busy() {
+            app.stopping();
+            // Best effort: the screen is going away anyway.
+            let _ = screen.terminal.draw(|f| ui::render(f, app));
+        }
         self.shutdown(&mut rx).await;
         drop(tx);
         input.join();
