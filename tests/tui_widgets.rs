@@ -180,3 +180,38 @@ fn a_lane_without_room_for_its_axis_draws_nothing_rather_than_panicking() {
     let mut buf = Buffer::empty(area);
     widgets::lanes(area, &mut buf, &run, 0, Duration::from_secs(1), PLAIN);
 }
+
+#[test]
+fn colour_and_no_colour_both_set_lost_cells_apart() {
+    use ratatui::style::{Color, Modifier};
+    let (ids, looks) = cells(4);
+    let cells = as_cells(&ids, &looks);
+    let area = Rect::new(0, 0, 80, 3);
+    for (theme, check) in [
+        (
+            Theme { color: true },
+            Box::new(|c: &ratatui::buffer::Cell| c.fg == Color::Red) as Box<dyn Fn(&_) -> bool>,
+        ),
+        (
+            PLAIN,
+            Box::new(|c: &ratatui::buffer::Cell| {
+                c.modifier.contains(Modifier::REVERSED) && c.fg == Color::Reset
+            }),
+        ),
+    ] {
+        let mut buf = Buffer::empty(area);
+        widgets::grid(area, &mut buf, &cells, Line::from(" J "), theme);
+        // SEG-004 is lost: second column, second row.
+        let text = screen_text(&buf);
+        let row = text.lines().nth(2).unwrap();
+        let col = row.find('✗').map(|b| row[..b].chars().count()).unwrap() as u16;
+        assert!(
+            check(&buf[(col, 2)]),
+            "color={}: {:?}",
+            theme.color,
+            buf[(col, 2)]
+        );
+        // An untouched cell looks different from a lost one either way.
+        assert_ne!(buf[(0, 1)].style(), buf[(col, 2)].style());
+    }
+}
