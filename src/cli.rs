@@ -10,7 +10,7 @@ use crate::engine::{Settings, Workload};
 use crate::error::Error;
 use crate::journey::Journey;
 use crate::report::{Expect, Format};
-use crate::strategy::Strategy;
+use crate::strategy::{Strategy, Tuning};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,7 +38,7 @@ pub enum Command {
 /// Options shared by `tui` and `run`.
 #[derive(Debug, Clone, Args)]
 pub struct Options {
-    /// Strategies: naive, hash, a comma list, or all.
+    /// Strategies: naive, hash, keys, watch, lua, lock, fenced, cas, function, a comma list, or all.
     #[arg(short, long, default_value = "naive", value_parser = parse_strategies)]
     pub strategy: StrategyList,
 
@@ -78,6 +78,14 @@ pub struct Options {
     #[arg(long, value_name = "FILE")]
     pub journey: Option<PathBuf>,
 
+    /// How long the lock and fenced strategies' lock lives [default: 10 × think, at least 1s].
+    #[arg(long, value_parser = parse_timeout)]
+    pub lock_ttl: Option<Duration>,
+
+    /// Retries (conflict, busy lock) before an update gives up; give-ups are reported.
+    #[arg(long, default_value_t = DEFAULT_MAX_RETRIES, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub max_retries: u32,
+
     /// How long any Redis command may take before its outcome counts as unknown.
     #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
@@ -95,6 +103,10 @@ pub struct RunArgs {
     /// Write the report to this file instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Write every operation of the run to this file as JSON lines (see the README).
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
 
     /// What the verdict expects: auto (naive loses when it can race, fixes don't), lost, intact.
     #[arg(long, value_enum, default_value_t = Expect::Auto)]
@@ -164,6 +176,9 @@ fn parse_prefix(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// Retries before an update gives up: enough for hundreds of updaters on one journey.
+pub const DEFAULT_MAX_RETRIES: u32 = 10_000;
+
 /// The TUI's think time: slow enough for people to follow reads and writes.
 pub const TUI_THINK: Duration = Duration::from_millis(600);
 /// The headless think time, the seed's `Task.Delay(10)`.
@@ -177,13 +192,20 @@ impl Options {
             None => Journey::seed_fixture()?,
         };
         let segments = self.segments.map_or(journey.segments.len(), |s| s as usize);
+        let think = self.think.unwrap_or(default_think);
         Ok(Workload {
             journey: Arc::new(journey.with_segments(segments)),
             updaters: self.updaters,
             rounds: self.rounds,
-            think: self.think.unwrap_or(default_think),
+            think,
             jitter,
             seed: self.seed.unwrap_or_else(rand::random),
+            tuning: Tuning {
+                lock_ttl: self
+                    .lock_ttl
+                    .unwrap_or_else(|| Tuning::default_lock_ttl(think)),
+                max_retries: self.max_retries,
+            },
         })
     }
 

@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::event::{Event, EventKind, Outcome, Probe, WriteScope};
 use crate::journey::{Journey, SegmentState, update_status};
 use crate::keys::Keys;
-use crate::strategy::{Op, Strategy, UpdateStatus, Updater};
+use crate::strategy::{Op, RaceShape, Strategy, Tuning, UpdateStatus, Updater};
 use crate::target::Target;
 use crate::truth::{Tally, Truth, verify};
 
@@ -34,6 +34,8 @@ pub struct Workload {
     pub jitter: f64,
     /// Seeds the jitter, so a run can be repeated.
     pub seed: u64,
+    /// Lock ttl and retry bound of the strategies that lock or retry.
+    pub tuning: Tuning,
 }
 
 impl Workload {
@@ -48,6 +50,17 @@ impl Workload {
 
     pub fn total_updates(&self) -> u64 {
         u64::from(self.updaters) * u64::from(self.rounds)
+    }
+
+    /// What `--expect auto` looks at.
+    pub fn shape(&self) -> RaceShape {
+        RaceShape {
+            updaters: self.updaters,
+            segments: self.segments(),
+            think: self.think,
+            jitter: self.jitter,
+            lock_ttl: self.tuning.lock_ttl,
+        }
     }
 }
 
@@ -105,7 +118,9 @@ pub async fn run_as(
 ) -> Result<RunResult, Error> {
     let journey = &workload.journey;
     let keys = Arc::new(Keys::new(&settings.key_prefix, &run_id, &journey.id));
+    strategy.check_journey(journey)?;
     let mut conn = target.connection().await?;
+    strategy.prepare(target, &mut conn).await?;
 
     strategy
         .storage()
@@ -166,7 +181,7 @@ async fn race(
 
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..workload.updaters {
-        let updater = Updater::new(strategy, conn, target).await?;
+        let updater = Updater::new(strategy, conn, target, workload.tuning).await?;
         let task = UpdaterTask {
             index: i,
             updater,
@@ -245,6 +260,7 @@ impl UpdaterTask {
             };
             probe.begin(round);
             let began = probe.now();
+            probe.emit(EventKind::Invoked { round }).await;
             let result = tokio::select! {
                 result = self.updater.update(&op, &mut probe) => result,
                 () = self.stop.cancelled() => {
@@ -255,6 +271,7 @@ impl UpdaterTask {
                         status,
                         outcome: Outcome::Unknown,
                         reason: "stopped while in flight".into(),
+                        gave_up: false,
                     }).await;
                     break;
                 }
@@ -265,6 +282,8 @@ impl UpdaterTask {
                     segment,
                     status,
                     read_at: probe.read_at(),
+                    seen: probe.seen(),
+                    written_count: probe.written_count(),
                     latency: probe.now().saturating_sub(began),
                     scope: self.scope,
                 },
@@ -274,6 +293,7 @@ impl UpdaterTask {
                     status,
                     outcome: Outcome::NotApplied,
                     reason: format!("{missing:?}").into(),
+                    gave_up: false,
                 },
                 Err(e) => {
                     if e.fatal {
@@ -288,6 +308,7 @@ impl UpdaterTask {
                         status,
                         outcome: e.outcome,
                         reason: e.reason.into(),
+                        gave_up: e.gave_up,
                     }
                 }
             };

@@ -34,6 +34,13 @@ pub enum WriteScope {
     Segment,
 }
 
+/// A segment's status and count as an updater read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub status: &'static str,
+    pub count: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The update certainly did not reach Redis.
@@ -44,10 +51,18 @@ pub enum Outcome {
 
 #[derive(Debug, Clone)]
 pub enum EventKind {
+    /// Begins an update (round `round`): the history's `invoke`.
+    Invoked { round: u32 },
     /// Starts reading what it will change.
     Reading { round: u32 },
     /// Read done; now thinking (the seed's `Task.Delay(10)`).
-    Read { round: u32 },
+    Read {
+        round: u32,
+        /// The updater's segment as the read found it.
+        seen: Option<Seen>,
+        /// The journey's version, for strategies that stamp one.
+        version: Option<u64>,
+    },
     /// Waiting for the journey's lock.
     WaitingForLock { round: u32 },
     /// Sends its write.
@@ -66,6 +81,10 @@ pub enum EventKind {
         /// When the state this write was based on was read; `None` for blind writes, which
         /// carry no copy of earlier state.
         read_at: Option<Duration>,
+        /// The segment as that read found it.
+        seen: Option<Seen>,
+        /// The segment's count as this write set it, when the strategy learns it.
+        written_count: Option<u64>,
         latency: Duration,
         scope: WriteScope,
     },
@@ -76,6 +95,8 @@ pub enum EventKind {
         status: &'static str,
         outcome: Outcome,
         reason: Arc<str>,
+        /// It stopped retrying after `--max-retries`.
+        gave_up: bool,
     },
     /// The updater made all its updates.
     Done,
@@ -88,8 +109,10 @@ pub struct Probe {
     start: Instant,
     pub updater: u32,
     pub round: u32,
-    /// When the current update read the state it writes back.
+    /// When the current update read the state it writes back, and what it saw.
     read_at: Option<Duration>,
+    seen: Option<Seen>,
+    written_count: Option<u64>,
 }
 
 impl Probe {
@@ -100,6 +123,8 @@ impl Probe {
             updater,
             round: 0,
             read_at: None,
+            seen: None,
+            written_count: None,
         }
     }
 
@@ -114,10 +139,25 @@ impl Probe {
     pub(crate) fn begin(&mut self, round: u32) {
         self.round = round;
         self.read_at = None;
+        self.seen = None;
+        self.written_count = None;
     }
 
     pub(crate) fn read_at(&self) -> Option<Duration> {
         self.read_at
+    }
+
+    pub(crate) fn seen(&self) -> Option<Seen> {
+        self.seen
+    }
+
+    pub(crate) fn written_count(&self) -> Option<u64> {
+        self.written_count
+    }
+
+    /// The write set the segment's count to `count`.
+    pub fn wrote(&mut self, count: u64) {
+        self.written_count = Some(count);
     }
 
     pub async fn emit(&self, kind: EventKind) {
@@ -138,9 +178,15 @@ impl Probe {
     }
 
     /// The read is done: what gets written from here on is based on it.
-    pub async fn read(&mut self) {
+    pub async fn read(&mut self, seen: Option<Seen>, version: Option<u64>) {
         self.read_at = Some(self.now());
-        self.emit(EventKind::Read { round: self.round }).await;
+        self.seen = seen;
+        self.emit(EventKind::Read {
+            round: self.round,
+            seen,
+            version,
+        })
+        .await;
     }
 
     pub async fn writing(&mut self) {

@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{Options, RUN_THINK, RunArgs};
 use crate::engine::{self, Workload};
 use crate::error::Error;
+use crate::history::{History, history_error};
 use crate::report::{Expected, Format, RedisInfo, Report, RunReport};
-use crate::strategy::RaceShape;
 use crate::target::Target;
 
 /// A little jitter so updaters don't act in lockstep; small enough not to hide the race.
@@ -28,8 +28,17 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
         )),
         None => None,
     };
+    let history = args.history.as_deref().map(History::create).transpose()?;
     let target = Target::open(args.options.redis_url.as_deref(), args.options.timeout).await?;
-    let report = run_strategies(&target, &args.options, &workload, args.expect, cancel).await?;
+    let report = run_strategies(
+        &target,
+        &args.options,
+        &workload,
+        args.expect,
+        history.as_ref(),
+        cancel,
+    )
+    .await?;
     match output {
         Some((path, mut file)) => {
             let text = match args.format {
@@ -55,20 +64,37 @@ pub async fn run_strategies(
     options: &Options,
     workload: &Workload,
     expect: crate::report::Expect,
+    history: Option<&History>,
     cancel: &CancellationToken,
 ) -> Result<Report, Error> {
     let settings = options.settings();
-    let shape = RaceShape {
-        updaters: workload.updaters,
-        segments: workload.segments(),
-        think: workload.think,
-    };
+    let shape = workload.shape();
     let mut runs = Vec::new();
     for &strategy in &options.strategy.0 {
         if cancel.is_cancelled() {
             break;
         }
-        let result = engine::run(target, strategy, workload, &settings, None, cancel).await?;
+        let (watcher, writer) = match history {
+            Some(history) => {
+                let (tx, task) = history.record(strategy, workload);
+                (Some(tx), Some(task))
+            }
+            None => (None, None),
+        };
+        let result = engine::run(target, strategy, workload, &settings, watcher, cancel).await;
+        if let Some(writer) = writer {
+            // The engine dropped its sender: the writer drains what is left and ends.
+            let written = writer
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            if let (Some(history), Err(e)) = (history, written) {
+                return Err(history_error(&history.path(), e));
+            }
+        }
+        let result = result?;
+        if let Some(history) = history {
+            history.finish(&result, workload)?;
+        }
         let expected = Expected::resolve(expect, strategy, &shape);
         runs.push(RunReport::new(&result, workload, expected));
     }

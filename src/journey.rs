@@ -155,6 +155,35 @@ impl Journey {
         self
     }
 
+    /// Why Redis's cjson (the `lua` and `function` strategies decode and re-encode the journey)
+    /// would not give this journey back intact, if it would not: it turns `[]` into `{}` and
+    /// keeps 14 significant digits of a number.
+    pub fn cjson_hazard(&self) -> Option<String> {
+        fn walk(value: &Value, path: &str) -> Option<String> {
+            match value {
+                Value::Array(items) if items.is_empty() => Some(format!(
+                    "{path} is an empty array, which Redis's cjson writes back as {{}}"
+                )),
+                Value::Array(items) => items
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, v)| walk(v, &format!("{path}[{i}]"))),
+                Value::Object(map) => map
+                    .iter()
+                    .find_map(|(k, v)| walk(v, &format!("{path}.{k}"))),
+                Value::Number(n) => {
+                    let x = n.as_f64()?;
+                    let kept: f64 = format!("{x:.13e}").parse().ok()?;
+                    (kept != x).then(|| {
+                        format!("{path} = {n} has more digits than Redis's cjson keeps (14)")
+                    })
+                }
+                _ => None,
+            }
+        }
+        walk(&serde_json::to_value(self).ok()?, "$")
+    }
+
     pub fn segment_index(&self, segment_id: &str) -> Option<usize> {
         self.segments
             .iter()
@@ -207,6 +236,14 @@ fn shift_days(timestamp: &str, days: u64) -> String {
         }
         Err(_) => timestamp.to_owned(),
     }
+}
+
+/// The status as a `'static` name for events: one of the seed's, or `"(other)"`.
+pub fn intern_status(status: &str) -> &'static str {
+    std::iter::once(INITIAL_STATUS)
+        .chain(UPDATE_STATUSES)
+        .find(|known| *known == status)
+        .unwrap_or("(other)")
 }
 
 /// The status updater `updater` (0-based) writes in round `round`: the seed test's sequence,

@@ -19,6 +19,7 @@
 //! - [`truth`]: acknowledged, applied, lost, unknown; who erased each lost update.
 //! - [`report`]: the text and JSON report of a headless run.
 //! - [`headless`]: `racelab run`, the headless consumer of the engine.
+//! - [`history`]: `--history`, every operation as JSON lines streamed to disk.
 //! - [`tui`]: `racelab` and `racelab tui`, the interactive consumer: live grid, lanes, story.
 
 pub mod cli;
@@ -26,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod headless;
+pub mod history;
 pub mod journey;
 pub mod keys;
 pub mod report;

@@ -102,6 +102,8 @@ pub struct RunReport {
     pub errors: u64,
     pub retries: u64,
     pub conflicts: u64,
+    /// Updates that stopped retrying (`--max-retries`, or a fenced write refused).
+    pub give_ups: u64,
     pub expected: Expected,
     pub ok: bool,
     pub duration_ms: f64,
@@ -141,6 +143,7 @@ impl RunReport {
             errors: tally.errors,
             retries: tally.retries,
             conflicts: tally.conflicts,
+            give_ups: tally.give_ups,
             expected,
             ok: result.stopped.is_none() && expected.met_by(result.truth.lost),
             duration_ms: round2(ms(duration)),
@@ -219,7 +222,7 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<9} {:>7} {:>7} {:>6} {:>7} {:>6} {:>7} {:>10} {:>8} {:>8}  verdict",
+            "{:<9} {:>6} {:>7} {:>5} {:>7} {:>6} {:>7} {:>7} {:>9} {:>8} {:>8}  verdict",
             "strategy",
             "acked",
             "applied",
@@ -227,6 +230,7 @@ impl Report {
             "unknown",
             "errors",
             "retries",
+            "gave up",
             "updates/s",
             "p50 ms",
             "p99 ms"
@@ -234,7 +238,7 @@ impl Report {
         for run in &self.runs {
             let _ = writeln!(
                 out,
-                "{:<9} {:>7} {:>7} {:>6} {:>7} {:>6} {:>7} {:>10.0} {:>8.1} {:>8.1}  {}",
+                "{:<9} {:>6} {:>7} {:>5} {:>7} {:>6} {:>7} {:>7} {:>9.0} {:>8.1} {:>8.1}  {}",
                 run.strategy.name(),
                 run.acknowledged,
                 run.applied,
@@ -242,6 +246,7 @@ impl Report {
                 run.unknown,
                 run.errors,
                 run.retries,
+                run.give_ups,
                 run.updates_per_s,
                 run.latency_ms.p50,
                 run.latency_ms.p99,

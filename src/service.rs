@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
+use crate::cli::DEFAULT_MAX_RETRIES;
 use crate::error::Error;
 use crate::event::Probe;
 use crate::journey::Journey;
 use crate::keys::Keys;
-use crate::strategy::{Op, Strategy, UpdateError, UpdateStatus, Updater};
+use crate::strategy::{Op, Strategy, Tuning, UpdateError, UpdateStatus, Updater};
 use crate::target::Target;
 
 /// Why an update could not be made.
@@ -47,8 +48,13 @@ impl JourneyService {
         run_id: &str,
         think: Duration,
     ) -> Result<JourneyService, Error> {
-        let conn = target.connection().await?;
-        let updater = Updater::new(strategy, &conn, target).await?;
+        let mut conn = target.connection().await?;
+        strategy.prepare(target, &mut conn).await?;
+        let tuning = Tuning {
+            lock_ttl: Tuning::default_lock_ttl(think),
+            max_retries: DEFAULT_MAX_RETRIES,
+        };
+        let updater = Updater::new(strategy, &conn, target, tuning).await?;
         Ok(JourneyService {
             strategy,
             prefix: prefix.to_owned(),

@@ -70,13 +70,18 @@ impl Target {
     /// A new multiplexed connection. Shared by updaters for single commands and scripts; an
     /// updater that needs connection state of its own (WATCH) asks for its own.
     pub async fn connection(&self) -> Result<MultiplexedConnection, Error> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
+        self.connector()
+            .connect()
             .await
             .map_err(|e| self.refused(&e))
+    }
+
+    /// What an updater keeps to open connections of its own later (after one broke).
+    pub fn connector(&self) -> Connector {
+        Connector {
+            client: self.client.clone(),
+            timeout: self.timeout,
+        }
     }
 
     /// Maps a failure to reach or use the server to the error a user can act on.
@@ -118,6 +123,24 @@ impl Target {
     /// The major version, for strategies that need Redis 7 (functions).
     pub fn major_version(&self) -> Option<u32> {
         self.version.split('.').next()?.parse().ok()
+    }
+}
+
+/// Opens connections to the target with its timeouts.
+#[derive(Clone)]
+pub struct Connector {
+    client: redis::Client,
+    timeout: Duration,
+}
+
+impl Connector {
+    pub async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
     }
 }
 

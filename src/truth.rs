@@ -39,6 +39,8 @@ pub struct Tally {
     pub errors: u64,
     pub retries: u64,
     pub conflicts: u64,
+    /// Updates that stopped retrying after `--max-retries`.
+    pub give_ups: u64,
     /// The last event's time: the run's duration once every updater is done.
     pub last_at: Duration,
     /// Update latency in microseconds, from its first read to its acknowledgement.
@@ -59,6 +61,7 @@ impl Tally {
             errors: 0,
             retries: 0,
             conflicts: 0,
+            give_ups: 0,
             last_at: Duration::ZERO,
             // 1 µs to an hour at three significant digits: fixed memory whatever the run's length.
             latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
@@ -79,6 +82,7 @@ impl Tally {
                 read_at,
                 latency,
                 scope,
+                ..
             } => {
                 self.acknowledged += 1;
                 if let Some(s) = self.segments.get_mut(*segment as usize) {
@@ -100,8 +104,10 @@ impl Tally {
                 segment,
                 outcome,
                 reason,
+                gave_up,
                 ..
             } => {
+                self.give_ups += u64::from(*gave_up);
                 match outcome {
                     Outcome::Unknown => {
                         self.unknown += 1;

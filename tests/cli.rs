@@ -269,3 +269,37 @@ fn the_password_of_a_url_is_never_printed() {
     assert_refused(&output, "refused");
     assert!(!stderr(&output).contains("wrong-pass"));
 }
+
+#[test]
+fn all_strategies_exit_0_only_when_every_one_meets_its_expectation() {
+    let output = racelab(&["run", "-s", "all", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 9);
+    for run in runs {
+        let intact = run["strategy"] != "naive";
+        assert_eq!(run["lost"] == 0, intact, "{run}");
+        assert_eq!(run["ok"], true, "{run}");
+    }
+    // Asking every strategy to be intact fails on naive alone.
+    let output = racelab(&["run", "-s", "all", "--expect", "intact"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert_eq!(out.matches("FAIL").count(), 1, "{out}");
+}
+
+#[test]
+fn a_journey_cjson_would_change_is_refused_for_lua_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journey.json");
+    std::fs::write(
+        &path,
+        r#"{"Id":"J","Tags":[],"Segments":[{"SegmentId":"A"}]}"#,
+    )
+    .unwrap();
+    assert_refused(
+        &racelab(&["run", "-s", "lua", "--journey", path.to_str().unwrap()]),
+        "empty array",
+    );
+}

@@ -417,3 +417,40 @@ fn a_loss_seen_before_its_erasers_acknowledgement_is_told_once_it_arrives() {
         vec!["#4 wrote its stale copy (read at 1.0 ms) at 612 ms: SEG-002 is Scheduled again, #2's update lost".to_owned()]
     );
 }
+
+#[test]
+fn an_update_under_way_without_a_read_is_thinking_and_its_segment_updating() {
+    let base = Instant::now();
+    let mut app = app(base);
+    app.update(ch('s'), base);
+    let commands = app.update(key(KeyCode::Enter), base);
+    let [
+        Command::Run {
+            generation,
+            strategy,
+            ..
+        },
+    ] = commands.as_slice()
+    else {
+        panic!("no run")
+    };
+    assert_ne!(*strategy, Strategy::Naive);
+    let at = Duration::from_millis(1);
+    app.update(
+        Msg::Event {
+            generation: *generation,
+            received: base + at,
+            event: Event {
+                at,
+                updater: 4,
+                kind: invoked_kind(),
+            },
+        },
+        base + at,
+    );
+    let run = app.run.as_ref().unwrap();
+    assert_eq!(run.updaters[4].phase, Phase::Thinking);
+    assert_eq!(run.look(4, &run.updating()), Look::Updating);
+    assert_eq!(run.updaters[4].marks[0].began, Some(at));
+    assert_eq!(run.updaters[4].marks[0].read, None);
+}

@@ -171,7 +171,7 @@ async fn quitting_mid_run_stops_it_and_deletes_its_keys() {
 async fn the_comparison_runs_every_strategy() {
     let (_server, target) = open().await;
     let mut app = app(Instant::now());
-    app.workload.think = Duration::from_millis(30);
+    app.workload.think = Duration::from_millis(10);
     app.workload.jitter = 0.5;
     let commands = app.update(ch('c'), Instant::now());
     let [

@@ -86,6 +86,7 @@ fn lanes_mark_reads_writes_and_losses_on_one_axis() {
     let axis = Axis::new(Duration::from_millis(900), 20);
     assert_eq!(axis.span, Duration::from_secs(1));
     let marks: VecDeque<Mark> = [Mark {
+        began: Some(Duration::ZERO),
         read: Some(Duration::from_millis(0)),
         write: Some(Duration::from_millis(500)),
         lost: true,
@@ -119,6 +120,19 @@ fn lanes_mark_reads_writes_and_losses_on_one_axis() {
         .map(|(c, _)| c)
         .collect();
     assert_eq!(row, "R──────             ");
+    // A strategy that writes without reading: its think window, no R.
+    updater.marks[0] = Mark {
+        began: Some(Duration::from_millis(100)),
+        read: None,
+        write: Some(Duration::from_millis(400)),
+        lost: false,
+        erased: false,
+    };
+    let row: String = widgets::lane_marks(&updater, axis, Duration::from_millis(900), PLAIN)
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(row, "  ──────W           ");
 }
 
 #[test]

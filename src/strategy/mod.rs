@@ -5,14 +5,22 @@
 //! connection state of their own hold a dedicated one. [`Storage`] is how a strategy lays the
 //! journey out in Redis, which decides how it is seeded and read back.
 
+mod cas;
+mod fenced;
+mod function;
 mod hash;
+mod keys;
+mod lock;
+mod lua;
 mod naive;
 pub mod storage;
+mod watch;
 
 use std::fmt;
 use std::time::Duration;
 
 use clap::ValueEnum;
+use rand::Rng;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
@@ -20,6 +28,7 @@ pub use storage::Storage;
 
 use crate::error::Error;
 use crate::event::{Outcome, Probe, WriteScope};
+use crate::journey::Journey;
 use crate::keys::Keys;
 use crate::target::{Target, describe};
 
@@ -30,16 +39,47 @@ pub enum Strategy {
     Naive,
     /// Segment state in hash fields of one key: one atomic write, no read-modify-write.
     Hash,
+    /// One key per segment, each update a read-modify-write of its own segment's key.
+    Keys,
+    /// WATCH, GET, think, MULTI/SET/EXEC; retry when EXEC aborts.
+    Watch,
+    /// The whole read-modify-write in one Lua script.
+    Lua,
+    /// SET lock NX PX ttl, read-modify-write, compare-and-delete unlock.
+    Lock,
+    /// The lock plus a fencing token: a write with an outdated token is refused.
+    Fenced,
+    /// Version-stamped compare-and-set write; retry on conflict.
+    Cas,
+    /// The read-modify-write as a Redis 7 Function.
+    Function,
 }
 
 impl Strategy {
-    /// Every strategy, in the order `all` runs them.
-    pub const ALL: &'static [Strategy] = &[Strategy::Naive, Strategy::Hash];
+    /// Every strategy, in the order `all` runs them: the bug, then the fixes.
+    pub const ALL: &'static [Strategy] = &[
+        Strategy::Naive,
+        Strategy::Hash,
+        Strategy::Keys,
+        Strategy::Watch,
+        Strategy::Lua,
+        Strategy::Lock,
+        Strategy::Fenced,
+        Strategy::Cas,
+        Strategy::Function,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Naive => "naive",
             Strategy::Hash => "hash",
+            Strategy::Keys => "keys",
+            Strategy::Watch => "watch",
+            Strategy::Lua => "lua",
+            Strategy::Lock => "lock",
+            Strategy::Fenced => "fenced",
+            Strategy::Cas => "cas",
+            Strategy::Function => "function",
         }
     }
 
@@ -48,33 +88,89 @@ impl Strategy {
         match self {
             Strategy::Naive => "GET the journey JSON, change one segment, think, SET it back",
             Strategy::Hash => "HSET the segment's status and HINCRBY its count in one MULTI",
+            Strategy::Keys => "GET the segment's own key, change it, think, SET it back",
+            Strategy::Watch => "WATCH, GET, think, MULTI/SET/EXEC; retry when EXEC aborts",
+            Strategy::Lua => "the whole read-modify-write in one Lua script (EVALSHA)",
+            Strategy::Lock => "SET lock NX PX ttl, read-modify-write, compare-and-delete unlock",
+            Strategy::Fenced => "lock + INCR fencing token; a write with an old token is refused",
+            Strategy::Cas => "read version + journey, think, compare-and-set script; retry",
+            Strategy::Function => "the read-modify-write as a Redis 7 Function (FCALL)",
         }
     }
 
     pub fn storage(self) -> Storage {
         match self {
-            Strategy::Naive => Storage::Document,
             Strategy::Hash => Storage::Hash,
+            Strategy::Keys => Storage::Keys,
+            _ => Storage::Document,
         }
     }
 
     /// What a write of this strategy replaces, for attributing lost updates.
     pub fn scope(self) -> WriteScope {
         match self {
-            Strategy::Naive => WriteScope::Journey,
-            Strategy::Hash => WriteScope::Segment,
+            Strategy::Hash | Strategy::Keys => WriteScope::Segment,
+            _ => WriteScope::Journey,
         }
     }
 
     /// Whether this strategy can lose updates on a workload (`--expect auto`). `None`: it may
     /// or may not, the race is possible but not forced.
-    pub fn loses_updates(self, workload: &RaceShape) -> Option<bool> {
+    pub fn loses_updates(self, shape: &RaceShape) -> Option<bool> {
+        let racing = |contenders: bool| match (contenders, shape.think.is_zero()) {
+            (false, _) => Some(false),
+            // Without a pause the window is one round trip: a race may or may not happen.
+            (true, true) => None,
+            (true, false) => Some(true),
+        };
         match self {
             // Whole-journey read-modify-write: any two updaters that overlap race.
-            Strategy::Naive if workload.updaters < 2 => Some(false),
-            Strategy::Naive if workload.think.is_zero() => None,
-            Strategy::Naive => Some(true),
-            Strategy::Hash => Some(false),
+            Strategy::Naive => racing(shape.updaters >= 2),
+            // A segment's own read-modify-write races only with its segment's other updaters.
+            Strategy::Keys => racing(shape.updaters > shape.segments),
+            // The lock only excludes while it lives: past its ttl, the next holder reads a copy
+            // the old holder is about to overwrite (Kleppmann's critique of Redis locks).
+            Strategy::Lock => {
+                let longest = shape.think.mul_f64(1.0 + shape.jitter);
+                if shape.updaters < 2 || longest < shape.lock_ttl {
+                    Some(false)
+                } else if shape.think >= shape.lock_ttl {
+                    Some(true)
+                } else {
+                    None
+                }
+            }
+            Strategy::Hash
+            | Strategy::Watch
+            | Strategy::Lua
+            | Strategy::Fenced
+            | Strategy::Cas
+            | Strategy::Function => Some(false),
+        }
+    }
+
+    /// Refuses a journey this strategy cannot store faithfully.
+    pub fn check_journey(self, journey: &Journey) -> Result<(), Error> {
+        match journey.cjson_hazard() {
+            Some(hazard) if matches!(self, Strategy::Lua | Strategy::Function) => {
+                Err(Error::Unsupported {
+                    strategy: self.name().to_owned(),
+                    reason: format!("{hazard}; use another journey or another strategy"),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Run-wide preparation on the target: loading the function library.
+    pub async fn prepare(
+        self,
+        target: &Target,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<(), Error> {
+        match self {
+            Strategy::Function => function::load(target, conn).await,
+            _ => Ok(()),
         }
     }
 }
@@ -85,12 +181,71 @@ impl fmt::Display for Strategy {
     }
 }
 
+/// Knobs of the strategies that retry or lock.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// How long the `lock` and `fenced` strategies' lock lives.
+    pub lock_ttl: Duration,
+    /// How many times an update is retried (conflict, lock busy) before it gives up.
+    pub max_retries: u32,
+}
+
+impl Tuning {
+    /// The default lock ttl: well above the think time, so `lock` holds unless asked not to.
+    pub fn default_lock_ttl(think: Duration) -> Duration {
+        (think * 10).max(Duration::from_secs(1))
+    }
+}
+
+/// The pause between read and write. A zero pause is no pause at all: a zero `sleep` still
+/// waits for the timer wheel's next millisecond tick.
+pub(crate) async fn think(pause: Duration) {
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// How often a script is loaded again when it keeps vanishing (SCRIPT FLUSH, a restart).
+const SCRIPT_RELOADS: u32 = 5;
+
+/// Runs a script, loading it again when Redis lost it. `Script::invoke_async` loads it once on
+/// NOSCRIPT; a second flush between that load and the call would still fail. A NOSCRIPT reply
+/// means the script did not run, so calling again is safe.
+pub(crate) async fn invoke<T: redis::FromRedisValue>(
+    invocation: &redis::ScriptInvocation<'_>,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<T> {
+    let mut reloads = 0;
+    loop {
+        match invocation.invoke_async(conn).await {
+            Err(e)
+                if reloads < SCRIPT_RELOADS
+                    && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                reloads += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A pause before retry `attempt` (1-based): exponential with full jitter, so updaters that
+/// collided don't collide again in step; capped so nobody sleeps through the run.
+pub(crate) fn backoff(attempt: u32, cap: Duration) -> Duration {
+    let ceiling = Duration::from_micros(200)
+        .saturating_mul(1 << attempt.min(10))
+        .min(cap);
+    ceiling.mul_f64(rand::rng().random::<f64>())
+}
+
 /// What `--expect auto` needs to know about a workload.
 #[derive(Debug, Clone, Copy)]
 pub struct RaceShape {
     pub updaters: u32,
     pub segments: u32,
     pub think: Duration,
+    pub jitter: f64,
+    pub lock_ttl: Duration,
 }
 
 /// One update to make: the seed's `UpdateSegmentStatusAsync(journeyId, segmentId, newStatus)`,
@@ -119,6 +274,8 @@ pub struct UpdateError {
     pub reason: String,
     /// The run cannot go on (the server refuses the commands, the data is not racelab's).
     pub fatal: bool,
+    /// Stopped retrying after `--max-retries`.
+    pub gave_up: bool,
 }
 
 impl UpdateError {
@@ -128,6 +285,7 @@ impl UpdateError {
             fatal: is_fatal(&e),
             outcome: Outcome::NotApplied,
             reason: describe(&e),
+            gave_up: false,
         }
     }
 
@@ -143,6 +301,7 @@ impl UpdateError {
                 Outcome::NotApplied
             },
             reason: describe(&e),
+            gave_up: false,
         }
     }
 
@@ -151,6 +310,16 @@ impl UpdateError {
             outcome: Outcome::NotApplied,
             reason,
             fatal: true,
+            gave_up: false,
+        }
+    }
+
+    pub fn gave_up(retries: u32, why: &str) -> UpdateError {
+        UpdateError {
+            outcome: Outcome::NotApplied,
+            reason: format!("gave up after {retries} retries ({why})"),
+            fatal: false,
+            gave_up: true,
         }
     }
 }
@@ -168,19 +337,35 @@ fn is_fatal(e: &redis::RedisError) -> bool {
 pub enum Updater {
     Naive(naive::Naive),
     Hash(hash::Hash),
+    Keys(keys::Keys),
+    Watch(watch::Watch),
+    Lua(lua::Lua),
+    Lock(lock::Lock),
+    Fenced(fenced::Fenced),
+    Cas(cas::Cas),
+    Function(function::Function),
 }
 
 impl Updater {
     /// `shared` is the run's multiplexed connection: right for single commands, transactions
-    /// sent as one pipeline and scripts.
+    /// sent as one pipeline and scripts, which carry no state between commands.
     pub async fn new(
         strategy: Strategy,
         shared: &MultiplexedConnection,
-        _target: &Target,
+        target: &Target,
+        tuning: Tuning,
     ) -> Result<Updater, Error> {
+        let conn = shared.clone();
         Ok(match strategy {
-            Strategy::Naive => Updater::Naive(naive::Naive::new(shared.clone())),
-            Strategy::Hash => Updater::Hash(hash::Hash::new(shared.clone())),
+            Strategy::Naive => Updater::Naive(naive::Naive::new(conn)),
+            Strategy::Hash => Updater::Hash(hash::Hash::new(conn)),
+            Strategy::Keys => Updater::Keys(keys::Keys::new(conn)),
+            Strategy::Watch => Updater::Watch(watch::Watch::new(target, tuning).await?),
+            Strategy::Lua => Updater::Lua(lua::Lua::new(conn)),
+            Strategy::Lock => Updater::Lock(lock::Lock::new(conn, tuning)),
+            Strategy::Fenced => Updater::Fenced(fenced::Fenced::new(conn, tuning)),
+            Strategy::Cas => Updater::Cas(cas::Cas::new(conn, tuning)),
+            Strategy::Function => Updater::Function(function::Function::new(conn)),
         })
     }
 
@@ -192,6 +377,54 @@ impl Updater {
         match self {
             Updater::Naive(s) => s.update(op, probe).await,
             Updater::Hash(s) => s.update(op, probe).await,
+            Updater::Keys(s) => s.update(op, probe).await,
+            Updater::Watch(s) => s.update(op, probe).await,
+            Updater::Lua(s) => s.update(op, probe).await,
+            Updater::Lock(s) => s.update(op, probe).await,
+            Updater::Fenced(s) => s.update(op, probe).await,
+            Updater::Cas(s) => s.update(op, probe).await,
+            Updater::Function(s) => s.update(op, probe).await,
         }
+    }
+}
+
+/// The journey as a read found it, and the updater's segment in it, for the strategies that
+/// read the whole document and write it back.
+pub(crate) struct ReadJourney {
+    pub journey: Journey,
+    pub segment: usize,
+}
+
+impl ReadJourney {
+    /// Parses `doc` (read from `key`) and finds the op's segment. `Ok(Err(status))` when the
+    /// segment is missing.
+    pub fn parse(
+        key: &str,
+        doc: &str,
+        segment_id: &str,
+    ) -> Result<Result<ReadJourney, UpdateStatus>, UpdateError> {
+        let journey: Journey = serde_json::from_str(doc)
+            .map_err(|e| UpdateError::corrupt(format!("{key} does not hold a journey ({e})")))?;
+        Ok(match journey.segment_index(segment_id) {
+            Some(segment) => Ok(ReadJourney { journey, segment }),
+            None => Err(UpdateStatus::SegmentNotFound),
+        })
+    }
+
+    pub fn seen(&self) -> crate::event::Seen {
+        let segment = &self.journey.segments[self.segment];
+        crate::event::Seen {
+            status: crate::journey::intern_status(&segment.status),
+            count: segment.update_count,
+        }
+    }
+
+    /// Applies the op to the copy and returns the document to write and the segment's new count.
+    pub fn apply(mut self, status: &str) -> (String, u64) {
+        let segment = &mut self.journey.segments[self.segment];
+        segment.status = status.to_owned();
+        segment.update_count += 1;
+        let count = segment.update_count;
+        (self.journey.to_json(), count)
     }
 }

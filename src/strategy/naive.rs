@@ -5,9 +5,8 @@
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
-use super::{Op, UpdateError, UpdateStatus};
+use super::{Op, ReadJourney, UpdateError, UpdateStatus};
 use crate::event::Probe;
-use crate::journey::Journey;
 
 pub struct Naive {
     conn: MultiplexedConnection,
@@ -33,31 +32,20 @@ impl Naive {
         let Some(doc) = doc else {
             return Ok(UpdateStatus::JourneyNotFound);
         };
-        let mut journey = parse(&key, &doc)?;
-        probe.read().await;
-        let Some(segment) = journey
-            .segments
-            .iter_mut()
-            .find(|s| s.segment_id == op.segment_id)
-        else {
-            return Ok(UpdateStatus::SegmentNotFound);
+        let read = match ReadJourney::parse(&key, &doc, op.segment_id)? {
+            Ok(read) => read,
+            Err(missing) => return Ok(missing),
         };
-        tokio::time::sleep(op.think).await;
-        segment.status = op.status.to_owned();
-        segment.update_count += 1;
+        probe.read(Some(read.seen()), None).await;
+        super::think(op.think).await;
+        let (doc, count) = read.apply(op.status);
         probe.writing().await;
         let () = self
             .conn
-            .set(&key, journey.to_json())
+            .set(&key, doc)
             .await
             .map_err(UpdateError::during_write)?;
+        probe.wrote(count);
         Ok(UpdateStatus::Applied)
     }
-}
-
-/// The journey document at `key`, or a fatal error: a key of racelab's that holds something else
-/// means someone else wrote there, and no verdict could be trusted.
-pub(super) fn parse(key: &str, doc: &str) -> Result<Journey, UpdateError> {
-    serde_json::from_str(doc)
-        .map_err(|e| UpdateError::corrupt(format!("{key} does not hold a journey ({e})")))
 }

@@ -157,6 +157,9 @@ impl Phase {
 /// One update's read and write on the time axis of its updater's lane.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Mark {
+    /// When the update began; the think window of a strategy that writes without reading
+    /// starts here.
+    pub began: Option<Duration>,
     pub read: Option<Duration>,
     pub write: Option<Duration>,
     /// Redis shows this update gone.
@@ -193,6 +196,7 @@ impl UpdaterView {
                 self.marks.pop_front();
             }
             self.marks.push_back(Mark {
+                began: None,
                 read: None,
                 write: None,
                 lost: false,
@@ -477,6 +481,14 @@ impl RunView {
         let at = event.at;
         let who = event.updater + 1;
         match event.kind {
+            EventKind::Invoked { .. } => {
+                let u = &mut self.updaters[index];
+                // Until it says more, an update under way is thinking: strategies that write
+                // without reading (hash) pause first, then write.
+                u.phase = Phase::Thinking;
+                u.told_lock_wait = false;
+                u.current().began = Some(at);
+            }
             EventKind::Reading { .. } => {
                 let u = &mut self.updaters[index];
                 u.phase = Phase::Reading;

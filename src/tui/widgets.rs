@@ -317,12 +317,14 @@ fn draw_mark(
         return;
     }
     let end = mark.write.unwrap_or(now);
-    if let Some(read) = mark.read {
-        let (r, w) = (axis.column(read), axis.column(end).max(axis.column(read)));
+    if let Some(start) = mark.read.or(mark.began) {
+        let (r, w) = (axis.column(start), axis.column(end).max(axis.column(start)));
         for c in r..=w {
             cells[usize::from(c)] = ('─', window);
         }
-        cells[usize::from(r)] = ('R', theme.strong());
+    }
+    if let Some(read) = mark.read {
+        cells[usize::from(axis.column(read))] = ('R', theme.strong());
     }
     if let Some(write) = mark.write {
         let w = usize::from(axis.column(write));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use racelab::engine::{self, RunResult, Settings, Workload};
 use racelab::journey::Journey;
 use racelab::server::RedisServer;
-use racelab::strategy::Strategy;
+use racelab::strategy::{Strategy, Tuning};
 use racelab::target::Target;
 use tokio_util::sync::CancellationToken;
 
@@ -94,6 +94,10 @@ pub fn workload(updaters: u32, segments: usize, rounds: u32, think: Duration) ->
         think,
         jitter: 0.1,
         seed: 42,
+        tuning: Tuning {
+            lock_ttl: Tuning::default_lock_ttl(think),
+            max_retries: 10_000,
+        },
     }
 }
 
@@ -130,6 +134,44 @@ pub async fn run_with(
     )
     .await
     .unwrap_or_else(|e| panic!("{strategy} run failed: {e}"))
+}
+
+/// Strategies that must never lose an update, whatever the contention (with the lock's default
+/// ttl, well above the think time).
+pub const SAFE: &[Strategy] = &[
+    Strategy::Hash,
+    Strategy::Watch,
+    Strategy::Lua,
+    Strategy::Lock,
+    Strategy::Fenced,
+    Strategy::Cas,
+    Strategy::Function,
+];
+
+/// Runs `times` seed scenarios of `strategy` on one Redis, `parallel` at a time (each run has its
+/// own keys), and asserts every one of them.
+pub async fn repeat(
+    target: Arc<Target>,
+    strategy: Strategy,
+    workload: Workload,
+    times: u64,
+    parallel: u64,
+) {
+    for wave in 0..times.div_ceil(parallel) {
+        let mut runs = tokio::task::JoinSet::new();
+        for i in 0..parallel.min(times - wave * parallel) {
+            let target = target.clone();
+            let mut workload = workload.clone();
+            workload.seed = wave * parallel + i;
+            runs.spawn(async move {
+                let result = run(&target, strategy, &workload).await;
+                assert_intact(&result, &workload);
+            });
+        }
+        while let Some(joined) = runs.join_next().await {
+            joined.unwrap();
+        }
+    }
 }
 
 /// Asserts the exact counts of a strategy that must not lose updates.

@@ -24,8 +24,16 @@ pub fn workload() -> Workload {
 
 // Events are built here only, so a change to their shape is mended in one place.
 
+pub fn invoked_kind() -> EventKind {
+    EventKind::Invoked { round: 0 }
+}
+
 pub fn read_kind() -> EventKind {
-    EventKind::Read { round: 0 }
+    EventKind::Read {
+        round: 0,
+        seen: None,
+        version: None,
+    }
 }
 
 pub fn ack_kind(segment: u32, read_at: Duration, latency: Duration) -> EventKind {
@@ -34,6 +42,8 @@ pub fn ack_kind(segment: u32, read_at: Duration, latency: Duration) -> EventKind
         segment,
         status: update_status(segment as usize, 0),
         read_at: Some(read_at),
+        seen: None,
+        written_count: None,
         latency,
         scope: WriteScope::Journey,
     }
@@ -121,6 +131,7 @@ pub fn play_naive(app: &mut App, base: Instant, writes: usize) -> (Tally, Instan
         );
     };
     for u in 0..UPDATERS {
+        send(app, &mut tally, 0.5, u, invoked_kind());
         send(
             app,
             &mut tally,

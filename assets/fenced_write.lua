@@ -1,0 +1,12 @@
+-- racelab `fenced`: write the journey only if our fencing token is the newest one issued. A holder
+-- whose lock expired holds an older token, so its stale write is refused instead of erasing the
+-- work of the updater that took the lock after it.
+--
+-- KEYS[1]: the fencing-token counter. KEYS[2]: the journey document.
+-- ARGV[1]: our token. ARGV[2]: the new document.
+-- Returns 1 when written, 0 when a newer token was issued since ours (read again).
+if tonumber(redis.call('GET', KEYS[1])) ~= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1

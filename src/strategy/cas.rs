@@ -1,0 +1,88 @@
+//! `cas`: optimistic versioning, the original challenge's published fix done atomically. The
+//! journey carries a version (its own key, beside the document); an updater reads both, thinks,
+//! and writes through a compare-and-set script (`assets/cas_write.lua`) that only writes if the
+//! version is still the one it read, and stamps the next. On a conflict it reads again.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::MultiplexedConnection;
+
+use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff, invoke};
+use crate::event::{Probe, RetryReason};
+
+static CAS_WRITE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../assets/cas_write.lua")));
+
+pub struct Cas {
+    conn: MultiplexedConnection,
+    tuning: Tuning,
+}
+
+impl Cas {
+    pub fn new(conn: MultiplexedConnection, tuning: Tuning) -> Cas {
+        Cas { conn, tuning }
+    }
+
+    pub async fn update(
+        &mut self,
+        op: &Op<'_>,
+        probe: &mut Probe,
+    ) -> Result<UpdateStatus, UpdateError> {
+        let mut retries = 0;
+        loop {
+            if let Some(status) = self.attempt(op, probe).await? {
+                return Ok(status);
+            }
+            retries += 1;
+            if retries > self.tuning.max_retries {
+                return Err(UpdateError::gave_up(
+                    self.tuning.max_retries,
+                    "the version kept changing",
+                ));
+            }
+            probe.retry(retries, RetryReason::Conflict).await;
+            tokio::time::sleep(backoff(retries, op.think.max(Duration::from_millis(20)))).await;
+        }
+    }
+
+    /// One read and compare-and-set. `Ok(None)`: the version moved on, a conflict.
+    async fn attempt(
+        &mut self,
+        op: &Op<'_>,
+        probe: &mut Probe,
+    ) -> Result<Option<UpdateStatus>, UpdateError> {
+        let key = op.keys.journey();
+        let version_key = op.keys.version();
+        probe.reading().await;
+        // One round trip for both: they share the journey's hash tag, so this holds on a cluster.
+        let (version, doc): (Option<String>, Option<String>) = redis::cmd("MGET")
+            .arg(&version_key)
+            .arg(&key)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(UpdateError::before_write)?;
+        let (Some(version), Some(doc)) = (version, doc) else {
+            return Ok(Some(UpdateStatus::JourneyNotFound));
+        };
+        let read = match ReadJourney::parse(&key, &doc, op.segment_id)? {
+            Ok(read) => read,
+            Err(missing) => return Ok(Some(missing)),
+        };
+        probe.read(Some(read.seen()), version.parse().ok()).await;
+        super::think(op.think).await;
+        let (doc, count) = read.apply(op.status);
+        probe.writing().await;
+        let mut invocation = CAS_WRITE.key(&version_key);
+        invocation.key(&key).arg(&version).arg(doc);
+        let new_version: i64 = invoke(&invocation, &mut self.conn)
+            .await
+            .map_err(UpdateError::during_write)?;
+        if new_version == 0 {
+            return Ok(None);
+        }
+        probe.wrote(count);
+        Ok(Some(UpdateStatus::Applied))
+    }
+}

@@ -1,0 +1,102 @@
+//! `fenced`: the `lock` strategy plus a fencing token. With the lock, the updater takes the next
+//! token (INCR); its write goes through a script (`assets/fenced_write.lua`) that refuses it unless
+//! its token is still the newest issued. A holder whose lock expired holds an outdated token, so
+//! its stale write is refused and it starts over, instead of erasing the next holder's work. The
+//! same expired-lock run that makes `lock` lose updates loses none here.
+
+use std::sync::LazyLock;
+
+use redis::AsyncCommands;
+use redis::Script;
+use redis::aio::MultiplexedConnection;
+
+use super::lock::{acquire, release};
+use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff, invoke};
+use crate::event::{Probe, RetryReason};
+
+static FENCED_WRITE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../assets/fenced_write.lua")));
+
+/// Refused writes retried before giving up (see `update`).
+const FENCE_REFUSALS: u32 = 2;
+
+pub struct Fenced {
+    conn: MultiplexedConnection,
+    tuning: Tuning,
+}
+
+impl Fenced {
+    pub fn new(conn: MultiplexedConnection, tuning: Tuning) -> Fenced {
+        Fenced { conn, tuning }
+    }
+
+    pub async fn update(
+        &mut self,
+        op: &Op<'_>,
+        probe: &mut Probe,
+    ) -> Result<UpdateStatus, UpdateError> {
+        let mut retries = 0;
+        loop {
+            let lock = acquire(&mut self.conn, op, probe, self.tuning).await?;
+            let attempt = self.attempt(op, probe).await;
+            release(&mut self.conn, op, &lock).await;
+            if let Some(result) = attempt.transpose() {
+                return result;
+            }
+            // A refusal means our lock expired before the work was done. Fencing makes that late
+            // write safe, not successful: while the work outlasts the ttl, every new holder will
+            // refuse the one before it, so a few tries are all that can help. Then the update is
+            // reported as not applied (a give-up), never silently lost.
+            retries += 1;
+            if retries > self.tuning.max_retries.min(FENCE_REFUSALS) {
+                return Err(UpdateError::gave_up(
+                    retries - 1,
+                    "a newer lock holder's fencing token refused the write; the lock expires before the work is done, so raise --lock-ttl above the think time",
+                ));
+            }
+            probe.retry(retries, RetryReason::Conflict).await;
+            tokio::time::sleep(backoff(retries, op.think)).await;
+        }
+    }
+
+    /// One fenced read-modify-write. `Ok(None)`: refused, a newer token was issued meanwhile.
+    async fn attempt(
+        &mut self,
+        op: &Op<'_>,
+        probe: &mut Probe,
+    ) -> Result<Option<UpdateStatus>, UpdateError> {
+        let token: u64 = self
+            .conn
+            .incr(op.keys.fence(), 1)
+            .await
+            .map_err(UpdateError::before_write)?;
+        let key = op.keys.journey();
+        probe.reading().await;
+        let doc: Option<String> = self
+            .conn
+            .get(&key)
+            .await
+            .map_err(UpdateError::before_write)?;
+        let Some(doc) = doc else {
+            return Ok(Some(UpdateStatus::JourneyNotFound));
+        };
+        let read = match ReadJourney::parse(&key, &doc, op.segment_id)? {
+            Ok(read) => read,
+            Err(missing) => return Ok(Some(missing)),
+        };
+        probe.read(Some(read.seen()), Some(token)).await;
+        super::think(op.think).await;
+        let (doc, count) = read.apply(op.status);
+        probe.writing().await;
+        let mut invocation = FENCED_WRITE.key(op.keys.fence());
+        invocation.key(&key).arg(token).arg(doc);
+        let written: i64 = invoke(&invocation, &mut self.conn)
+            .await
+            .map_err(UpdateError::during_write)?;
+        if written == 0 {
+            return Ok(None);
+        }
+        probe.wrote(count);
+        Ok(Some(UpdateStatus::Applied))
+    }
+}

@@ -1,0 +1,104 @@
+//! `function`: the same read-modify-write as `lua` (one Lua source, `assets/update_segment.lua`),
+//! delivered as a Redis 7 Function: loaded once per run with FUNCTION LOAD REPLACE and called with
+//! FCALL. A FUNCTION FLUSH in the middle of a run is met by loading the library again.
+
+use redis::aio::MultiplexedConnection;
+
+use super::lua::{UPDATE_SEGMENT_SOURCE, script_reply};
+use super::{Op, UpdateError, UpdateStatus};
+use crate::error::Error;
+use crate::event::Probe;
+use crate::target::{Target, describe};
+
+/// Versioned, so a later racelab with a changed function never calls an older one by mistake.
+const LIBRARY: &str = "racelab_v1";
+const FUNCTION: &str = "racelab_v1_update_segment";
+
+/// How often the library is loaded again when it keeps vanishing (FUNCTION FLUSH).
+const LIBRARY_RELOADS: u32 = 5;
+
+/// The library: the shared update source wrapped as a function of `(KEYS, ARGV)`.
+fn library() -> String {
+    format!(
+        "#!lua name={LIBRARY}\n\
+         local function update_segment(KEYS, ARGV)\n{UPDATE_SEGMENT_SOURCE}\nend\n\
+         redis.register_function('{FUNCTION}', update_segment)\n"
+    )
+}
+
+async fn load_library(conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(library())
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// Loads the library for a run; a Redis older than 7 has no functions, and says so clearly.
+pub async fn load(target: &Target, conn: &mut MultiplexedConnection) -> Result<(), Error> {
+    if target.major_version().is_some_and(|major| major < 7) {
+        return Err(Error::Unsupported {
+            strategy: "function".to_owned(),
+            reason: format!(
+                "Redis Functions need Redis 7 or newer and this server is {}; use the lua strategy instead",
+                target.version()
+            ),
+        });
+    }
+    load_library(conn).await.map_err(|e| Error::Unsupported {
+        strategy: "function".to_owned(),
+        reason: format!("FUNCTION LOAD failed: {}", describe(&e)),
+    })
+}
+
+pub struct Function {
+    conn: MultiplexedConnection,
+}
+
+impl Function {
+    pub fn new(conn: MultiplexedConnection) -> Function {
+        Function { conn }
+    }
+
+    pub async fn update(
+        &mut self,
+        op: &Op<'_>,
+        probe: &mut Probe,
+    ) -> Result<UpdateStatus, UpdateError> {
+        super::think(op.think).await;
+        probe.writing().await;
+        let mut reloads = 0;
+        let reply = loop {
+            match self.fcall(op).await {
+                // Flushed since the run loaded it: nothing ran, so load it again and call again.
+                Err(e) if is_missing_function(&e) && reloads < LIBRARY_RELOADS => {
+                    reloads += 1;
+                    load_library(&mut self.conn)
+                        .await
+                        .map_err(UpdateError::before_write)?;
+                }
+                other => break other.map_err(UpdateError::during_write)?,
+            }
+        };
+        Ok(script_reply(reply, probe))
+    }
+
+    async fn fcall(&mut self, op: &Op<'_>) -> redis::RedisResult<i64> {
+        redis::cmd("FCALL")
+            .arg(FUNCTION)
+            .arg(1)
+            .arg(op.keys.journey())
+            .arg(op.segment_id)
+            .arg(op.status)
+            .query_async(&mut self.conn)
+            .await
+    }
+}
+
+fn is_missing_function(e: &redis::RedisError) -> bool {
+    e.detail()
+        .or(Some(&e.to_string()))
+        .is_some_and(|d| d.contains("Function not found"))
+}

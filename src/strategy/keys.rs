@@ -1,0 +1,56 @@
+//! `keys`: one key per segment. An update is a read-modify-write of its own segment's key only,
+//! so updaters of different segments can no longer erase each other; updaters that share a
+//! segment still can, exactly like the seed's bug on a smaller scale.
+
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+
+use super::storage::segment_json;
+use super::{Op, UpdateError, UpdateStatus};
+use crate::event::{Probe, Seen};
+use crate::journey::{Segment, intern_status};
+
+pub struct Keys {
+    conn: MultiplexedConnection,
+}
+
+impl Keys {
+    pub fn new(conn: MultiplexedConnection) -> Keys {
+        Keys { conn }
+    }
+
+    pub async fn update(
+        &mut self,
+        op: &Op<'_>,
+        probe: &mut Probe,
+    ) -> Result<UpdateStatus, UpdateError> {
+        let key = op.keys.segment(op.segment_id);
+        probe.reading().await;
+        let value: Option<String> = self
+            .conn
+            .get(&key)
+            .await
+            .map_err(UpdateError::before_write)?;
+        let Some(value) = value else {
+            return Ok(UpdateStatus::SegmentNotFound);
+        };
+        let mut segment: Segment = serde_json::from_str(&value)
+            .map_err(|e| UpdateError::corrupt(format!("{key} does not hold a segment ({e})")))?;
+        let seen = Seen {
+            status: intern_status(&segment.status),
+            count: segment.update_count,
+        };
+        probe.read(Some(seen), None).await;
+        super::think(op.think).await;
+        segment.status = op.status.to_owned();
+        segment.update_count += 1;
+        probe.writing().await;
+        let () = self
+            .conn
+            .set(&key, segment_json(&segment))
+            .await
+            .map_err(UpdateError::during_write)?;
+        probe.wrote(segment.update_count);
+        Ok(UpdateStatus::Applied)
+    }
+}

@@ -1,0 +1,57 @@
+//! `lua`: the seed's whole read-modify-write runs inside Redis as one script
+//! (`assets/update_segment.lua`), so no other command can come between its read and its write.
+//! `redis::Script` sends EVALSHA and falls back to loading the script on NOSCRIPT, so a server
+//! restart or a SCRIPT FLUSH in the middle of a run costs one extra round trip, not an error.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+use redis::aio::MultiplexedConnection;
+
+use super::{Op, UpdateError, UpdateStatus, invoke};
+use crate::event::Probe;
+
+static UPDATE_SEGMENT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../assets/update_segment.lua")));
+
+/// The Lua source of the update, shared with the `function` strategy's library.
+pub const UPDATE_SEGMENT_SOURCE: &str = include_str!("../../assets/update_segment.lua");
+
+pub struct Lua {
+    conn: MultiplexedConnection,
+}
+
+impl Lua {
+    pub fn new(conn: MultiplexedConnection) -> Lua {
+        Lua { conn }
+    }
+
+    pub async fn update(
+        &mut self,
+        op: &Op<'_>,
+        probe: &mut Probe,
+    ) -> Result<UpdateStatus, UpdateError> {
+        // The processing time comes before the script: there is no read whose result could go
+        // stale while the updater thinks.
+        super::think(op.think).await;
+        probe.writing().await;
+        let mut invocation = UPDATE_SEGMENT.key(op.keys.journey());
+        invocation.arg(op.segment_id).arg(op.status);
+        let reply: i64 = invoke(&invocation, &mut self.conn)
+            .await
+            .map_err(UpdateError::during_write)?;
+        Ok(script_reply(reply, probe))
+    }
+}
+
+/// The reply of `update_segment.lua`: the new count, 0 (no journey) or -1 (no segment).
+pub(super) fn script_reply(reply: i64, probe: &mut Probe) -> UpdateStatus {
+    match reply {
+        0 => UpdateStatus::JourneyNotFound,
+        n if n < 0 => UpdateStatus::SegmentNotFound,
+        n => {
+            probe.wrote(n as u64);
+            UpdateStatus::Applied
+        }
+    }
+}
