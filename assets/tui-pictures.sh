@@ -11,7 +11,8 @@ trap 'tmux -L "$sock" kill-server 2>/dev/null || true' EXIT
 tmux -L "$sock" new-session -d -x 100 -y 32 -s pic "env -u REDIS_URL NO_COLOR=1 '$bin' --seed 42"
 screen() { tmux -L "$sock" capture-pane -p -t pic; }
 wait_for() {
-  for _ in $(seq 600); do
+  # $2: seconds to wait; the comparison runs lock and fenced one updater at a time.
+  for _ in $(seq $((${2:-30} * 20))); do
     screen | grep -q -- "$1" && return 0
     sleep 0.05
   done
@@ -27,6 +28,6 @@ wait_for "updates lost"
 sleep 0.2
 screen > assets/tui-naive.txt
 tmux -L "$sock" send-keys -t pic c
-wait_for "comparison done"
+wait_for "comparison done" 300
 screen > assets/tui-compare.txt
 tmux -L "$sock" send-keys -t pic q
