@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 cargo build --release --quiet
 bin="${CARGO_TARGET_DIR:-target}/release/racelab"
 sock="racelab-pictures-$$"
-trap 'tmux -L "$sock" kill-server 2>/dev/null || true' EXIT
+trap 'tmux -L "$sock" kill-server 2>/dev/null || true; rm -f "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$sock"' EXIT
 tmux -L "$sock" new-session -d -x 100 -y 32 -s pic "env -u REDIS_URL NO_COLOR=1 '$bin' --seed 42"
 screen() { tmux -L "$sock" capture-pane -p -t pic; }
 wait_for() {
