@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -18,8 +17,9 @@ use crate::error::Error;
 use crate::event::{Event, EventKind, Outcome, Probe, WriteScope};
 use crate::journey::{Journey, SegmentState, update_status};
 use crate::keys::Keys;
+use crate::strategy::storage::StorageError;
 use crate::strategy::{Op, RaceShape, Strategy, Tuning, UpdateStatus, Updater};
-use crate::target::Target;
+use crate::target::{Conn, Target};
 use crate::truth::{Tally, Truth, verify};
 
 /// What every strategy of a run is given to do.
@@ -79,15 +79,29 @@ pub struct RunResult {
     pub strategy: Strategy,
     pub run_id: String,
     pub tally: Tally,
+    /// What the final state proves; all zero when it could not be read (see `unverified`).
     pub truth: Truth,
-    /// The final state as read back, segment by segment.
+    /// The final state as read back, segment by segment; empty when it could not be read.
     pub states: Vec<SegmentState>,
     /// Set when the run was cut short (interrupted, or an updater hit an error no retry mends).
     pub stopped: Option<String>,
+    /// Set when the final state could not be read back: nothing about applied or lost updates
+    /// can be said then, and the report says so instead of guessing.
+    pub unverified: Option<String>,
+}
+
+impl RunResult {
+    /// The run completed and its final state was read: its verdict can be trusted.
+    pub fn is_complete(&self) -> bool {
+        self.stopped.is_none() && self.unverified.is_none()
+    }
 }
 
 /// Bounded, so a slow watcher slows updaters a little instead of growing memory.
 const EVENT_CHANNEL: usize = 4096;
+
+/// Attempts at reading the final state back, for a connection that is reconnecting.
+const FINAL_READ_ATTEMPTS: u32 = 3;
 
 /// Runs `strategy` on `workload`. Events go to `watcher` as they happen, if there is one.
 pub async fn run(
@@ -121,36 +135,34 @@ pub async fn run_as(
     strategy.check_journey(journey)?;
     let mut conn = target.connection().await?;
     strategy.prepare(target, &mut conn).await?;
-
-    strategy
-        .storage()
-        .seed(&mut conn, &keys, journey)
-        .await
-        .map_err(|e| target.refused(&e))?;
+    seed(target, strategy, &mut conn, &keys, journey).await?;
 
     let outcome = race(target, strategy, workload, &keys, &conn, watcher, cancel).await;
 
-    let final_states = strategy.storage().read_states(&mut conn, &keys).await;
+    let final_states = read_final(strategy, &mut conn, &keys).await;
     if !settings.keep {
         cleanup(&mut conn, &keys, journey).await;
     }
     let (tally, stopped) = outcome?;
-    let states = match final_states {
-        Ok(Some(states)) => states,
-        Ok(None) => {
-            return Err(Error::Run {
-                target: target.display().to_owned(),
-                reason: format!("the journey {} vanished during the run", keys.journey()),
-            });
-        }
-        Err(e) => {
-            return Err(Error::Run {
-                target: target.display().to_owned(),
-                reason: format!("reading the final state failed: {e}"),
-            });
-        }
+    let (states, unverified) = match final_states {
+        Ok(Some(states)) if states.len() == journey.segments.len() => (states, None),
+        Ok(_) => (
+            Vec::new(),
+            Some(format!(
+                "the journey at {} vanished during the run",
+                keys.journey()
+            )),
+        ),
+        Err(e) => (
+            Vec::new(),
+            Some(format!("reading the final state failed: {e}")),
+        ),
     };
-    let truth = verify(&tally, journey, &states, settings.lost_limit);
+    let truth = if unverified.is_none() {
+        verify(&tally, journey, &states, settings.lost_limit)
+    } else {
+        Truth::default()
+    };
     Ok(RunResult {
         strategy,
         run_id,
@@ -158,7 +170,74 @@ pub async fn run_as(
         truth,
         states,
         stopped,
+        unverified,
     })
+}
+
+/// Writes the journey under the run's keys, after making sure none of them exists: racelab only
+/// ever writes keys it created.
+async fn seed(
+    target: &Target,
+    strategy: Strategy,
+    conn: &mut Conn,
+    keys: &Keys,
+    journey: &Journey,
+) -> Result<(), Error> {
+    let fail = |reason: String| Error::Run {
+        target: target.display().to_owned(),
+        reason,
+    };
+    let all = keys.all(journey.segments.iter().map(|s| s.segment_id.as_str()));
+    for chunk in all.chunks(1000) {
+        let existing: u64 = redis::cmd("EXISTS")
+            .arg(chunk)
+            .query_async(conn)
+            .await
+            .map_err(|e| target.refused(&e))?;
+        if existing > 0 {
+            return Err(fail(format!(
+                "keys under {} already exist, and racelab writes only keys it creates; run again (a new run id is drawn) or choose another --key-prefix",
+                keys.journey()
+            )));
+        }
+    }
+    strategy
+        .storage()
+        .seed(conn, keys, journey)
+        .await
+        .map_err(|e| match e.code() {
+            Some("NOPERM" | "NOAUTH" | "WRONGPASS") => target.refused(&e),
+            _ => fail(format!(
+                "seeding the journey under {} failed: {}",
+                keys.journey(),
+                crate::target::describe(&e)
+            )),
+        })
+}
+
+/// The final state, read again a few times if the shared connection is reconnecting.
+async fn read_final(
+    strategy: Strategy,
+    conn: &mut Conn,
+    keys: &Keys,
+) -> Result<Option<Vec<SegmentState>>, StorageError> {
+    let mut attempt = 1;
+    loop {
+        match strategy.storage().read_states(conn, keys).await {
+            Err(StorageError::Redis(e)) if attempt < FINAL_READ_ATTEMPTS && !is_refusal(&e) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_refusal(e: &redis::RedisError) -> bool {
+    matches!(
+        e.code(),
+        Some("NOPERM" | "WRONGTYPE" | "NOAUTH" | "WRONGPASS")
+    )
 }
 
 /// Prepares the updaters, releases them together and tallies their events until the last one
@@ -168,7 +247,7 @@ async fn race(
     strategy: Strategy,
     workload: &Workload,
     keys: &Arc<Keys>,
-    conn: &MultiplexedConnection,
+    conn: &Conn,
     watcher: Option<mpsc::Sender<Event>>,
     cancel: &CancellationToken,
 ) -> Result<(Tally, Option<String>), Error> {
@@ -320,7 +399,7 @@ impl UpdaterTask {
 
 /// Deletes every key the run may have created. Best effort: a failure here must not hide the
 /// run's verdict, and the keys are all under the run's own prefix and id.
-async fn cleanup(conn: &mut MultiplexedConnection, keys: &Keys, journey: &Journey) {
+async fn cleanup(conn: &mut Conn, keys: &Keys, journey: &Journey) {
     let all = keys.all(journey.segments.iter().map(|s| s.segment_id.as_str()));
     for chunk in all.chunks(1000) {
         let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query_async(conn).await;

@@ -30,7 +30,7 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
     };
     let history = args.history.as_deref().map(History::create).transpose()?;
     let target = Target::open(args.options.redis_url.as_deref(), args.options.timeout).await?;
-    let report = run_strategies(
+    let (report, failure) = run_strategies(
         &target,
         &args.options,
         &workload,
@@ -38,7 +38,14 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
         history.as_ref(),
         cancel,
     )
-    .await?;
+    .await;
+    // What was observed before a failure is still reported; a failure before any run is only
+    // the error.
+    if report.runs.is_empty() {
+        if let Some(e) = failure {
+            return Err(e);
+        }
+    }
     match output {
         Some((path, mut file)) => {
             let text = match args.format {
@@ -56,9 +63,14 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
             }
         ),
     }
-    Ok(report)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
 }
 
+/// Runs each strategy in turn. Stops at the first one that cannot be run, and returns the report
+/// of those that ran with the error that stopped the rest.
 pub async fn run_strategies(
     target: &Target,
     options: &Options,
@@ -66,8 +78,9 @@ pub async fn run_strategies(
     expect: crate::report::Expect,
     history: Option<&History>,
     cancel: &CancellationToken,
-) -> Result<Report, Error> {
+) -> (Report, Option<Error>) {
     let settings = options.settings();
+    let mut failure = None;
     let shape = workload.shape();
     let mut runs = Vec::new();
     for &strategy in &options.strategy.0 {
@@ -88,18 +101,33 @@ pub async fn run_strategies(
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e)));
             if let (Some(history), Err(e)) = (history, written) {
-                return Err(history_error(&history.path(), e));
+                failure = Some(history_error(&history.path(), e));
+                break;
             }
         }
-        let result = result?;
+        let result = match result {
+            Ok(result) => result,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
         if let Some(history) = history {
-            history.finish(&result, workload)?;
+            if let Err(e) = history.finish(&result, workload) {
+                failure = Some(e);
+                break;
+            }
         }
         let expected = Expected::resolve(expect, strategy, &shape);
         runs.push(RunReport::new(&result, workload, expected));
     }
-    Ok(Report {
-        ok: !runs.is_empty() && runs.len() == options.strategy.0.len() && runs.iter().all(|r| r.ok),
+    let complete = failure.is_none()
+        && !cancel.is_cancelled()
+        && runs.len() == options.strategy.0.len()
+        && runs.iter().all(|r| r.stopped.is_none());
+    let report = Report {
+        ok: complete && runs.iter().all(|r| r.ok),
+        complete,
         seed: workload.seed,
         redis: RedisInfo {
             version: target.version().to_owned(),
@@ -108,7 +136,8 @@ pub async fn run_strategies(
         },
         journey: workload.journey.id.clone(),
         runs,
-    })
+    };
+    (report, failure)
 }
 
 fn output_error(path: &Path, e: std::io::Error) -> Error {

@@ -41,6 +41,7 @@ pub mod tui;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command};
+use crate::error::Error;
 
 /// Runs the command `cli` names and returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
@@ -68,15 +69,37 @@ pub fn main(cli: Cli) -> i32 {
 
 async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
     let result = match cli.command {
-        Some(Command::Run(args)) => headless::run(&args, cancel).await.map(|r| r.ok),
-        Some(Command::Tui(options)) => tui::run(options, cancel).await,
-        None => tui::run(cli.options, cancel).await,
+        Some(Command::Run(args)) => headless::run(&args, cancel).await,
+        Some(Command::Tui(options)) => return tui_exit(tui::run(options, cancel).await, cancel),
+        None => return tui_exit(tui::run(cli.options, cancel).await, cancel),
     };
     let interrupted = interrupted_code(cancel);
     match result {
         Ok(_) if interrupted.is_some() => interrupted.unwrap_or(130),
-        Ok(true) => 0,
-        Ok(false) => 1,
+        Ok(report) if !report.complete => {
+            let why = report
+                .runs
+                .iter()
+                .find_map(|r| r.stopped.as_deref().map(|s| format!("{}: {s}", r.strategy)))
+                .unwrap_or_else(|| "a run stopped early".to_owned());
+            eprintln!("racelab: the run could not be completed ({why})");
+            2
+        }
+        Ok(report) if report.ok => 0,
+        Ok(_) => 1,
+        Err(e) => {
+            eprintln!("racelab: {e}");
+            interrupted.unwrap_or(e.exit_code())
+        }
+    }
+}
+
+/// The TUI's exit code: 0 when the user quits, 2 when it could not be shown (no terminal, no
+/// Redis), 130/143 when a signal ended it.
+fn tui_exit(result: Result<(), Error>, cancel: &CancellationToken) -> i32 {
+    let interrupted = interrupted_code(cancel);
+    match result {
+        Ok(()) => interrupted.unwrap_or(0),
         Err(e) => {
             eprintln!("racelab: {e}");
             interrupted.unwrap_or(e.exit_code())

@@ -73,6 +73,9 @@ impl Expected {
 pub struct Report {
     /// Every strategy behaved as expected and every run completed.
     pub ok: bool,
+    /// Every run completed and had its final state read back; when not, the run could not be
+    /// made (exit 2) and the report says what was observed up to then.
+    pub complete: bool,
     pub seed: u64,
     pub redis: RedisInfo,
     pub journey: String,
@@ -96,8 +99,10 @@ pub struct RunReport {
     pub rounds: u32,
     pub think_ms: f64,
     pub acknowledged: u64,
-    pub applied: u64,
-    pub lost: u64,
+    /// `null` when the final state could not be read: nobody can say.
+    pub applied: Option<u64>,
+    /// `null` when the final state could not be read.
+    pub lost: Option<u64>,
     pub unknown: u64,
     pub errors: u64,
     pub retries: u64,
@@ -127,6 +132,7 @@ pub struct Latency {
 impl RunReport {
     pub fn new(result: &RunResult, workload: &Workload, expected: Expected) -> RunReport {
         let tally = &result.tally;
+        let verified = result.unverified.is_none();
         let duration = tally.last_at;
         let secs = duration.as_secs_f64();
         RunReport {
@@ -137,15 +143,15 @@ impl RunReport {
             rounds: workload.rounds,
             think_ms: ms(workload.think),
             acknowledged: tally.acknowledged,
-            applied: result.truth.applied,
-            lost: result.truth.lost,
+            applied: verified.then_some(result.truth.applied),
+            lost: verified.then_some(result.truth.lost),
             unknown: tally.unknown,
             errors: tally.errors,
             retries: tally.retries,
             conflicts: tally.conflicts,
             give_ups: tally.give_ups,
             expected,
-            ok: result.stopped.is_none() && expected.met_by(result.truth.lost),
+            ok: result.is_complete() && expected.met_by(result.truth.lost),
             duration_ms: round2(ms(duration)),
             updates_per_s: if secs > 0.0 {
                 round2(tally.acknowledged as f64 / secs)
@@ -158,13 +164,17 @@ impl RunReport {
                 max: round2(tally.max_latency_ms()),
             },
             lost_updates: result.truth.lost_updates.clone(),
-            stopped: result.stopped.clone(),
+            stopped: result.stopped.clone().or_else(|| result.unverified.clone()),
             failures: tally.failure_reasons.clone(),
         }
     }
 
     fn verdict(&self) -> String {
-        let seen = if self.lost > 0 { "lost" } else { "intact" };
+        let seen = if self.lost.unwrap_or(0) > 0 {
+            "lost"
+        } else {
+            "intact"
+        };
         let word = if self.ok { "ok" } else { "FAIL" };
         match (&self.stopped, self.expected) {
             (Some(_), _) => "STOPPED".to_owned(),
@@ -172,6 +182,11 @@ impl RunReport {
             (None, expected) => format!("{word} ({seen}, expected {})", expected.word()),
         }
     }
+}
+
+/// A count, or `?` when it cannot be known.
+fn count_or_unknown(count: Option<u64>) -> String {
+    count.map_or_else(|| "?".to_owned(), |n| n.to_string())
 }
 
 fn round2(x: f64) -> f64 {
@@ -241,8 +256,8 @@ impl Report {
                 "{:<9} {:>6} {:>7} {:>5} {:>7} {:>6} {:>7} {:>7} {:>9.0} {:>8.1} {:>8.1}  {}",
                 run.strategy.name(),
                 run.acknowledged,
-                run.applied,
-                run.lost,
+                count_or_unknown(run.applied),
+                count_or_unknown(run.lost),
                 run.unknown,
                 run.errors,
                 run.retries,
@@ -272,26 +287,28 @@ impl Report {
                     run.failures.join("; ")
                 );
             }
-            if run.lost == 0 {
+            let Some(lost) = run.lost.filter(|lost| *lost > 0) else {
                 continue;
-            }
+            };
             let total = run.acknowledged + run.unknown;
             let _ = writeln!(
                 out,
                 "\n{}: Race condition detected! {} out of {} updates were lost",
-                run.strategy, run.lost, total
+                run.strategy, lost, total
             );
             for lost in &run.lost_updates {
                 let _ = writeln!(out, "  {}", lost.seed_message());
                 let _ = writeln!(out, "      {}", lost.attribution());
             }
             let listed = run.lost_updates.len() as u64;
-            if listed < run.lost {
-                let _ = writeln!(out, "  … and {} more", run.lost - listed);
+            if listed < lost {
+                let _ = writeln!(out, "  … and {} more", lost - listed);
             }
         }
         let _ = writeln!(out);
-        let summary = if self.ok {
+        let summary = if !self.complete {
+            "the run could not be completed: what is above is what was observed until then"
+        } else if self.ok {
             "every strategy behaved as expected"
         } else {
             "a strategy did not behave as expected"

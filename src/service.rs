@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use crate::target::Conn;
 
 use crate::cli::DEFAULT_MAX_RETRIES;
 use crate::error::Error;
@@ -32,7 +32,7 @@ pub struct JourneyService {
     strategy: Strategy,
     prefix: String,
     run_id: String,
-    conn: MultiplexedConnection,
+    conn: Conn,
     updater: Updater,
     think: Duration,
     /// Each journey's segment ids, so an update to a missing segment is refused without a write.

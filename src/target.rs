@@ -6,10 +6,16 @@
 use std::time::Duration;
 
 use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 
 use crate::error::Error;
 use crate::server::RedisServer;
+
+/// The connection updaters share: see [`Target::connection`].
+pub type Conn = ConnectionManager;
+
+/// Reconnect attempts of a shared connection before a command fails for good.
+const RECONNECT_ATTEMPTS: usize = 3;
 
 pub struct Target {
     client: redis::Client,
@@ -67,11 +73,19 @@ impl Target {
         Ok(target)
     }
 
-    /// A new multiplexed connection. Shared by updaters for single commands and scripts; an
-    /// updater that needs connection state of its own (WATCH) asks for its own.
-    pub async fn connection(&self) -> Result<MultiplexedConnection, Error> {
-        self.connector()
-            .connect()
+    /// A new shared connection: multiplexed, and reconnecting when it drops (a killed client,
+    /// a restarted server), so one fault fails the commands in flight, not the rest of the run.
+    /// Right for single commands, pipelines and scripts, which carry no state on the connection;
+    /// never for WATCH (see [`Connector::connect`]).
+    pub async fn connection(&self) -> Result<Conn, Error> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(RECONNECT_ATTEMPTS)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(500));
+        self.client
+            .get_connection_manager_with_config(config)
             .await
             .map_err(|e| self.refused(&e))
     }
@@ -134,6 +148,8 @@ pub struct Connector {
 }
 
 impl Connector {
+    /// A plain multiplexed connection that never reconnects by itself: what connection state
+    /// (WATCH) needs, since a silent reconnect would drop that state under its owner.
     pub async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))

@@ -454,3 +454,30 @@ fn an_update_under_way_without_a_read_is_thinking_and_its_segment_updating() {
     assert_eq!(run.updaters[4].marks[0].began, Some(at));
     assert_eq!(run.updaters[4].marks[0].read, None);
 }
+
+#[test]
+fn a_run_whose_final_state_could_not_be_read_gives_no_verdict() {
+    let base = Instant::now();
+    let mut app = app(base);
+    let (_, now, generation) = play_naive(&mut app, base, 4);
+    let lost_live = app.run.as_ref().unwrap().lost();
+    let mut result = intact_result(Strategy::Naive, 0, 0);
+    result.states.clear();
+    result.unverified = Some("reading the final state failed: connection refused".into());
+    app.update(
+        Msg::RunFinished {
+            generation,
+            result: Ok(result),
+        },
+        now,
+    );
+    let run = app.run.as_ref().unwrap();
+    assert!(
+        matches!(&run.state, RunState::Failed(reason) if reason.contains("no verdict")),
+        "{:?}",
+        run.state
+    );
+    // The screen keeps what the observer saw instead of calling every update lost.
+    assert_eq!(run.lost(), lost_live);
+    assert!(!app.busy());
+}

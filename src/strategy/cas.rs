@@ -6,8 +6,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::target::Conn;
 use redis::Script;
-use redis::aio::MultiplexedConnection;
 
 use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff, invoke};
 use crate::event::{Probe, RetryReason};
@@ -16,12 +16,12 @@ static CAS_WRITE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../assets/cas_write.lua")));
 
 pub struct Cas {
-    conn: MultiplexedConnection,
+    conn: Conn,
     tuning: Tuning,
 }
 
 impl Cas {
-    pub fn new(conn: MultiplexedConnection, tuning: Tuning) -> Cas {
+    pub fn new(conn: Conn, tuning: Tuning) -> Cas {
         Cas { conn, tuning }
     }
 

@@ -6,9 +6,9 @@
 
 use std::sync::LazyLock;
 
+use crate::target::Conn;
 use redis::AsyncCommands;
 use redis::Script;
-use redis::aio::MultiplexedConnection;
 
 use super::lock::{acquire, release};
 use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff, invoke};
@@ -21,12 +21,12 @@ static FENCED_WRITE: LazyLock<Script> =
 const FENCE_REFUSALS: u32 = 2;
 
 pub struct Fenced {
-    conn: MultiplexedConnection,
+    conn: Conn,
     tuning: Tuning,
 }
 
 impl Fenced {
-    pub fn new(conn: MultiplexedConnection, tuning: Tuning) -> Fenced {
+    pub fn new(conn: Conn, tuning: Tuning) -> Fenced {
         Fenced { conn, tuning }
     }
 

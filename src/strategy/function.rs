@@ -2,7 +2,7 @@
 //! delivered as a Redis 7 Function: loaded once per run with FUNCTION LOAD REPLACE and called with
 //! FCALL. A FUNCTION FLUSH in the middle of a run is met by loading the library again.
 
-use redis::aio::MultiplexedConnection;
+use crate::target::Conn;
 
 use super::lua::{UPDATE_SEGMENT_SOURCE, script_reply};
 use super::{Op, UpdateError, UpdateStatus};
@@ -26,7 +26,7 @@ fn library() -> String {
     )
 }
 
-async fn load_library(conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+async fn load_library(conn: &mut Conn) -> redis::RedisResult<()> {
     let _: String = redis::cmd("FUNCTION")
         .arg("LOAD")
         .arg("REPLACE")
@@ -37,7 +37,7 @@ async fn load_library(conn: &mut MultiplexedConnection) -> redis::RedisResult<()
 }
 
 /// Loads the library for a run; a Redis older than 7 has no functions, and says so clearly.
-pub async fn load(target: &Target, conn: &mut MultiplexedConnection) -> Result<(), Error> {
+pub async fn load(target: &Target, conn: &mut Conn) -> Result<(), Error> {
     if target.major_version().is_some_and(|major| major < 7) {
         return Err(Error::Unsupported {
             strategy: "function".to_owned(),
@@ -54,11 +54,11 @@ pub async fn load(target: &Target, conn: &mut MultiplexedConnection) -> Result<(
 }
 
 pub struct Function {
-    conn: MultiplexedConnection,
+    conn: Conn,
 }
 
 impl Function {
-    pub fn new(conn: MultiplexedConnection) -> Function {
+    pub fn new(conn: Conn) -> Function {
         Function { conn }
     }
 

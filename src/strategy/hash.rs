@@ -2,13 +2,13 @@
 //! an update writes only its own fields, in one MULTI/EXEC sent as a single pipeline. Nothing is
 //! read and written back, so there is no stale copy to write: no lost update is possible.
 
-use redis::aio::MultiplexedConnection;
+use crate::target::Conn;
 
 use super::{Op, UpdateError, UpdateStatus};
 use crate::event::Probe;
 
 pub struct Hash {
-    conn: MultiplexedConnection,
+    conn: Conn,
 }
 
 /// The hash field that counts a segment's applied updates.
@@ -17,7 +17,7 @@ pub fn count_field(segment_id: &str) -> String {
 }
 
 impl Hash {
-    pub fn new(conn: MultiplexedConnection) -> Hash {
+    pub fn new(conn: Conn) -> Hash {
         Hash { conn }
     }
 

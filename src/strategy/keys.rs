@@ -2,8 +2,8 @@
 //! so updaters of different segments can no longer erase each other; updaters that share a
 //! segment still can, exactly like the seed's bug on a smaller scale.
 
+use crate::target::Conn;
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
 
 use super::storage::segment_json;
 use super::{Op, UpdateError, UpdateStatus};
@@ -11,11 +11,11 @@ use crate::event::{Probe, Seen};
 use crate::journey::{Segment, intern_status};
 
 pub struct Keys {
-    conn: MultiplexedConnection,
+    conn: Conn,
 }
 
 impl Keys {
-    pub fn new(conn: MultiplexedConnection) -> Keys {
+    pub fn new(conn: Conn) -> Keys {
         Keys { conn }
     }
 

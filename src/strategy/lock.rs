@@ -8,10 +8,10 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::target::Conn;
 use rand::Rng;
 use redis::AsyncCommands;
 use redis::Script;
-use redis::aio::MultiplexedConnection;
 
 use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff, invoke};
 use crate::event::{Probe, RetryReason};
@@ -23,12 +23,12 @@ static UNLOCK: LazyLock<Script> =
 const LOCK_POLL_CAP: Duration = Duration::from_millis(5);
 
 pub struct Lock {
-    conn: MultiplexedConnection,
+    conn: Conn,
     tuning: Tuning,
 }
 
 impl Lock {
-    pub fn new(conn: MultiplexedConnection, tuning: Tuning) -> Lock {
+    pub fn new(conn: Conn, tuning: Tuning) -> Lock {
         Lock { conn, tuning }
     }
 
@@ -46,7 +46,7 @@ impl Lock {
 
 /// Takes the journey's lock, waiting while someone else holds it. Returns our token.
 pub(super) async fn acquire(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
     op: &Op<'_>,
     probe: &mut Probe,
     tuning: Tuning,
@@ -85,7 +85,7 @@ pub(super) async fn acquire(
 
 /// Releases the lock if it is still ours. Best effort: if this fails the ttl frees it, and the
 /// update's outcome is already decided.
-pub(super) async fn release(conn: &mut MultiplexedConnection, op: &Op<'_>, token: &str) {
+pub(super) async fn release(conn: &mut Conn, op: &Op<'_>, token: &str) {
     let mut invocation = UNLOCK.key(op.keys.lock());
     invocation.arg(token);
     let _: Result<i64, _> = invoke(&invocation, conn).await;
@@ -93,7 +93,7 @@ pub(super) async fn release(conn: &mut MultiplexedConnection, op: &Op<'_>, token
 
 /// The seed's read-modify-write, as done under the lock.
 async fn read_modify_write(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
     op: &Op<'_>,
     probe: &mut Probe,
 ) -> Result<UpdateStatus, UpdateError> {

@@ -5,8 +5,8 @@
 
 use std::sync::LazyLock;
 
+use crate::target::Conn;
 use redis::Script;
-use redis::aio::MultiplexedConnection;
 
 use super::{Op, UpdateError, UpdateStatus, invoke};
 use crate::event::Probe;
@@ -18,11 +18,11 @@ static UPDATE_SEGMENT: LazyLock<Script> =
 pub const UPDATE_SEGMENT_SOURCE: &str = include_str!("../../assets/update_segment.lua");
 
 pub struct Lua {
-    conn: MultiplexedConnection,
+    conn: Conn,
 }
 
 impl Lua {
-    pub fn new(conn: MultiplexedConnection) -> Lua {
+    pub fn new(conn: Conn) -> Lua {
         Lua { conn }
     }
 

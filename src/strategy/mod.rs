@@ -19,9 +19,9 @@ mod watch;
 use std::fmt;
 use std::time::Duration;
 
+use crate::target::Conn;
 use clap::ValueEnum;
 use rand::Rng;
-use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
 pub use storage::Storage;
@@ -163,11 +163,7 @@ impl Strategy {
     }
 
     /// Run-wide preparation on the target: loading the function library.
-    pub async fn prepare(
-        self,
-        target: &Target,
-        conn: &mut MultiplexedConnection,
-    ) -> Result<(), Error> {
+    pub async fn prepare(self, target: &Target, conn: &mut Conn) -> Result<(), Error> {
         match self {
             Strategy::Function => function::load(target, conn).await,
             _ => Ok(()),
@@ -213,7 +209,7 @@ const SCRIPT_RELOADS: u32 = 5;
 /// means the script did not run, so calling again is safe.
 pub(crate) async fn invoke<T: redis::FromRedisValue>(
     invocation: &redis::ScriptInvocation<'_>,
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
 ) -> redis::RedisResult<T> {
     let mut reloads = 0;
     loop {
@@ -351,7 +347,7 @@ impl Updater {
     /// sent as one pipeline and scripts, which carry no state between commands.
     pub async fn new(
         strategy: Strategy,
-        shared: &MultiplexedConnection,
+        shared: &Conn,
         target: &Target,
         tuning: Tuning,
     ) -> Result<Updater, Error> {

@@ -2,18 +2,18 @@
 //! segment, thinks, and writes the whole journey back, so a write based on an old read puts every
 //! other segment back the way it was when that read happened: the lost update.
 
+use crate::target::Conn;
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
 
 use super::{Op, ReadJourney, UpdateError, UpdateStatus};
 use crate::event::Probe;
 
 pub struct Naive {
-    conn: MultiplexedConnection,
+    conn: Conn,
 }
 
 impl Naive {
-    pub fn new(conn: MultiplexedConnection) -> Naive {
+    pub fn new(conn: Conn) -> Naive {
         Naive { conn }
     }
 

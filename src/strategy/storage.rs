@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use redis::aio::MultiplexedConnection;
+use crate::target::Conn;
 use redis::{AsyncCommands, RedisError};
 
 use super::hash::count_field;
@@ -26,7 +26,7 @@ impl Storage {
     /// Writes `journey` under `keys`, every segment's count at zero, and a fresh version.
     pub async fn seed(
         self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         keys: &Keys,
         journey: &Journey,
     ) -> Result<(), RedisError> {
@@ -65,7 +65,7 @@ impl Storage {
     /// The journey as Redis holds it now, or `None` when it is not there.
     pub async fn get_journey(
         self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         keys: &Keys,
     ) -> Result<Option<Journey>, StorageError> {
         let doc: Option<String> = conn.get(keys.journey()).await?;
@@ -115,7 +115,7 @@ impl Storage {
     /// Every segment's status and count as Redis holds them now.
     pub async fn read_states(
         self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         keys: &Keys,
     ) -> Result<Option<Vec<SegmentState>>, StorageError> {
         Ok(self.get_journey(conn, keys).await?.map(|j| j.states()))

@@ -25,9 +25,11 @@ pub struct Watch {
 
 impl Watch {
     pub async fn new(target: &Target, tuning: Tuning) -> Result<Watch, Error> {
+        let connector = target.connector();
+        let conn = connector.connect().await.map_err(|e| target.refused(&e))?;
         Ok(Watch {
-            conn: Some(target.connection().await?),
-            connector: target.connector(),
+            conn: Some(conn),
+            connector,
             tuning,
         })
     }

@@ -776,6 +776,12 @@ impl RunView {
                 return;
             }
         };
+        if let Some(reason) = result.unverified {
+            // Without the final state nothing can be said about applied or lost updates: the
+            // grid keeps the observer's last view and the header says why there is no verdict.
+            self.state = RunState::Failed(format!("no verdict: {reason}"));
+            return;
+        }
         for (s, state) in self.segments.iter_mut().zip(&result.states) {
             s.status = state.status.clone();
             s.count = state.update_count;
@@ -1061,6 +1067,11 @@ impl App {
                     && let Some(row) = c.row(strategy)
                 {
                     match result {
+                        Ok(result) if result.unverified.is_some() => {
+                            let reason = result.unverified.unwrap_or_default();
+                            row.tally = result.tally;
+                            row.state = RowState::Failed(format!("no verdict: {reason}"));
+                        }
                         Ok(result) => {
                             row.applied = result.truth.applied;
                             row.lost = result.truth.lost;

@@ -46,8 +46,8 @@ const EVENT_CHANNEL: usize = 4096;
 /// How many queued messages are folded in before the loop looks at the clock again.
 const DRAIN: usize = 4096;
 
-/// Runs the TUI until the user quits. `Ok(true)` on a normal quit.
-pub async fn run(options: Options, cancel: &CancellationToken) -> Result<bool, Error> {
+/// Runs the TUI until the user quits.
+pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Error> {
     if !terminal::available() {
         return Err(Error::Usage(
             "stdout is not a terminal, so there is no screen for the TUI; use `racelab run` for a headless report".to_owned(),
@@ -83,7 +83,7 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<bool, E
     // Every run task has ended (Session::run awaits them), so this is the last reference: the
     // private redis-server stops here, after the runs deleted their keys.
     drop(target);
-    result.map(|()| true)
+    result
 }
 
 /// A run or comparison in progress.

@@ -191,6 +191,7 @@ pub fn finished_naive(base: Instant) -> App {
         truth,
         states,
         stopped: None,
+        unverified: None,
     };
     app.update(
         Msg::RunFinished {
@@ -233,6 +234,7 @@ pub fn intact_result(strategy: Strategy, updates: u32, lost: u32) -> RunResult {
         truth,
         states,
         stopped: None,
+        unverified: None,
     }
 }
 
