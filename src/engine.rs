@@ -257,6 +257,7 @@ async fn race(
     // A fatal error in one updater stops the others; so does the caller's cancellation.
     let stop = cancel.child_token();
     let stopped: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let silence = Arc::new(Silence::new(target.timeout()));
 
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..workload.updaters {
@@ -270,6 +271,7 @@ async fn race(
             stop: stop.clone(),
             stopped: stopped.clone(),
             scope: strategy.scope(),
+            silence: silence.clone(),
         };
         let released = released.clone();
         tasks.spawn(task.run(released));
@@ -304,6 +306,38 @@ struct UpdaterTask {
     stop: CancellationToken,
     stopped: Arc<std::sync::Mutex<Option<String>>>,
     scope: WriteScope,
+    silence: Arc<Silence>,
+}
+
+/// How long Redis has gone without answering any updater. A fault that passes (a killed
+/// connection, a short pause) is ridden out; a server that is gone stops the run after `limit`,
+/// instead of every remaining update waiting out its own timeouts.
+struct Silence {
+    since: std::sync::Mutex<Option<std::time::Instant>>,
+    limit: Duration,
+}
+
+impl Silence {
+    fn new(timeout: Duration) -> Silence {
+        Silence {
+            since: std::sync::Mutex::new(None),
+            limit: (timeout * 3).max(Duration::from_secs(2)),
+        }
+    }
+
+    fn answered(&self) {
+        if let Ok(mut since) = self.since.lock() {
+            *since = None;
+        }
+    }
+
+    /// Records an unanswered command; true once nothing has been answered for `limit`.
+    fn unanswered_for_too_long(&self) -> bool {
+        let Ok(mut since) = self.since.lock() else {
+            return false;
+        };
+        since.get_or_insert_with(std::time::Instant::now).elapsed() >= self.limit
+    }
 }
 
 impl UpdaterTask {
@@ -355,6 +389,9 @@ impl UpdaterTask {
                     break;
                 }
             };
+            if result.is_ok() {
+                self.silence.answered();
+            }
             let kind = match result {
                 Ok(UpdateStatus::Applied) => EventKind::Acknowledged {
                     round,
@@ -375,9 +412,19 @@ impl UpdaterTask {
                     gave_up: false,
                 },
                 Err(e) => {
-                    if e.fatal {
+                    let gone = e.unreachable && self.silence.unanswered_for_too_long();
+                    if e.fatal || gone {
+                        let reason = if gone {
+                            format!(
+                                "Redis stopped answering for {} ({})",
+                                humantime::format_duration(self.silence.limit),
+                                e.reason
+                            )
+                        } else {
+                            e.reason.clone()
+                        };
                         if let Ok(mut stopped) = self.stopped.lock() {
-                            stopped.get_or_insert_with(|| e.reason.clone());
+                            stopped.get_or_insert(reason);
                         }
                         self.stop.cancel();
                     }

@@ -41,11 +41,10 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
     .await;
     // What was observed before a failure is still reported; a failure before any run is only
     // the error.
-    if report.runs.is_empty() {
-        if let Some(e) = failure {
-            return Err(e);
-        }
-    }
+    let failure = match failure {
+        Some(e) if report.runs.is_empty() => return Err(e),
+        other => other,
+    };
     match output {
         Some((path, mut file)) => {
             let text = match args.format {
@@ -112,11 +111,9 @@ pub async fn run_strategies(
                 break;
             }
         };
-        if let Some(history) = history {
-            if let Err(e) = history.finish(&result, workload) {
-                failure = Some(e);
-                break;
-            }
+        if let Some(Err(e)) = history.map(|h| h.finish(&result, workload)) {
+            failure = Some(e);
+            break;
         }
         let expected = Expected::resolve(expect, strategy, &shape);
         runs.push(RunReport::new(&result, workload, expected));

@@ -46,6 +46,7 @@ impl Target {
         timeout: Duration,
     ) -> Result<Target, Error> {
         let display = redact(url);
+        install_crypto_provider();
         let client = redis::Client::open(url).map_err(|e| {
             Error::Usage(format!(
                 "{display} is not a usable Redis URL ({}); write it as redis://[user:password@]host[:port][/db] or rediss:// for TLS",
@@ -59,7 +60,14 @@ impl Target {
             timeout,
             private,
         };
-        let mut conn = target.connection().await?;
+        let tls = url.starts_with("rediss://");
+        let mut conn = target.connection().await.map_err(|e| match e {
+            Error::Connect { target, reason } if tls => Error::Connect {
+                reason: format!("{reason} (over TLS: is TLS on at that port, and is its certificate's issuer trusted? SSL_CERT_FILE names extra CA certificates)"),
+                target,
+            },
+            other => other,
+        })?;
         let info: String = redis::cmd("INFO")
             .arg("server")
             .query_async(&mut conn)
@@ -158,6 +166,15 @@ impl Connector {
             .get_multiplexed_async_connection_with_config(&config)
             .await
     }
+}
+
+/// `rediss://` goes through rustls, which needs one process-wide crypto provider: ring's.
+fn install_crypto_provider() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        // Fails only when a provider is installed already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// A Redis error as one line, without the crate's `Debug` decoration.

@@ -4,7 +4,7 @@
 
 use crate::target::Conn;
 
-use super::{Op, UpdateError, UpdateStatus};
+use super::{Op, UpdateError, UpdateStatus, transaction};
 use crate::event::Probe;
 
 pub struct Hash {
@@ -32,15 +32,20 @@ impl Hash {
         probe.writing().await;
         let key = op.keys.segments_hash();
         // MULTI/EXEC: status and count change together or not at all.
-        let () = redis::pipe()
-            .atomic()
-            .hset(&key, op.segment_id, op.status)
-            .ignore()
-            .hincr(&key, count_field(op.segment_id), 1)
-            .ignore()
-            .query_async(&mut self.conn)
-            .await
-            .map_err(UpdateError::during_write)?;
+        let exec = transaction(&mut self.conn, |pipe| {
+            pipe.hset(&key, op.segment_id, op.status)
+                .ignore()
+                .hincr(&key, count_field(op.segment_id), 1)
+                .ignore();
+        })
+        .await
+        .map_err(UpdateError::during_write)?;
+        // EXEC's reply: [HSET's, HINCRBY's] — the count after this update.
+        if let Some(redis::Value::Array(replies)) = exec
+            && let Some(redis::Value::Int(count)) = replies.get(1)
+        {
+            probe.wrote(*count as u64);
+        }
         Ok(UpdateStatus::Applied)
     }
 }

@@ -193,6 +193,24 @@ impl Tuning {
     }
 }
 
+/// MULTI, the commands `queue` adds, and EXEC, sent as one plain pipeline; EXEC's reply, or
+/// `None` when it aborted because a WATCHed key changed.
+///
+/// Not `redis::pipe().atomic()`: in redis-rs 1.8.1 its reply bookkeeping underflows when Redis
+/// refuses MULTI itself (an ACL user without it, a nested MULTI), which panics in debug builds.
+/// Reading EXEC's reply here keeps the same wire traffic and one round trip.
+pub(crate) async fn transaction<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    queue: impl FnOnce(&mut redis::Pipeline),
+) -> redis::RedisResult<Option<redis::Value>> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("MULTI").ignore();
+    queue(&mut pipe);
+    pipe.cmd("EXEC");
+    let (exec,): (Option<redis::Value>,) = pipe.query_async(conn).await?;
+    Ok(exec)
+}
+
 /// The pause between read and write. A zero pause is no pause at all: a zero `sleep` still
 /// waits for the timer wheel's next millisecond tick.
 pub(crate) async fn think(pause: Duration) {
@@ -272,6 +290,8 @@ pub struct UpdateError {
     pub fatal: bool,
     /// Stopped retrying after `--max-retries`.
     pub gave_up: bool,
+    /// Redis did not answer (timeout, dropped or refused connection), as opposed to refusing.
+    pub unreachable: bool,
 }
 
 impl UpdateError {
@@ -282,6 +302,7 @@ impl UpdateError {
             outcome: Outcome::NotApplied,
             reason: describe(&e),
             gave_up: false,
+            unreachable: is_unreachable(&e),
         }
     }
 
@@ -290,6 +311,7 @@ impl UpdateError {
     pub fn during_write(e: redis::RedisError) -> UpdateError {
         let unknown = e.is_timeout() || e.is_io_error() || e.is_connection_dropped();
         UpdateError {
+            unreachable: is_unreachable(&e),
             fatal: is_fatal(&e),
             outcome: if unknown {
                 Outcome::Unknown
@@ -307,6 +329,7 @@ impl UpdateError {
             reason,
             fatal: true,
             gave_up: false,
+            unreachable: false,
         }
     }
 
@@ -316,8 +339,14 @@ impl UpdateError {
             reason: format!("gave up after {retries} retries ({why})"),
             fatal: false,
             gave_up: true,
+            unreachable: false,
         }
     }
+}
+
+/// Redis did not answer at all.
+fn is_unreachable(e: &redis::RedisError) -> bool {
+    e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 /// Errors no retry can mend: permissions, wrong key types, unknown commands.
@@ -334,7 +363,8 @@ pub enum Updater {
     Naive(naive::Naive),
     Hash(hash::Hash),
     Keys(keys::Keys),
-    Watch(watch::Watch),
+    /// Boxed: it carries a connection and a connector of its own, ten times the others' size.
+    Watch(Box<watch::Watch>),
     Lua(lua::Lua),
     Lock(lock::Lock),
     Fenced(fenced::Fenced),
@@ -356,7 +386,7 @@ impl Updater {
             Strategy::Naive => Updater::Naive(naive::Naive::new(conn)),
             Strategy::Hash => Updater::Hash(hash::Hash::new(conn)),
             Strategy::Keys => Updater::Keys(keys::Keys::new(conn)),
-            Strategy::Watch => Updater::Watch(watch::Watch::new(target, tuning).await?),
+            Strategy::Watch => Updater::Watch(Box::new(watch::Watch::new(target, tuning).await?)),
             Strategy::Lua => Updater::Lua(lua::Lua::new(conn)),
             Strategy::Lock => Updater::Lock(lock::Lock::new(conn, tuning)),
             Strategy::Fenced => Updater::Fenced(fenced::Fenced::new(conn, tuning)),

@@ -34,9 +34,10 @@ impl Storage {
         for segment in &mut journey.segments {
             segment.update_count = 0;
         }
+        // A plain pipeline: the keys are new and the run has not started, so nothing can come
+        // between these writes.
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .set(keys.journey(), journey.to_json())
+        pipe.set(keys.journey(), journey.to_json())
             .ignore()
             .set(keys.version(), 0)
             .ignore();

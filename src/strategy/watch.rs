@@ -11,7 +11,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
-use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff};
+use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff, transaction};
 use crate::error::Error;
 use crate::event::{Probe, RetryReason};
 use crate::target::{Connector, Target};
@@ -106,12 +106,11 @@ impl Watch {
         let (doc, count) = read.apply(op.status);
         probe.writing().await;
         // MULTI, SET, EXEC in one pipeline; a nil EXEC reply (None) means the WATCH tripped.
-        let exec: Option<(redis::Value,)> = redis::pipe()
-            .atomic()
-            .set(&key, doc)
-            .query_async(conn)
-            .await
-            .map_err(UpdateError::during_write)?;
+        let exec = transaction(conn, |pipe| {
+            pipe.set(&key, doc).ignore();
+        })
+        .await
+        .map_err(UpdateError::during_write)?;
         if exec.is_none() {
             return Ok(None);
         }
