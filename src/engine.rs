@@ -112,8 +112,25 @@ pub async fn run(
     watcher: Option<mpsc::Sender<Event>>,
     cancel: &CancellationToken,
 ) -> Result<RunResult, Error> {
-    let journey = &workload.journey;
     let run_id = Keys::new_run_id();
+    run_as(
+        target, strategy, workload, settings, run_id, watcher, cancel,
+    )
+    .await
+}
+
+/// [`run`] under a run id the caller chose, so an observer (the TUI's live grid) can build the
+/// run's [`Keys`] and read the journey as Redis holds it while the run goes on.
+pub async fn run_as(
+    target: &Target,
+    strategy: Strategy,
+    workload: &Workload,
+    settings: &Settings,
+    run_id: String,
+    watcher: Option<mpsc::Sender<Event>>,
+    cancel: &CancellationToken,
+) -> Result<RunResult, Error> {
+    let journey = &workload.journey;
     let keys = Arc::new(Keys::new(&settings.key_prefix, &run_id, &journey.id));
     strategy.check_journey(journey)?;
     let mut conn = target.connection().await?;

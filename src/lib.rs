@@ -20,6 +20,7 @@
 //! - [`report`]: the text and JSON report of a headless run.
 //! - [`headless`]: `racelab run`, the headless consumer of the engine.
 //! - [`history`]: `--history`, every operation as JSON lines streamed to disk.
+//! - [`tui`]: `racelab` and `racelab tui`, the interactive consumer: live grid, lanes, story.
 
 pub mod cli;
 pub mod engine;
@@ -35,12 +36,12 @@ pub mod service;
 pub mod strategy;
 pub mod target;
 pub mod truth;
+pub mod tui;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, RunArgs};
+use crate::cli::{Cli, Command};
 use crate::error::Error;
-use crate::report::{Expect, Format};
 
 /// Runs the command `cli` names and returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
@@ -69,8 +70,8 @@ pub fn main(cli: Cli) -> i32 {
 async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
     let result = match cli.command {
         Some(Command::Run(args)) => headless::run(&args, cancel).await,
-        Some(Command::Tui(options)) => demo(options, cancel).await,
-        None => demo(cli.options, cancel).await,
+        Some(Command::Tui(options)) => return tui_exit(tui::run(options, cancel).await, cancel),
+        None => return tui_exit(tui::run(cli.options, cancel).await, cancel),
     };
     let interrupted = interrupted_code(cancel);
     match result {
@@ -93,24 +94,17 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
     }
 }
 
-/// Until the TUI lands, plain `racelab` plays the seed scenario headless: naive, then hash.
-async fn demo(options: cli::Options, cancel: &CancellationToken) -> Result<report::Report, Error> {
-    eprintln!(
-        "racelab: the interactive TUI is coming; meanwhile, the seed scenario headless (naive, then hash):\n"
-    );
-    let mut options = options;
-    if options.strategy.0 == [strategy::Strategy::Naive] {
-        options.strategy =
-            cli::StrategyList(vec![strategy::Strategy::Naive, strategy::Strategy::Hash]);
+/// The TUI's exit code: 0 when the user quits, 2 when it could not be shown (no terminal, no
+/// Redis), 130/143 when a signal ended it.
+fn tui_exit(result: Result<(), Error>, cancel: &CancellationToken) -> i32 {
+    let interrupted = interrupted_code(cancel);
+    match result {
+        Ok(()) => interrupted.unwrap_or(0),
+        Err(e) => {
+            eprintln!("racelab: {e}");
+            interrupted.unwrap_or(e.exit_code())
+        }
     }
-    let args = RunArgs {
-        options,
-        format: Format::Text,
-        output: None,
-        history: None,
-        expect: Expect::Auto,
-    };
-    headless::run(&args, cancel).await
 }
 
 /// Which signal interrupted us, as a shell reports it: 130 for SIGINT, 143 for SIGTERM.

@@ -1,0 +1,402 @@
+//! `racelab` and `racelab tui`: the interactive screen. It is the engine plus a terminal, not a
+//! second engine: runs go through [`engine::run_as`], their events and an observer's reads of
+//! Redis become [`Msg`]s, [`App::update`] folds them in, and [`ui::render`] draws the state at a
+//! capped frame rate.
+//!
+//! - [`app`]: the state and `update`; no I/O.
+//! - [`ui`], [`widgets`], [`theme`]: drawing the state; no I/O either.
+//! - [`observer`]: reads the journey as Redis holds it, on its own connection.
+//! - [`terminal`]: full-screen mode in and out, whatever way the TUI ends.
+//!
+//! This module is the runtime around them: the input thread, the frame loop, and the tasks that
+//! run strategies.
+
+pub mod app;
+pub mod observer;
+pub mod terminal;
+pub mod theme;
+pub mod ui;
+pub mod widgets;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Options, TUI_THINK};
+use crate::engine::{self, Settings, Workload};
+use crate::error::Error;
+use crate::event::Event;
+use crate::keys::Keys;
+use crate::strategy::Strategy;
+use crate::target::Target;
+pub use app::{App, Command, Msg, TUI_JITTER, TargetInfo};
+
+/// 20 frames a second at most: smooth to the eye, and a thousand updaters' events are folded
+/// into the state between frames instead of each causing a redraw.
+const FRAME: Duration = Duration::from_millis(50);
+/// Messages waiting for the screen; bounded so a screen that falls behind slows the run a little
+/// rather than growing without end.
+const MSG_CHANNEL: usize = 8192;
+/// Events of one run between the engine and the screen.
+const EVENT_CHANNEL: usize = 4096;
+/// How many queued messages are folded in before the loop looks at the clock again.
+const DRAIN: usize = 4096;
+
+/// Runs the TUI until the user quits.
+pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Error> {
+    if !terminal::available() {
+        return Err(Error::Usage(
+            "stdout is not a terminal, so there is no screen for the TUI; use `racelab run` for a headless report".to_owned(),
+        ));
+    }
+    let strategy = options
+        .strategy
+        .0
+        .first()
+        .copied()
+        .unwrap_or(Strategy::Naive);
+    let workload = options.workload(TUI_THINK, TUI_JITTER)?;
+    // Redis first: a missing redis-server or a wrong URL is reported on a plain terminal.
+    let target = Arc::new(Target::open(options.redis_url.as_deref(), options.timeout).await?);
+    let info = TargetInfo {
+        display: target.display().to_owned(),
+        version: target.version().to_owned(),
+        private: target.is_private(),
+    };
+    let mut app = App::new(
+        strategy,
+        workload,
+        options.seed.is_some(),
+        info,
+        terminal::color_wanted(),
+        Instant::now(),
+    );
+    let mut screen = terminal::Screen::enter()?;
+    let result = Session::new(target.clone(), options.settings())
+        .run(&mut screen, &mut app, cancel)
+        .await;
+    drop(screen);
+    // Every run task has ended (Session::run awaits them), so this is the last reference: the
+    // private redis-server stops here, after the runs deleted their keys.
+    drop(target);
+    result
+}
+
+/// A run or comparison in progress.
+struct Job {
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+struct Session {
+    target: Arc<Target>,
+    settings: Settings,
+    jobs: Vec<Job>,
+}
+
+impl Session {
+    fn new(target: Arc<Target>, settings: Settings) -> Session {
+        Session {
+            target,
+            settings,
+            jobs: Vec::new(),
+        }
+    }
+
+    async fn run(
+        mut self,
+        screen: &mut terminal::Screen,
+        app: &mut App,
+        cancel: &CancellationToken,
+    ) -> Result<(), Error> {
+        let (tx, mut rx) = mpsc::channel::<Msg>(MSG_CHANNEL);
+        let input = Input::spawn(tx.clone()).map_err(|e| {
+            Error::Usage(format!(
+                "cannot read the keyboard ({e}); use `racelab run` for a headless report"
+            ))
+        })?;
+        let mut frame = tokio::time::interval(FRAME);
+        frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let outcome = loop {
+            tokio::select! {
+                () = cancel.cancelled() => break Ok(()),
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break Ok(()) };
+                    let mut commands = app.update(msg, Instant::now());
+                    for _ in 0..DRAIN {
+                        match rx.try_recv() {
+                            Ok(msg) => commands.extend(app.update(msg, Instant::now())),
+                            Err(_) => break,
+                        }
+                    }
+                    for command in commands {
+                        self.start(command, app.fixed_seed, &tx);
+                    }
+                }
+                _ = frame.tick() => {
+                    let busy = app.busy() || app.notice_text().is_some();
+                    app.update(Msg::Tick, Instant::now());
+                    if busy || app.dirty {
+                        app.dirty = false;
+                        if let Err(e) = screen.terminal.draw(|f| ui::render(f, app)) {
+                            break Err(Error::Usage(format!(
+                                "the terminal stopped taking output ({e}); use `racelab run` for a headless report"
+                            )));
+                        }
+                    }
+                }
+            }
+            if app.should_quit() {
+                break Ok(());
+            }
+            if let Some(reason) = self.reap().await {
+                // ratatui's panic hook has already restored the terminal: drawing on would
+                // scribble over the shell, so the TUI ends with the bug's message instead.
+                break Err(Error::Run {
+                    target: self.target.display().to_owned(),
+                    reason: format!("racelab hit a bug ({reason}); please report it"),
+                });
+            }
+        };
+        input.stop();
+        if outcome.is_ok() && app.busy() {
+            app.stopping();
+            // Best effort: the screen is going away anyway.
+            let _ = screen.terminal.draw(|f| ui::render(f, app));
+        }
+        self.shutdown(&mut rx).await;
+        drop(tx);
+        input.join();
+        outcome
+    }
+
+    fn start(&mut self, command: Command, fixed_seed: bool, tx: &mpsc::Sender<Msg>) {
+        let stop = CancellationToken::new();
+        let target = self.target.clone();
+        let settings = self.settings.clone();
+        let tx = tx.clone();
+        let reseed = |mut workload: Workload| {
+            if !fixed_seed {
+                workload.seed = rand::random();
+            }
+            workload
+        };
+        let handle = match command {
+            Command::Run {
+                generation,
+                strategy,
+                workload,
+            } => tokio::spawn(run_one(
+                target,
+                settings,
+                strategy,
+                reseed(workload),
+                generation,
+                tx,
+                stop.clone(),
+            )),
+            Command::Compare {
+                generation,
+                strategies,
+                workload,
+            } => tokio::spawn(compare(
+                target,
+                settings,
+                strategies,
+                reseed(workload),
+                generation,
+                tx,
+                stop.clone(),
+            )),
+        };
+        self.jobs.push(Job { stop, handle });
+    }
+
+    /// Forgets finished jobs; a job that panicked is returned as its panic message.
+    async fn reap(&mut self) -> Option<String> {
+        let mut crashed = None;
+        let mut running = Vec::with_capacity(self.jobs.len());
+        for mut job in self.jobs.drain(..) {
+            if !job.handle.is_finished() {
+                running.push(job);
+                continue;
+            }
+            // Finished: this await returns at once.
+            if let Err(e) = (&mut job.handle).await
+                && e.is_panic()
+            {
+                crashed = Some(e.to_string());
+            }
+        }
+        self.jobs = running;
+        crashed
+    }
+
+    /// A quit in the middle of a run stops it and waits for the engine to delete the run's keys:
+    /// the Target, and with it the private redis-server, must outlive that cleanup.
+    async fn shutdown(&mut self, rx: &mut mpsc::Receiver<Msg>) {
+        for job in &self.jobs {
+            job.stop.cancel();
+        }
+        for job in self.jobs.drain(..) {
+            let mut handle = job.handle;
+            loop {
+                tokio::select! {
+                    _ = &mut handle => break,
+                    // Keep the channel moving: a run blocked on a full channel never ends.
+                    msg = rx.recv() => if msg.is_none() { break },
+                }
+            }
+        }
+    }
+}
+
+/// One run of one strategy, with the observer watching Redis while it goes: its events, the
+/// observer's reads and finally [`Msg::RunFinished`] go to `tx`. Cancelling `stop` ends the run
+/// early; the engine still deletes the run's keys before this returns.
+pub async fn run_one(
+    target: Arc<Target>,
+    settings: Settings,
+    strategy: Strategy,
+    workload: Workload,
+    generation: u64,
+    tx: mpsc::Sender<Msg>,
+    stop: CancellationToken,
+) {
+    let run_id = Keys::new_run_id();
+    let keys = Keys::new(&settings.key_prefix, &run_id, &workload.journey.id);
+    let (events, events_rx) = mpsc::channel(EVENT_CHANNEL);
+    let observer_stop = stop.child_token();
+    let run = async {
+        let result = engine::run_as(
+            &target,
+            strategy,
+            &workload,
+            &settings,
+            run_id,
+            Some(events),
+            &stop,
+        )
+        .await;
+        observer_stop.cancel();
+        result
+    };
+    let observe = observer::observe(
+        target.clone(),
+        strategy,
+        keys,
+        generation,
+        tx.clone(),
+        observer_stop.clone(),
+    );
+    // The finish message goes last, after every event and snapshot of the run.
+    let (result, (), ()) = tokio::join!(run, forward(events_rx, generation, &tx), observe);
+    let _ = tx
+        .send(Msg::RunFinished {
+            generation,
+            result: result.map_err(|e| e.to_string()),
+        })
+        .await;
+}
+
+/// Every strategy on the same workload, one after another, as [`Msg::CompareStarted`],
+/// events, [`Msg::CompareFinished`] and finally [`Msg::CompareDone`].
+pub async fn compare(
+    target: Arc<Target>,
+    settings: Settings,
+    strategies: Vec<Strategy>,
+    workload: Workload,
+    generation: u64,
+    tx: mpsc::Sender<Msg>,
+    stop: CancellationToken,
+) {
+    for strategy in strategies {
+        if stop.is_cancelled() {
+            break;
+        }
+        let _ = tx
+            .send(Msg::CompareStarted {
+                generation,
+                strategy,
+            })
+            .await;
+        let (events, events_rx) = mpsc::channel(EVENT_CHANNEL);
+        let run = engine::run(&target, strategy, &workload, &settings, Some(events), &stop);
+        let (result, ()) = tokio::join!(run, forward(events_rx, generation, &tx));
+        let _ = tx
+            .send(Msg::CompareFinished {
+                generation,
+                strategy,
+                result: result.map_err(|e| e.to_string()),
+            })
+            .await;
+    }
+    let _ = tx.send(Msg::CompareDone { generation }).await;
+}
+
+/// Passes a run's events to the screen, stamped with when they arrived.
+async fn forward(mut events: mpsc::Receiver<Event>, generation: u64, tx: &mpsc::Sender<Msg>) {
+    while let Some(event) = events.recv().await {
+        let msg = Msg::Event {
+            generation,
+            received: Instant::now(),
+            event,
+        };
+        if tx.send(msg).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Reads keys and resizes on a thread of its own: crossterm's reads block.
+struct Input {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Input {
+    fn spawn(tx: mpsc::Sender<Msg>) -> std::io::Result<Input> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("racelab-input".to_owned())
+            .spawn(move || {
+                use crossterm::event::{self, Event as Term, KeyEventKind};
+                while !flag.load(Ordering::Relaxed) {
+                    // Short polls, so a quit is noticed quickly and the thread ends with the TUI.
+                    match event::poll(Duration::from_millis(50)) {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(_) => break,
+                    }
+                    let msg = match event::read() {
+                        Ok(Term::Key(key)) if key.kind != KeyEventKind::Release => Msg::Key(key),
+                        Ok(Term::Resize(..)) => Msg::Resize,
+                        Ok(_) => continue,
+                        Err(_) => break,
+                    };
+                    // Never block: the loop may be shutting down and no longer reading.
+                    let _ = tx.try_send(msg);
+                }
+            })?;
+        Ok(Input {
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn join(mut self) {
+        self.stop();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}

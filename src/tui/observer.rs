@@ -1,0 +1,61 @@
+//! The observer: reads the journey as Redis holds it, at the frame rate, on a connection of its
+//! own, so the grid shows what Redis has (not what updaters believe) and a lost update shows the
+//! moment a stale write lands.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::app::Msg;
+use crate::keys::Keys;
+use crate::strategy::Strategy;
+use crate::target::Target;
+
+/// 20 reads a second: as often as the screen redraws, no more.
+pub const OBSERVE_EVERY: Duration = Duration::from_millis(50);
+
+/// Reads the run's journey until `stop`, sending each read as [`Msg::Observed`].
+pub async fn observe(
+    target: Arc<Target>,
+    strategy: Strategy,
+    keys: Keys,
+    generation: u64,
+    tx: mpsc::Sender<Msg>,
+    stop: CancellationToken,
+) {
+    // Its own connection: the updaters' multiplexed one would queue the observer's reads behind
+    // their writes, and the grid would lag what Redis holds.
+    let mut conn = tokio::select! {
+        conn = target.connection() => match conn {
+            Ok(conn) => conn,
+            Err(_) => return,
+        },
+        () = stop.cancelled() => return,
+    };
+    let storage = strategy.storage();
+    let mut every = tokio::time::interval(OBSERVE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let read_started = Instant::now();
+        let states = tokio::select! {
+            states = storage.read_states(&mut conn, &keys) => states,
+            () = stop.cancelled() => return,
+        };
+        // Before seeding and after cleanup there is nothing to show; a failed read shows nothing
+        // rather than a wrong picture.
+        if let Ok(Some(states)) = states {
+            // A screen that lags gets fewer snapshots instead of stalling the observer.
+            let _ = tx.try_send(Msg::Observed {
+                generation,
+                read_started,
+                states,
+            });
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! `render(&App)`: the whole screen from the state, with no I/O and no waiting. The frame loop
+//! calls it at a capped rate; tests call it on a `TestBackend`.
+
+use std::time::Duration;
+
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph, Widget};
+
+use super::app::{App, Look, RunState, RunView, Screen, fmt_ms};
+use super::theme::Theme;
+use super::widgets::{self, Cell};
+
+/// Below this the screen cannot say anything useful; it says so instead.
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 16;
+
+pub fn render(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    draw(area, frame.buffer_mut(), app);
+}
+
+/// Draws the screen into `buf`: what [`render`] does, callable on any buffer.
+pub fn draw(area: Rect, buf: &mut Buffer, app: &App) {
+    let theme = Theme { color: app.color };
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        too_small(area, buf);
+        return;
+    }
+    let [header_area, body, footer_area] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Min(1),
+        Constraint::Length(2),
+    ])
+    .areas(area);
+    header(header_area, buf, app, theme);
+    match app.screen {
+        Screen::Main => main_body(body, buf, app, theme),
+        Screen::Compare => match &app.compare {
+            Some(view) => widgets::compare(body, buf, view, app.now, theme),
+            None => main_body(body, buf, app, theme),
+        },
+    }
+    footer(footer_area, buf, app, theme);
+    if app.help {
+        help(area, buf, theme);
+    }
+}
+
+fn too_small(area: Rect, buf: &mut Buffer) {
+    let text = format!(
+        "racelab needs at least {MIN_WIDTH}×{MIN_HEIGHT}; this terminal is {}×{}. Enlarge it, or press q to quit.",
+        area.width, area.height
+    );
+    let lines: Vec<Line> = widgets::wrap(&text, usize::from(area.width.max(1)))
+        .into_iter()
+        .map(Line::from)
+        .collect();
+    Paragraph::new(lines).render(area, buf);
+}
+
+fn header(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
+    // While a run goes on, its own settings; between runs, what the next run will use.
+    let running = app.run.as_ref().filter(|r| r.running());
+    let (strategy, workload) = match running {
+        Some(run) => (run.strategy, &run.workload),
+        None => (app.strategy, &app.workload),
+    };
+    let rounds = if workload.rounds == 1 {
+        "1 round".to_owned()
+    } else {
+        format!("{} rounds", workload.rounds)
+    };
+    let think = if workload.jitter > 0.0 && !workload.think.is_zero() {
+        format!(
+            "think {}–{}",
+            fmt_ms(workload.think),
+            fmt_ms(workload.think.mul_f64(1.0 + workload.jitter))
+        )
+    } else {
+        format!("think {}", fmt_ms(workload.think))
+    };
+    let line1 = Line::from(vec![
+        Span::styled("racelab ", theme.title()),
+        Span::styled(
+            format!(" {} ", strategy.name()),
+            theme
+                .strong()
+                .add_modifier(ratatui::style::Modifier::REVERSED),
+        ),
+        Span::raw(format!(
+            "  {} updaters · {} segments · {rounds} · {think}",
+            workload.updaters,
+            workload.segments(),
+        )),
+    ]);
+    let redis = if app.target.private {
+        format!("Redis {} (private redis-server)", app.target.version)
+    } else {
+        format!("Redis {} at {}", app.target.version, app.target.display)
+    };
+    let mut line2 = vec![Span::styled(redis, theme.dim()), Span::raw(" · ")];
+    line2.extend(run_state(app, theme));
+    let line3 = Line::from(vec![
+        Span::styled(format!("{}: ", strategy.name()), theme.dim()),
+        Span::styled(strategy.how(), theme.dim()),
+    ]);
+    Paragraph::new(vec![line1, Line::from(line2), line3]).render(area, buf);
+}
+
+fn run_state(app: &App, theme: Theme) -> Vec<Span<'static>> {
+    if let Some(c) = &app.compare
+        && (c.running || app.screen == Screen::Compare)
+    {
+        let elapsed = c
+            .finished
+            .unwrap_or(app.now)
+            .saturating_duration_since(c.started);
+        return if c.running {
+            vec![Span::styled(
+                format!("● comparing {}", secs(elapsed)),
+                theme.busy(),
+            )]
+        } else {
+            vec![Span::raw(format!("comparison done in {}", secs(elapsed)))]
+        };
+    }
+    let Some(run) = &app.run else {
+        return vec![Span::raw(format!(
+            "idle: press Enter to run {}",
+            app.strategy
+        ))];
+    };
+    let elapsed = secs(run.elapsed(app.now));
+    match &run.state {
+        RunState::Running => vec![Span::styled(
+            format!("● running {} {elapsed}", run.strategy),
+            theme.busy(),
+        )],
+        RunState::Done if run.lost() > 0 => vec![
+            Span::raw(format!("{} done in {elapsed}: ", run.strategy)),
+            Span::styled(
+                format!("{} of {} updates lost", run.lost(), run.tally.acknowledged),
+                theme.bad(),
+            ),
+        ],
+        RunState::Done => vec![
+            Span::raw(format!("{} done in {elapsed}: ", run.strategy)),
+            Span::styled("no update lost", theme.good()),
+        ],
+        RunState::Stopped(reason) => vec![Span::styled(
+            format!("{} stopped after {elapsed}: {reason}", run.strategy),
+            theme.busy(),
+        )],
+        RunState::Failed(reason) => vec![Span::styled(
+            format!("{} failed: {reason}", run.strategy),
+            theme.bad(),
+        )],
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
+    let run = app.run.as_ref();
+    let updating = run.map(RunView::updating).unwrap_or_default();
+    let cells: Vec<Cell> = match run {
+        Some(run) => run
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Cell {
+                id: &s.id,
+                status: &s.status,
+                look: run.look(i, &updating),
+                erased_by: s.erased_by,
+            })
+            .collect(),
+        None => app
+            .workload
+            .journey
+            .segments
+            .iter()
+            .map(|s| Cell {
+                id: &s.segment_id,
+                status: &s.status,
+                look: Look::Untouched,
+                erased_by: None,
+            })
+            .collect(),
+    };
+    // The grid gets what it needs up to half the body; lanes and story share the rest.
+    let max_grid_rows = (area.height.saturating_sub(1) / 2).max(2);
+    let layout = widgets::GridLayout::fit(&cells, area.width, max_grid_rows);
+    let grid_height = layout.rows as u16 + 1;
+    let [grid_area, rest] =
+        Layout::vertical([Constraint::Length(grid_height), Constraint::Min(0)]).areas(area);
+    // The journey id is worth its room only on a wide screen.
+    let journey = if area.width >= 100 {
+        format!("Journey {}", app.workload.journey.id)
+    } else {
+        "Journey".to_owned()
+    };
+    let title = match run {
+        Some(run) if run.running() && !run.observed => {
+            format!(" {journey} · {} · seeding ", run.strategy)
+        }
+        Some(run) if run.running() => {
+            format!(" {journey} in Redis now · {} ", run.strategy)
+        }
+        Some(run) => format!(" {journey} in Redis after {} ", run.strategy),
+        None => format!(" {journey} "),
+    };
+    widgets::grid(
+        grid_area,
+        buf,
+        &cells,
+        Line::styled(title, theme.title()),
+        theme,
+    );
+
+    let lanes_share = if rest.width >= 120 { 45 } else { 50 };
+    let [lanes_area, story_area] = Layout::horizontal([
+        Constraint::Percentage(lanes_share),
+        Constraint::Percentage(100 - lanes_share),
+    ])
+    .spacing(1)
+    .areas(rest);
+    match run {
+        Some(run) => {
+            widgets::lanes(
+                lanes_area,
+                buf,
+                run,
+                app.lane_scroll,
+                run.clock(app.now),
+                theme,
+            );
+            let lines: Vec<_> = run.story.iter().cloned().collect();
+            widgets::story(story_area, buf, &lines, "", theme);
+        }
+        None => {
+            let block = Block::new()
+                .borders(ratatui::widgets::Borders::TOP)
+                .border_style(theme.border())
+                .title(Line::styled(
+                    format!(" Updaters ({}) ", app.workload.updaters),
+                    theme.title(),
+                ));
+            let inner = block.inner(lanes_area);
+            block.render(lanes_area, buf);
+            let text = format!(
+                "{} updaters will each change one segment: read, think, write. Their reads and writes show here on one time axis.",
+                app.workload.updaters
+            );
+            for (k, line) in widgets::wrap(&text, usize::from(inner.width))
+                .into_iter()
+                .enumerate()
+            {
+                if k as u16 >= inner.height {
+                    break;
+                }
+                buf.set_stringn(
+                    inner.x,
+                    inner.y + k as u16,
+                    line,
+                    usize::from(inner.width),
+                    theme.dim(),
+                );
+            }
+            let hint = format!(
+                "Press Enter to run {}. Every cell above is a segment as Redis holds it. Watch for ✗: an update Redis acknowledged, then lost to a stale write.",
+                app.strategy
+            );
+            widgets::story(story_area, buf, &[], &hint, theme);
+        }
+    }
+}
+
+fn footer(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
+    let stats = match (app.screen, &app.run) {
+        (Screen::Main, Some(run)) => stats_line(run, app, theme, usize::from(area.width)),
+        _ => Line::default(),
+    };
+    let keys = match app.notice_text() {
+        Some(notice) => Line::styled(notice.to_owned(), theme.busy()),
+        None => key_hints(theme, usize::from(area.width)),
+    };
+    Paragraph::new(vec![stats, keys]).render(area, buf);
+}
+
+fn stats_line(run: &RunView, app: &App, theme: Theme, width: usize) -> Line<'static> {
+    let t = &run.tally;
+    let lost = run.lost();
+    let lost_style = if lost > 0 { theme.bad() } else { theme.good() };
+    let latency = |q: f64| fmt_ms(Duration::from_secs_f64(t.latency_ms(q) / 1000.0));
+    let rate = format!("{:.0}", run.updates_per_s(app.now));
+    for long in [true, false] {
+        let (acked, gap, per_s) = if long {
+            ("acknowledged", "  ", " updates/s")
+        } else {
+            ("acked", " ", "/s")
+        };
+        let spans = vec![
+            Span::raw(format!(
+                "{acked} {}{gap}applied {}{gap}",
+                t.acknowledged,
+                run.applied()
+            )),
+            Span::styled(format!("lost {lost}"), lost_style),
+            Span::raw(format!(
+                "{gap}unknown {}{gap}retries {}{gap}│ {rate}{per_s}{gap}p50 {}{gap}p99 {}",
+                t.unknown,
+                t.retries,
+                latency(0.5),
+                latency(0.99)
+            )),
+        ];
+        let line = Line::from(spans);
+        if line.width() <= width || !long {
+            return line;
+        }
+    }
+    Line::default()
+}
+
+fn key_hints(theme: Theme, width: usize) -> Line<'static> {
+    let all: &[(&str, &str)] = &[
+        ("Enter", "run"),
+        ("s", "strategy"),
+        ("+/-", "updaters"),
+        ("t/T", "think"),
+        ("c", "compare"),
+        ("?", "help"),
+        ("q", "quit"),
+    ];
+    let mut spans = Vec::new();
+    for (k, (key, what)) in all.iter().enumerate() {
+        if k > 0 {
+            spans.push(Span::styled(" · ", theme.dim()));
+        }
+        spans.push(Span::styled((*key).to_owned(), theme.key()));
+        spans.push(Span::raw(format!(" {what}")));
+    }
+    let line = Line::from(spans);
+    if line.width() <= width {
+        return line;
+    }
+    let short = "Enter run · s strategy · +/- n · t/T think · c compare · ? help · q quit";
+    if short.chars().count() <= width {
+        return Line::styled(short, theme.key());
+    }
+    Line::styled(
+        "Enter run  s strat  +/- n  t/T think  c cmp  ? help  q quit",
+        theme.key(),
+    )
+}
+
+/// Every key, one line each, and what the grid's symbols mean.
+pub const HELP: &[(&str, &str)] = &[
+    ("Enter / r", "run the selected strategy"),
+    ("s / Tab", "next strategy (S / Shift-Tab: previous)"),
+    ("+ / -", "more / fewer updaters"),
+    ("t / T", "slower / faster think time"),
+    ("c", "compare every strategy (c again: back)"),
+    ("↑ ↓ PgUp PgDn", "scroll the updater lanes"),
+    ("?", "this help (any key closes it)"),
+    ("q / Esc / Ctrl-C", "quit"),
+];
+
+fn help(area: Rect, buf: &mut Buffer, theme: Theme) {
+    let mut lines: Vec<Line> = HELP
+        .iter()
+        .map(|(key, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {key:<17}"), theme.key()),
+                Span::raw((*what).to_owned()),
+            ])
+        })
+        .collect();
+    lines.push(Line::default());
+    for look in [Look::Untouched, Look::Updating, Look::Applied, Look::Lost] {
+        let meaning = match look {
+            Look::Untouched => "no update yet",
+            Look::Updating => "an updater is reading, thinking or writing it",
+            Look::Applied => "Redis holds every acknowledged update",
+            Look::Lost => "acknowledged, then erased (×#n: by whose stale write)",
+        };
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!(" {} {:<15}", Theme::symbol(look), Theme::word(look)),
+                theme.look(look),
+            ),
+            Span::raw(meaning),
+        ]));
+    }
+    let width = lines
+        .iter()
+        .map(Line::width)
+        .max()
+        .unwrap_or(40)
+        .min(usize::from(area.width.saturating_sub(4))) as u16
+        + 3;
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let popup = Rect {
+        x: area.x + area.width.saturating_sub(width) / 2,
+        y: area.y + area.height.saturating_sub(height) / 2,
+        width: width.min(area.width),
+        height,
+    };
+    Clear.render(popup, buf);
+    Paragraph::new(lines)
+        .block(
+            Block::bordered()
+                .border_style(theme.strong())
+                .title(Line::styled(" racelab keys ", theme.title())),
+        )
+        .style(Style::new())
+        .render(popup, buf);
+}

@@ -1,0 +1,193 @@
+//! The real binary in a real terminal (tmux): start `racelab`, press Enter, see lost updates on
+//! the screen, press q; the exit code is 0 and the private redis-server is gone.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        Tmux {
+            socket: format!("racelab-e2e-{}-{nanos}", std::process::id()),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux must be installed for the end-to-end test (.ci/run installs it)")
+    }
+
+    fn capture(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "e2e"]).stdout).into_owned()
+    }
+
+    /// Polls the screen until `want` holds, or fails with the last screen.
+    fn wait_for(&self, what: &str, within: Duration, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let screen = self.capture();
+            if want(&screen) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                panic!("the screen never showed {what} within {within:?}; last screen:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+        // tmux leaves its socket behind when the last session ends by itself.
+        let dir = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".to_owned());
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let _ = std::fs::remove_file(format!("{dir}/tmux-{uid}/{}", self.socket));
+    }
+}
+
+/// (pid, command name) of the processes whose parent is `parent`.
+fn children(parent: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces, so split after the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_owned();
+        let ppid = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            found.push((pid, comm));
+        }
+    }
+    found
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn racelab_shows_lost_updates_and_quits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let exit_file = dir.path().join("exit");
+    let command = format!(
+        "env -u REDIS_URL NO_COLOR=1 '{}' --think 150ms; echo $? > '{}'",
+        env!("CARGO_BIN_EXE_racelab"),
+        exit_file.display()
+    );
+    let tmux = Tmux::new();
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "-s",
+        "e2e",
+        "sh",
+        "-c",
+        &command,
+    ]);
+    assert!(
+        started.status.success(),
+        "tmux new-session failed: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    tmux.wait_for("the idle screen", Duration::from_secs(20), |s| {
+        s.contains("idle: press Enter to run naive")
+    });
+
+    let shell: u32 = String::from_utf8_lossy(
+        &tmux
+            .run(&["display-message", "-p", "-t", "e2e", "#{pane_pid}"])
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .expect("tmux names the pane's process");
+    let racelab = children(shell)
+        .into_iter()
+        .find(|(_, comm)| comm == "racelab")
+        .map(|(pid, _)| pid)
+        .expect("racelab runs in the pane");
+    let redis: Vec<u32> = children(racelab)
+        .into_iter()
+        .filter(|(_, comm)| comm.starts_with("redis-server"))
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(redis.len(), 1, "racelab owns one private redis-server");
+
+    tmux.run(&["send-keys", "-t", "e2e", "Enter"]);
+    let screen = tmux.wait_for("lost updates", Duration::from_secs(30), |s| {
+        s.contains("updates lost") && s.contains("✗ SEG-")
+    });
+    assert!(screen.contains("naive done in"), "{screen}");
+
+    tmux.run(&["send-keys", "-t", "e2e", "q"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let code = loop {
+        if let Ok(code) = std::fs::read_to_string(&exit_file)
+            && !code.trim().is_empty()
+        {
+            break code.trim().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "racelab did not exit after q; screen:\n{}",
+            tmux.capture()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, "0", "racelab's exit code after q");
+    assert!(!alive(racelab), "racelab is still running");
+    for pid in redis {
+        assert!(
+            !alive(pid),
+            "the private redis-server {pid} outlived racelab"
+        );
+    }
+}
+
+#[test]
+fn without_a_terminal_racelab_points_to_run() {
+    for args in [&[][..], &["tui"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_racelab"))
+            .args(args)
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "racelab {args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("use `racelab run`"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+        assert!(out.stdout.is_empty(), "nothing drawn on a pipe");
+    }
+}

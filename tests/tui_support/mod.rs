@@ -1,0 +1,266 @@
+//! A scripted naive race for the TUI's tests: what the engine and the observer would send during
+//! a seed run, with exact times, so screens and state can be checked without Redis or a terminal.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use racelab::engine::{RunResult, Workload};
+use racelab::event::{Event, EventKind, WriteScope};
+use racelab::journey::{Journey, SegmentState, update_status};
+use racelab::strategy::Strategy;
+use racelab::truth::{Tally, verify};
+use racelab::tui::app::{App, Command, Msg, TargetInfo};
+
+pub const UPDATERS: u32 = 20;
+
+/// The TUI's default workload, built the way `racelab` builds it from its options.
+pub fn workload() -> Workload {
+    use clap::Parser;
+    let cli = racelab::cli::Cli::parse_from(["racelab", "--seed", "42"]);
+    cli.options
+        .workload(racelab::cli::TUI_THINK, racelab::tui::TUI_JITTER)
+        .unwrap()
+}
+
+// Events are built here only, so a change to their shape is mended in one place.
+
+pub fn invoked_kind() -> EventKind {
+    EventKind::Invoked { round: 0 }
+}
+
+pub fn read_kind() -> EventKind {
+    EventKind::Read {
+        round: 0,
+        seen: None,
+        version: None,
+    }
+}
+
+pub fn ack_kind(segment: u32, read_at: Duration, latency: Duration) -> EventKind {
+    EventKind::Acknowledged {
+        round: 0,
+        segment,
+        status: update_status(segment as usize, 0),
+        read_at: Some(read_at),
+        seen: None,
+        written_count: None,
+        latency,
+        scope: WriteScope::Journey,
+    }
+}
+
+pub fn target() -> TargetInfo {
+    TargetInfo {
+        display: "redis://127.0.0.1:6379/".into(),
+        version: "7.0.15".into(),
+        private: true,
+    }
+}
+
+pub fn app(base: Instant) -> App {
+    App::new(Strategy::Naive, workload(), true, target(), false, base)
+}
+
+pub fn key(code: crossterm::event::KeyCode) -> Msg {
+    Msg::Key(crossterm::event::KeyEvent::new(
+        code,
+        crossterm::event::KeyModifiers::NONE,
+    ))
+}
+
+pub fn ch(c: char) -> Msg {
+    key(crossterm::event::KeyCode::Char(c))
+}
+
+/// The order the scripted updaters' writes land in, and when (ms after the release).
+pub fn write_order() -> Vec<(u32, u64)> {
+    // A fixed shuffle of 0..20: the updater with the longest think writes last and survives.
+    let order = [
+        8, 13, 0, 18, 4, 19, 2, 11, 6, 15, 9, 1, 17, 12, 3, 7, 16, 10, 14, 5,
+    ];
+    order
+        .iter()
+        .enumerate()
+        .map(|(k, &u)| (u, 640 + 55 * k as u64))
+        .collect()
+}
+
+/// The journey as Redis holds it after `writer`'s stale whole-journey write: every other
+/// segment back to what everyone read at the start, the writer's own changed.
+pub fn naive_state(journey: &Journey, writer: Option<u32>) -> Vec<SegmentState> {
+    journey
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match writer {
+            Some(w) if w as usize == i => SegmentState {
+                status: update_status(i, 0).to_owned(),
+                update_count: 1,
+            },
+            _ => SegmentState {
+                status: s.status.clone(),
+                update_count: 0,
+            },
+        })
+        .collect()
+}
+
+/// Feeds the app a naive seed run up to `writes` landed writes, as the runtime would: events
+/// stamped when received, observer reads after each write. Returns the tally the engine would
+/// have kept and the instant the script got to.
+pub fn play_naive(app: &mut App, base: Instant, writes: usize) -> (Tally, Instant, u64) {
+    let commands = app.update(key(crossterm::event::KeyCode::Enter), base);
+    let generation = match commands.as_slice() {
+        [Command::Run { generation, .. }] => *generation,
+        other => panic!("Enter should start one run, got {} commands", other.len()),
+    };
+    let journey = Journey::seed_fixture().unwrap();
+    let mut tally = Tally::new(journey.segments.len());
+    let send = |app: &mut App, tally: &mut Tally, at_ms: f64, updater: u32, kind: EventKind| {
+        let at = Duration::from_secs_f64(at_ms / 1000.0);
+        let event = Event { at, updater, kind };
+        tally.record(&event);
+        let received = base + at + Duration::from_millis(1);
+        app.update(
+            Msg::Event {
+                generation,
+                received,
+                event,
+            },
+            received,
+        );
+    };
+    for u in 0..UPDATERS {
+        send(app, &mut tally, 0.5, u, invoked_kind());
+        send(
+            app,
+            &mut tally,
+            1.0 + f64::from(u) * 0.2,
+            u,
+            EventKind::Reading { round: 0 },
+        );
+        send(app, &mut tally, 1.5 + f64::from(u) * 0.2, u, read_kind());
+    }
+    let mut now = base + Duration::from_millis(10);
+    for (updater, at) in write_order().into_iter().take(writes) {
+        send(
+            app,
+            &mut tally,
+            at as f64 - 2.0,
+            updater,
+            EventKind::Writing { round: 0 },
+        );
+        send(
+            app,
+            &mut tally,
+            at as f64,
+            updater,
+            ack_kind(
+                updater,
+                Duration::from_secs_f64((1.5 + f64::from(updater) * 0.2) / 1000.0),
+                Duration::from_millis(at - 1),
+            ),
+        );
+        send(app, &mut tally, at as f64 + 0.1, updater, EventKind::Done);
+        now = base + Duration::from_millis(at + 10);
+        app.update(
+            Msg::Observed {
+                generation,
+                read_started: now,
+                states: naive_state(&journey, Some(updater)),
+            },
+            now + Duration::from_millis(2),
+        );
+        app.update(Msg::Tick, now + Duration::from_millis(3));
+    }
+    (tally, now, generation)
+}
+
+/// The whole naive run, ended the way the engine ends it.
+pub fn finished_naive(base: Instant) -> App {
+    let mut app = app(base);
+    let (tally, now, generation) = play_naive(&mut app, base, UPDATERS as usize);
+    let journey = Journey::seed_fixture().unwrap();
+    let last = write_order().last().map(|(u, _)| *u);
+    let states = naive_state(&journey, last);
+    let truth = verify(&tally, &journey, &states, 1000);
+    let result = RunResult {
+        strategy: Strategy::Naive,
+        run_id: "0a1b2c3d".into(),
+        tally,
+        truth,
+        states,
+        stopped: None,
+        unverified: None,
+    };
+    app.update(
+        Msg::RunFinished {
+            generation,
+            result: Ok(result),
+        },
+        now + Duration::from_millis(20),
+    );
+    app
+}
+
+/// A finished run of `strategy` with no loss, as a comparison row receives it.
+pub fn intact_result(strategy: Strategy, updates: u32, lost: u32) -> RunResult {
+    let journey = Journey::seed_fixture().unwrap();
+    let mut tally = Tally::new(journey.segments.len());
+    let mut states = naive_state(&journey, None);
+    for u in 0..updates {
+        let event = Event {
+            at: Duration::from_millis(600 + u64::from(u) * 40),
+            updater: u,
+            kind: ack_kind(
+                u,
+                Duration::from_millis(2),
+                Duration::from_millis(600 + u64::from(u) * 40),
+            ),
+        };
+        tally.record(&event);
+        if u >= lost {
+            states[u as usize] = SegmentState {
+                status: update_status(u as usize, 0).to_owned(),
+                update_count: 1,
+            };
+        }
+    }
+    let truth = verify(&tally, &journey, &states, 1000);
+    RunResult {
+        strategy,
+        run_id: "0a1b2c3d".into(),
+        tally,
+        truth,
+        states,
+        stopped: None,
+        unverified: None,
+    }
+}
+
+/// The screen as text, one line per row, trailing spaces trimmed.
+pub fn screen_text(buffer: &ratatui::buffer::Buffer) -> String {
+    let area = buffer.area;
+    let mut out = String::new();
+    for y in 0..area.height {
+        let mut line = String::new();
+        for x in 0..area.width {
+            line.push_str(buffer[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn retry_kind(attempt: u32) -> EventKind {
+    EventKind::Retry {
+        round: 0,
+        attempt,
+        reason: racelab::event::RetryReason::LockBusy,
+    }
+}
+
+pub fn lock_wait_kind() -> EventKind {
+    EventKind::WaitingForLock { round: 0 }
+}
