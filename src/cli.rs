@@ -62,6 +62,12 @@ pub struct Options {
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// Run on a Redis Cluster: seed node URLs (redis://host:port,...; any nodes of it), or
+    /// `private` for a 3-primary cluster racelab starts and stops itself (needs redis-cli).
+    #[arg(long, env = "REDIS_CLUSTER", hide_env_values = true, value_name = "NODES|private",
+          value_parser = parse_cluster, conflicts_with = "redis_url")]
+    pub cluster: Option<ClusterSpec>,
+
     /// Every key racelab touches starts with this prefix.
     #[arg(long, default_value = "racelab", value_parser = parse_prefix)]
     pub key_prefix: String,
@@ -111,6 +117,44 @@ pub struct RunArgs {
     /// What the verdict expects: auto (naive loses when it can race, fixes don't), lost, intact.
     #[arg(long, value_enum, default_value_t = Expect::Auto)]
     pub expect: Expect,
+}
+
+/// The cluster `--cluster` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterSpec {
+    /// A private 3-primary cluster racelab starts and tears down.
+    Private,
+    /// Seed nodes of a running cluster, as URLs.
+    Nodes(Vec<String>),
+}
+
+fn parse_cluster(text: &str) -> Result<ClusterSpec, String> {
+    if text.trim().eq_ignore_ascii_case("private") {
+        return Ok(ClusterSpec::Private);
+    }
+    let mut nodes = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        // A bare host:port is the common way to name a cluster node (redis-cli does).
+        let url = if part.contains("://") {
+            part.to_owned()
+        } else {
+            format!("redis://{part}")
+        };
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(format!(
+                "'{}' is not a cluster node; write redis://host:port or rediss://host:port",
+                crate::target::redact(part)
+            ));
+        }
+        nodes.push(url);
+    }
+    if nodes.is_empty() {
+        return Err(
+            "no cluster node given; name seed nodes (redis://host:port,...) or `private`"
+                .to_owned(),
+        );
+    }
+    Ok(ClusterSpec::Nodes(nodes))
 }
 
 /// The strategies of `-s`, in the order given, without repeats.
@@ -185,6 +229,19 @@ pub const TUI_THINK: Duration = Duration::from_millis(600);
 pub const RUN_THINK: Duration = Duration::from_millis(10);
 
 impl Options {
+    /// Opens the Redis these options name: a cluster (`--cluster`), a server (`--redis-url`),
+    /// or a private redis-server.
+    pub async fn target(&self) -> Result<crate::target::Target, Error> {
+        use crate::target::Target;
+        match &self.cluster {
+            Some(ClusterSpec::Private) => Target::open_cluster(None, self.timeout).await,
+            Some(ClusterSpec::Nodes(nodes)) => {
+                Target::open_cluster(Some(nodes), self.timeout).await
+            }
+            None => Target::open(self.redis_url.as_deref(), self.timeout).await,
+        }
+    }
+
     /// The workload these options describe, with `default_think` when `--think` is not given.
     pub fn workload(&self, default_think: Duration, jitter: f64) -> Result<Workload, Error> {
         let journey = match &self.journey {
@@ -238,6 +295,21 @@ mod tests {
         );
         let err = parse_strategies("nope").unwrap_err();
         assert!(err.contains("unknown strategy 'nope'"), "{err}");
+    }
+
+    #[test]
+    fn clusters_are_named_by_seed_nodes_or_private() {
+        assert_eq!(parse_cluster("private").unwrap(), ClusterSpec::Private);
+        assert_eq!(
+            parse_cluster("127.0.0.1:7000, rediss://u:p@h:7001").unwrap(),
+            ClusterSpec::Nodes(vec![
+                "redis://127.0.0.1:7000".to_owned(),
+                "rediss://u:p@h:7001".to_owned()
+            ])
+        );
+        let err = parse_cluster("http://u:secret@h:1").unwrap_err();
+        assert!(!err.contains("secret"), "{err}");
+        assert!(parse_cluster(" , ").is_err());
     }
 
     #[test]

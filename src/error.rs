@@ -22,6 +22,14 @@ pub enum Error {
     RedisServerStart(String),
 
     #[error(
+        "redis-cli was not found ({binary}), and a private cluster is formed with `redis-cli --cluster create`; install it (`apt install redis-tools`), set RACELAB_REDIS_CLI to its path, or name a running cluster with --cluster redis://host:port,..."
+    )]
+    RedisCliMissing { binary: String },
+
+    #[error("the private Redis Cluster did not form: {0}")]
+    ClusterStart(String),
+
+    #[error(
         "cannot connect to Redis at {target}: {reason}; check that it runs and that --redis-url is right"
     )]
     Connect { target: String, reason: String },

@@ -29,7 +29,7 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
         None => None,
     };
     let history = args.history.as_deref().map(History::create).transpose()?;
-    let target = Target::open(args.options.redis_url.as_deref(), args.options.timeout).await?;
+    let target = args.options.target().await?;
     let (report, failure) = run_strategies(
         &target,
         &args.options,
@@ -80,10 +80,19 @@ pub async fn run_strategies(
 ) -> (Report, Option<Error>) {
     let settings = options.settings();
     let mut failure = None;
+    // Where the journey lives on a cluster, as of the start; a cluster that cannot say is a
+    // cluster that cannot be run on.
+    let cluster = match target.placement(&workload.journey.id).await {
+        Ok(place) => place,
+        Err(e) => {
+            failure = Some(e);
+            None
+        }
+    };
     let shape = workload.shape();
     let mut runs = Vec::new();
     for &strategy in &options.strategy.0 {
-        if cancel.is_cancelled() {
+        if cancel.is_cancelled() || failure.is_some() {
             break;
         }
         let (watcher, writer) = match history {
@@ -130,6 +139,7 @@ pub async fn run_strategies(
             version: target.version().to_owned(),
             private: target.is_private(),
             url: target.display().to_owned(),
+            cluster,
         },
         journey: workload.journey.id.clone(),
         runs,

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::engine::{RunResult, Workload};
 use crate::strategy::{RaceShape, Strategy};
+use crate::target::ClusterPlace;
 use crate::truth::{LostUpdate, ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -86,8 +87,10 @@ pub struct Report {
 pub struct RedisInfo {
     pub version: String,
     pub private: bool,
-    /// The URL with its password hidden.
+    /// The URL with its password hidden (on a cluster: its seed nodes' URLs, comma-separated).
     pub url: String,
+    /// Set when the run was on a Redis Cluster: the journey's slot and the primary owning it.
+    pub cluster: Option<ClusterPlace>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -210,10 +213,17 @@ impl Report {
             }
         };
         let mut out = String::new();
-        let where_ = if self.redis.private {
-            "private redis-server".to_owned()
-        } else {
-            self.redis.url.clone()
+        let where_ = match (&self.redis.cluster, self.redis.private) {
+            (Some(place), true) => format!(
+                "private cluster of {} primaries · journey slot {} on {}",
+                place.primaries, place.slot, place.node
+            ),
+            (Some(place), false) => format!(
+                "cluster at {}, {} primaries · journey slot {} on {}",
+                self.redis.url, place.primaries, place.slot, place.node
+            ),
+            (None, true) => "private redis-server".to_owned(),
+            (None, false) => self.redis.url.clone(),
         };
         let _ = writeln!(
             out,

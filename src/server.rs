@@ -1,4 +1,5 @@
-//! A private `redis-server` that lives exactly as long as its owner.
+//! A private `redis-server` that lives exactly as long as its owner, and a private Redis Cluster
+//! made of three of them.
 //!
 //! racelab starts one when no `--redis-url` is given, and the test suite starts one per test. It
 //! listens on a free loopback port (`--port 0` would turn TCP off, so a free port is picked and
@@ -140,6 +141,128 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Primaries of a private cluster: three, the fewest `redis-cli --cluster create` accepts.
+pub const CLUSTER_PRIMARIES: usize = 3;
+/// How long a freshly created cluster gets to report `cluster_state:ok` on every node.
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A private Redis Cluster: three `redis-server --cluster-enabled yes` primaries on free loopback
+/// ports, joined and given the 16384 slots by `redis-cli --cluster create`, all killed on drop.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// The `redis-cli` that forms the cluster: `RACELAB_REDIS_CLI`, else `redis-cli` on PATH.
+    pub fn cli_binary() -> String {
+        std::env::var("RACELAB_REDIS_CLI").unwrap_or_else(|_| "redis-cli".to_owned())
+    }
+
+    /// Starts three primaries, forms the cluster, and waits until every node says it is ok.
+    pub fn start() -> Result<RedisCluster, Error> {
+        let mut nodes = Vec::with_capacity(CLUSTER_PRIMARIES);
+        for _ in 0..CLUSTER_PRIMARIES {
+            // The node table goes into the server's own temporary --dir (a relative path is
+            // resolved there), so nothing outlives the cluster. A short node timeout keeps a
+            // test that kills a node from waiting long for the failure to be noticed.
+            nodes.push(RedisServer::start_with_args(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            ])?);
+        }
+        let cluster = RedisCluster { nodes };
+        cluster.create()?;
+        cluster.wait_ok()?;
+        Ok(cluster)
+    }
+
+    fn create(&self) -> Result<(), Error> {
+        let binary = Self::cli_binary();
+        let mut command = Command::new(&binary);
+        command.args(["--cluster", "create"]);
+        for node in &self.nodes {
+            command.arg(format!("127.0.0.1:{}", node.port()));
+        }
+        command
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null());
+        let output = match command.output() {
+            Ok(output) => output,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::RedisCliMissing { binary });
+            }
+            Err(e) => return Err(Error::ClusterStart(format!("cannot run {binary}: {e}"))),
+        };
+        if !output.status.success() {
+            let text = String::from_utf8_lossy(&output.stdout).to_string()
+                + &String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = text.lines().rev().take(3).collect();
+            return Err(Error::ClusterStart(format!(
+                "{binary} --cluster create exited ({}): {}",
+                output.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// `redis-cli --cluster create` returns once the nodes agree on the slots, but a node may
+    /// still report `cluster_state:fail` for a moment; a run must not start before all say ok.
+    fn wait_ok(&self) -> Result<(), Error> {
+        let deadline = Instant::now() + CLUSTER_DEADLINE;
+        for node in &self.nodes {
+            loop {
+                let state = cluster_state(&node.url());
+                if state.as_deref() == Some("ok") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(Error::ClusterStart(format!(
+                        "node 127.0.0.1:{} still reports cluster_state:{} after {CLUSTER_DEADLINE:?}",
+                        node.port(),
+                        state.as_deref().unwrap_or("(no answer)")
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// The seed URLs of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// Every node's log, for a failing test.
+    pub fn log(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| format!("--- node {} ---\n{}", node.port(), node.log()))
+            .collect()
+    }
+}
+
+/// A node's `cluster_state` from CLUSTER INFO, or `None` when it does not answer.
+fn cluster_state(url: &str) -> Option<String> {
+    let client = redis::Client::open(url).ok()?;
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_millis(500))
+        .ok()?;
+    let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).ok()?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("cluster_state:"))
+        .map(|state| state.trim().to_owned())
 }
 
 fn free_port() -> std::io::Result<u16> {

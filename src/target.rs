@@ -1,30 +1,107 @@
-//! The Redis a run goes against: a URL the user named, or a private redis-server racelab owns.
+//! The Redis a run goes against: a URL the user named, a Redis Cluster named by its seed nodes,
+//! or a private redis-server (or private cluster) racelab owns.
 //!
 //! The target is also the one place that turns a URL into something printable: the password never
 //! leaves this module in clear.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::AsyncConnectionConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
+use serde::Serialize;
 
 use crate::error::Error;
-use crate::server::RedisServer;
+use crate::server::{RedisCluster, RedisServer};
 
 /// The connection updaters share: see [`Target::connection`].
-pub type Conn = ConnectionManager;
+///
+/// An enum rather than a trait object so every strategy keeps taking one concrete, cloneable
+/// type: on one server it is a reconnecting multiplexed connection, on a cluster the crate's
+/// cluster connection, which routes each command (and each EVALSHA/FCALL, by its key) to the
+/// primary that owns the key's slot and follows MOVED and ASK redirections.
+#[derive(Clone)]
+pub enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
 
 /// Reconnect attempts of a shared connection before a command fails for good.
 const RECONNECT_ATTEMPTS: usize = 3;
 
+/// Attempts the cluster client makes for one command: enough to follow a MOVED or ASK (a slot
+/// migrating, a failover) and a reconnect, few enough that a dead node fails the command soon.
+const CLUSTER_ATTEMPTS: u32 = 5;
+
+/// Where a journey lives on a cluster: its keys' slot (one slot, thanks to the hash tag) and the
+/// primary that owned it when asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterPlace {
+    pub slot: u16,
+    /// `host:port` of the primary that owns the slot.
+    pub node: String,
+    /// How many primaries serve the cluster's slots.
+    pub primaries: usize,
+}
+
+// One per target, never moved around in bulk: the variants' sizes don't matter.
+#[allow(clippy::large_enum_variant)]
+enum Backend {
+    Single {
+        client: redis::Client,
+        /// Kept here so the private server lives exactly as long as the target.
+        private: Option<RedisServer>,
+    },
+    Cluster {
+        client: Arc<ClusterClient>,
+        /// The cluster connection that asks who owns a slot for dedicated connections: opened
+        /// once, shared by every updater's connector, since it holds a connection to each node.
+        asker: Arc<tokio::sync::OnceCell<ClusterConnection>>,
+        /// The first seed node's URL, the template (scheme, user, password) for dedicated
+        /// connections to single nodes.
+        seed: String,
+        /// Kept here so the private cluster lives exactly as long as the target.
+        private: Option<RedisCluster>,
+    },
+}
+
 pub struct Target {
-    client: redis::Client,
-    /// The URL with its password replaced by `***`.
+    backend: Backend,
+    /// The URL (or the cluster's seed URLs) with passwords replaced by `***`.
     display: String,
     version: String,
     timeout: Duration,
-    /// Kept here so the private server lives exactly as long as the target.
-    private: Option<RedisServer>,
 }
 
 impl Target {
@@ -54,11 +131,10 @@ impl Target {
             ))
         })?;
         let mut target = Target {
-            client,
+            backend: Backend::Single { client, private },
             display,
             version: String::new(),
             timeout,
-            private,
         };
         let tls = url.starts_with("rediss://");
         let mut conn = target.connection().await.map_err(|e| match e {
@@ -81,29 +157,158 @@ impl Target {
         Ok(target)
     }
 
+    /// Connects to the Redis Cluster that `seeds` (node URLs) belong to, or starts a private
+    /// 3-primary cluster when there are none.
+    pub async fn open_cluster(
+        seeds: Option<&[String]>,
+        timeout: Duration,
+    ) -> Result<Target, Error> {
+        match seeds {
+            Some(seeds) => Self::connect_cluster(seeds, None, timeout).await,
+            None => {
+                let cluster = RedisCluster::start()?;
+                let seeds = cluster.urls();
+                Self::connect_cluster(&seeds, Some(cluster), timeout).await
+            }
+        }
+    }
+
+    async fn connect_cluster(
+        seeds: &[String],
+        private: Option<RedisCluster>,
+        timeout: Duration,
+    ) -> Result<Target, Error> {
+        let display = seeds
+            .iter()
+            .map(|seed| redact(seed))
+            .collect::<Vec<_>>()
+            .join(",");
+        let Some(seed) = seeds.first() else {
+            return Err(Error::Usage(
+                "--cluster names no node; give seed node URLs (redis://host:port,...) or `private`"
+                    .to_owned(),
+            ));
+        };
+        install_crypto_provider();
+        let client = ClusterClient::builder(seeds.iter().map(String::as_str))
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(CLUSTER_ATTEMPTS)
+            .min_retry_wait(10)
+            .max_retry_wait(500)
+            .build()
+            .map_err(|e| {
+                Error::Usage(format!(
+                    "{display} does not name a usable Redis Cluster ({}); write it as redis://[user:password@]host:port,... (any of its nodes)",
+                    describe(&e)
+                ))
+            })?;
+        let mut target = Target {
+            backend: Backend::Cluster {
+                client: Arc::new(client),
+                asker: Arc::default(),
+                seed: seed.clone(),
+                private,
+            },
+            display,
+            version: String::new(),
+            timeout,
+        };
+        let Conn::Cluster(mut conn) = target.connection().await? else {
+            unreachable!("a cluster target opens cluster connections")
+        };
+        // INFO goes to every primary by default; one node's answer is the version.
+        let info = conn
+            .route_command(
+                redis::cmd("INFO").arg("server").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await
+            .and_then(|v| redis::from_redis_value::<String>(v).map_err(Into::into))
+            .map_err(|e| target.refused(&e))?;
+        target.version = info
+            .lines()
+            .find_map(|line| line.strip_prefix("redis_version:"))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        Ok(target)
+    }
+
     /// A new shared connection: multiplexed, and reconnecting when it drops (a killed client,
     /// a restarted server), so one fault fails the commands in flight, not the rest of the run.
     /// Right for single commands, pipelines and scripts, which carry no state on the connection;
     /// never for WATCH (see [`Connector::connect`]).
+    ///
+    /// On a cluster, the crate's cluster connection: one multiplexed connection per node,
+    /// commands routed by key slot, redirections followed. Its retries resend a command after a
+    /// dropped connection, so on a cluster an update whose connection broke mid-write may be
+    /// applied where one server would report it unknown.
     pub async fn connection(&self) -> Result<Conn, Error> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(RECONNECT_ATTEMPTS)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(500));
-        self.client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(|e| self.refused(&e))
+        match &self.backend {
+            Backend::Single { client, .. } => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(RECONNECT_ATTEMPTS)
+                    .set_min_delay(Duration::from_millis(10))
+                    .set_max_delay(Duration::from_millis(500));
+                client
+                    .get_connection_manager_with_config(config)
+                    .await
+                    .map(Conn::Single)
+                    .map_err(|e| self.refused(&e))
+            }
+            Backend::Cluster { client, .. } => client
+                .get_async_connection()
+                .await
+                .map(Conn::Cluster)
+                .map_err(|e| self.refused(&e)),
+        }
     }
 
     /// What an updater keeps to open connections of its own later (after one broke).
     pub fn connector(&self) -> Connector {
         Connector {
-            client: self.client.clone(),
+            route: match &self.backend {
+                Backend::Single { client, .. } => Route::Single(client.clone()),
+                Backend::Cluster {
+                    client,
+                    seed,
+                    asker,
+                    ..
+                } => Route::Cluster {
+                    client: client.clone(),
+                    seed: seed.clone(),
+                    asker: asker.clone(),
+                },
+            },
             timeout: self.timeout,
         }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.backend, Backend::Cluster { .. })
+    }
+
+    /// Where the journey `journey_id` lives on the cluster; `None` on a single server.
+    pub async fn placement(&self, journey_id: &str) -> Result<Option<ClusterPlace>, Error> {
+        let Backend::Cluster { client, .. } = &self.backend else {
+            return Ok(None);
+        };
+        let mut conn = client
+            .get_async_connection()
+            .await
+            .map_err(|e| self.refused(&e))?;
+        // Every key of the journey carries the hash tag, so the tag alone names their slot.
+        let tag = format!("{{{journey_id}}}");
+        let (slot, node, primaries) = slot_owner(&mut conn, &tag)
+            .await
+            .map_err(|e| self.refused(&e))?;
+        Ok(Some(ClusterPlace {
+            slot,
+            node: format!("{}:{}", node.0, node.1),
+            primaries,
+        }))
     }
 
     /// Maps a failure to reach or use the server to the error a user can act on.
@@ -135,7 +340,10 @@ impl Target {
     }
 
     pub fn is_private(&self) -> bool {
-        self.private.is_some()
+        match &self.backend {
+            Backend::Single { private, .. } => private.is_some(),
+            Backend::Cluster { private, .. } => private.is_some(),
+        }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -151,21 +359,132 @@ impl Target {
 /// Opens connections to the target with its timeouts.
 #[derive(Clone)]
 pub struct Connector {
-    client: redis::Client,
+    route: Route,
     timeout: Duration,
 }
 
+#[derive(Clone)]
+enum Route {
+    Single(redis::Client),
+    /// Connections go to the primary that owns a key's slot, asked at connect time.
+    Cluster {
+        /// Shared with the target: a cluster client is ten times the size of a plain one.
+        client: Arc<ClusterClient>,
+        seed: String,
+        /// The target's slot-owner asker (see [`Backend::Cluster`]).
+        asker: Arc<tokio::sync::OnceCell<ClusterConnection>>,
+    },
+}
+
 impl Connector {
+    /// Whether [`Connector::connect`] needs the key: on a cluster the node to connect to is the
+    /// one that owns the key's slot.
+    pub fn needs_key(&self) -> bool {
+        matches!(self.route, Route::Cluster { .. })
+    }
+
     /// A plain multiplexed connection that never reconnects by itself: what connection state
-    /// (WATCH) needs, since a silent reconnect would drop that state under its owner.
-    pub async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
+    /// (WATCH) needs, since a silent reconnect would drop that state under its owner. On a
+    /// cluster it goes to the primary that owns `key`'s slot now, and follows no redirection:
+    /// WATCH and MULTI/EXEC must all reach that one node, and a MOVED fails the attempt, which
+    /// then connects again to the slot's new owner.
+    pub async fn connect(&self, key: Option<&str>) -> redis::RedisResult<MultiplexedConnection> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
+        match &self.route {
+            Route::Single(client) => {
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+            }
+            Route::Cluster {
+                client,
+                seed,
+                asker,
+            } => {
+                let Some(key) = key else {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "a dedicated cluster connection needs the key it is for",
+                    )));
+                };
+                let mut cluster = asker
+                    .get_or_try_init(|| client.get_async_connection())
+                    .await?
+                    .clone();
+                let (_, (host, port), _) = slot_owner(&mut cluster, key).await?;
+                redis::Client::open(node_url(seed, &host, port))?
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+            }
+        }
     }
+}
+
+/// The slot of `key`, the primary (`host`, `port`) that owns it, and how many primaries there
+/// are, as the cluster says now (CLUSTER KEYSLOT, CLUSTER SLOTS: the latter also answers on
+/// Redis 6, where CLUSTER SHARDS does not exist).
+async fn slot_owner(
+    conn: &mut ClusterConnection,
+    key: &str,
+) -> redis::RedisResult<(u16, (String, u16), usize)> {
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(conn)
+        .await?;
+    let ranges: Vec<Vec<Value>> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
+    let mut primaries = std::collections::HashSet::new();
+    let mut owner = None;
+    for range in &ranges {
+        // [start, end, [host, port, id, ...], replicas...]
+        let (Some(start), Some(end), Some(primary)) = (range.first(), range.get(1), range.get(2))
+        else {
+            continue;
+        };
+        let (start, end): (u16, u16) = (
+            redis::from_redis_value_ref(start)?,
+            redis::from_redis_value_ref(end)?,
+        );
+        let node: Vec<Value> = redis::from_redis_value_ref(primary)?;
+        let (Some(host), Some(port)) = (node.first(), node.get(1)) else {
+            continue;
+        };
+        let node: (String, u16) = (
+            redis::from_redis_value_ref(host)?,
+            redis::from_redis_value_ref(port)?,
+        );
+        primaries.insert(node.clone());
+        if (start..=end).contains(&slot) {
+            owner = Some(node);
+        }
+    }
+    match owner {
+        Some(owner) => Ok((slot, owner, primaries.len())),
+        None => Err(redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown),
+            "no primary serves the slot",
+            format!("slot {slot} is not assigned in CLUSTER SLOTS"),
+        ))),
+    }
+}
+
+/// `seed` with its host and port replaced: a node's URL with the seed's scheme, user, password
+/// and database, since the nodes of one cluster share them.
+fn node_url(seed: &str, host: &str, port: u16) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let (scheme, rest) = seed.split_once("://").unwrap_or(("redis", seed));
+    let (userinfo, address) = match rest.rsplit_once('@') {
+        Some((userinfo, address)) => (format!("{userinfo}@"), address),
+        None => (String::new(), rest),
+    };
+    let path = address.find(['/', '?']).map_or("", |i| &address[i..]);
+    format!("{scheme}://{userinfo}{host}:{port}{path}")
 }
 
 /// `rediss://` goes through rustls, which needs one process-wide crypto provider: ring's.
@@ -215,7 +534,19 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{node_url, redact};
+
+    #[test]
+    fn node_urls_keep_the_seeds_credentials() {
+        assert_eq!(
+            node_url("redis://u:p@10.0.0.1:7000/0", "10.0.0.2", 7001),
+            "redis://u:p@10.0.0.2:7001/0"
+        );
+        assert_eq!(
+            node_url("rediss://h:7000", "::1", 7002),
+            "rediss://[::1]:7002"
+        );
+    }
 
     #[test]
     fn passwords_are_never_shown() {

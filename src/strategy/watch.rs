@@ -5,6 +5,11 @@
 //! WATCH is state of the *connection*, not of the command: on a connection shared by several
 //! updaters, one updater's write or EXEC would clear or trip another's WATCH. So each `watch`
 //! updater owns a dedicated connection (redis-rs says the same of `aio::transaction_async`).
+//!
+//! On a Redis Cluster that dedicated connection is a plain one to the primary that owns the
+//! journey's slot: a routing cluster connection could send WATCH and EXEC over different node
+//! connections, shared with other updaters. A MOVED or ASK (the slot migrated, a failover) before
+//! the write fails only the attempt: the updater connects to the slot's new owner and tries again.
 
 use std::time::Duration;
 
@@ -19,16 +24,59 @@ use crate::target::{Connector, Target};
 pub struct Watch {
     /// Dedicated to this updater; `None` after an error left its WATCH state unknown.
     conn: Option<MultiplexedConnection>,
+    /// On a cluster, the journey key `conn` was opened for: another journey may live on another
+    /// node.
+    conn_for: Option<String>,
     connector: Connector,
     tuning: Tuning,
+}
+
+/// How many MOVED/ASK replies in a row an update follows before it gives up.
+const REDIRECTS: u32 = 5;
+
+/// An attempt that failed, and whether only because the slot moved (nothing was written).
+struct Failed {
+    error: UpdateError,
+    redirected: bool,
+}
+
+fn before_write(e: redis::RedisError) -> Failed {
+    Failed {
+        redirected: matches!(
+            e.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::Moved | redis::ServerErrorKind::Ask)
+        ),
+        error: UpdateError::before_write(e),
+    }
+}
+
+impl From<UpdateError> for Failed {
+    fn from(error: UpdateError) -> Failed {
+        Failed {
+            error,
+            redirected: false,
+        }
+    }
 }
 
 impl Watch {
     pub async fn new(target: &Target, tuning: Tuning) -> Result<Watch, Error> {
         let connector = target.connector();
-        let conn = connector.connect().await.map_err(|e| target.refused(&e))?;
+        // On one server, connect now, so a refused connection stops the run before the release.
+        // On a cluster the node depends on the journey's slot, known with the first update.
+        let conn = if connector.needs_key() {
+            None
+        } else {
+            Some(
+                connector
+                    .connect(None)
+                    .await
+                    .map_err(|e| target.refused(&e))?,
+            )
+        };
         Ok(Watch {
-            conn: Some(conn),
+            conn,
+            conn_for: None,
             connector,
             tuning,
         })
@@ -40,15 +88,21 @@ impl Watch {
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
         let mut retries = 0;
+        let mut redirects = 0;
         loop {
             match self.attempt(op, probe).await {
                 Ok(Some(status)) => return Ok(status),
                 Ok(None) => {}
-                Err(e) => {
+                Err(failed) => {
                     // The connection's WATCH state is unknown now. Never reuse it: a reconnect
                     // under us could otherwise send an EXEC that nothing watches.
                     self.conn = None;
-                    return Err(e);
+                    if failed.redirected && redirects < REDIRECTS {
+                        // The slot has a new owner and nothing was written: connect to it.
+                        redirects += 1;
+                        continue;
+                    }
+                    return Err(failed.error);
                 }
             }
             retries += 1;
@@ -68,35 +122,41 @@ impl Watch {
         &mut self,
         op: &Op<'_>,
         probe: &mut Probe,
-    ) -> Result<Option<UpdateStatus>, UpdateError> {
+    ) -> Result<Option<UpdateStatus>, Failed> {
+        let key = op.keys.journey();
+        if self.connector.needs_key() && self.conn_for.as_deref() != Some(key.as_str()) {
+            self.conn = None;
+        }
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => self.conn.insert(
-                self.connector
-                    .connect()
+            None => {
+                let conn = self
+                    .connector
+                    .connect(Some(&key))
                     .await
-                    .map_err(UpdateError::before_write)?,
-            ),
+                    .map_err(before_write)?;
+                self.conn_for = Some(key.clone());
+                self.conn.insert(conn)
+            }
         };
-        let key = op.keys.journey();
         probe.reading().await;
         let () = redis::cmd("WATCH")
             .arg(&key)
             .query_async(conn)
             .await
-            .map_err(UpdateError::before_write)?;
-        let doc: Option<String> = conn.get(&key).await.map_err(UpdateError::before_write)?;
+            .map_err(before_write)?;
+        let doc: Option<String> = conn.get(&key).await.map_err(before_write)?;
         let read = match doc.map(|doc| ReadJourney::parse(&key, &doc, op.segment_id)) {
             Some(Ok(Ok(read))) => read,
             other => {
                 let () = redis::cmd("UNWATCH")
                     .query_async(conn)
                     .await
-                    .map_err(UpdateError::before_write)?;
+                    .map_err(before_write)?;
                 return match other {
                     None => Ok(Some(UpdateStatus::JourneyNotFound)),
                     Some(Ok(Err(missing))) => Ok(Some(missing)),
-                    Some(Err(e)) => Err(e),
+                    Some(Err(e)) => Err(e.into()),
                     Some(Ok(Ok(_))) => unreachable!("matched above"),
                 };
             }

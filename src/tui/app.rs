@@ -43,6 +43,8 @@ pub struct TargetInfo {
     pub display: String,
     pub version: String,
     pub private: bool,
+    /// Set on a Redis Cluster: the journey's slot and the primary that owns it.
+    pub cluster: Option<crate::target::ClusterPlace>,
 }
 
 pub enum Msg {

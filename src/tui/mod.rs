@@ -61,11 +61,12 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
         .unwrap_or(Strategy::Naive);
     let workload = options.workload(TUI_THINK, TUI_JITTER)?;
     // Redis first: a missing redis-server or a wrong URL is reported on a plain terminal.
-    let target = Arc::new(Target::open(options.redis_url.as_deref(), options.timeout).await?);
+    let target = Arc::new(options.target().await?);
     let info = TargetInfo {
         display: target.display().to_owned(),
         version: target.version().to_owned(),
         private: target.is_private(),
+        cluster: target.placement(&workload.journey.id).await?,
     };
     let mut app = App::new(
         strategy,

@@ -97,10 +97,17 @@ fn header(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
             workload.segments(),
         )),
     ]);
-    let redis = if app.target.private {
-        format!("Redis {} (private redis-server)", app.target.version)
-    } else {
-        format!("Redis {} at {}", app.target.version, app.target.display)
+    let redis = match (&app.target.cluster, app.target.private) {
+        (Some(place), true) => format!(
+            "Redis {} private cluster ({} primaries) · journey slot {} on {}",
+            app.target.version, place.primaries, place.slot, place.node
+        ),
+        (Some(place), false) => format!(
+            "Redis {} cluster at {} · journey slot {} on {}",
+            app.target.version, app.target.display, place.slot, place.node
+        ),
+        (None, true) => format!("Redis {} (private redis-server)", app.target.version),
+        (None, false) => format!("Redis {} at {}", app.target.version, app.target.display),
     };
     let mut line2 = vec![Span::styled(redis, theme.dim()), Span::raw(" · ")];
     line2.extend(run_state(app, theme));

@@ -54,6 +54,7 @@ pub fn target() -> TargetInfo {
         display: "redis://127.0.0.1:6379/".into(),
         version: "7.0.15".into(),
         private: true,
+        cluster: None,
     }
 }
 
