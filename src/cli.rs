@@ -64,8 +64,9 @@ pub struct Options {
 
     /// Run on a Redis Cluster: seed node URLs (redis://host:port,...; any nodes of it), or
     /// `private` for a 3-primary cluster racelab starts and stops itself (needs redis-cli).
+    /// Given on the command line, it wins over REDIS_URL in the environment.
     #[arg(long, env = "REDIS_CLUSTER", hide_env_values = true, value_name = "NODES|private",
-          value_parser = parse_cluster, conflicts_with = "redis_url")]
+          value_parser = parse_cluster)]
     pub cluster: Option<ClusterSpec>,
 
     /// Every key racelab touches starts with this prefix.
@@ -233,12 +234,37 @@ impl Options {
     /// or a private redis-server.
     pub async fn target(&self) -> Result<crate::target::Target, Error> {
         use crate::target::Target;
-        match &self.cluster {
-            Some(ClusterSpec::Private) => Target::open_cluster(None, self.timeout).await,
-            Some(ClusterSpec::Nodes(nodes)) => {
+        match self.redis_choice()? {
+            (None, Some(ClusterSpec::Private)) => Target::open_cluster(None, self.timeout).await,
+            (None, Some(ClusterSpec::Nodes(nodes))) => {
                 Target::open_cluster(Some(nodes), self.timeout).await
             }
-            None => Target::open(self.redis_url.as_deref(), self.timeout).await,
+            (url, _) => Target::open(url, self.timeout).await,
+        }
+    }
+
+    /// Which of `--redis-url` and `--cluster` names the Redis. An exported REDIS_URL must not
+    /// stop `--cluster` on the command line (nor REDIS_CLUSTER `--redis-url`): the one given as
+    /// an option wins over the other's environment variable. Two options, or two variables,
+    /// are a contradiction only the user can settle.
+    fn redis_choice(&self) -> Result<(Option<&str>, Option<&ClusterSpec>), Error> {
+        let (Some(url), Some(cluster)) = (&self.redis_url, &self.cluster) else {
+            return Ok((self.redis_url.as_deref(), self.cluster.as_ref()));
+        };
+        let url_from_env = std::env::var("REDIS_URL").is_ok_and(|env| env == *url);
+        let cluster_from_env = std::env::var("REDIS_CLUSTER")
+            .ok()
+            .and_then(|env| parse_cluster(&env).ok())
+            .is_some_and(|env| env == *cluster);
+        match (url_from_env, cluster_from_env) {
+            (true, false) => Ok((None, Some(cluster))),
+            (false, true) => Ok((Some(url), None)),
+            (true, true) => Err(Error::Usage(
+                "REDIS_URL and REDIS_CLUSTER are both set; unset one, or choose with --redis-url or --cluster".to_owned(),
+            )),
+            (false, false) => Err(Error::Usage(
+                "--redis-url and --cluster both name a Redis; give one of them".to_owned(),
+            )),
         }
     }
 

@@ -34,6 +34,11 @@ pub enum Error {
     )]
     Connect { target: String, reason: String },
 
+    #[error(
+        "cannot connect to the Redis Cluster at {target}: {reason}; check that its nodes run and that --cluster names them"
+    )]
+    ClusterConnect { target: String, reason: String },
+
     #[error("Redis at {target} refused racelab: {reason}")]
     Refused { target: String, reason: String },
 

@@ -323,6 +323,11 @@ impl Target {
                 target: self.display.clone(),
                 reason: format!("{reason}; check the user and password in --redis-url"),
             }
+        } else if self.is_cluster() {
+            Error::ClusterConnect {
+                target: self.display.clone(),
+                reason,
+            }
         } else {
             Error::Connect {
                 target: self.display.clone(),

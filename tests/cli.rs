@@ -11,6 +11,7 @@ fn racelab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_racelab"))
         .args(args)
         .env_remove("REDIS_URL")
+        .env_remove("REDIS_CLUSTER")
         .env("NO_COLOR", "1")
         .output()
         .expect("run racelab")

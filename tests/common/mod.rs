@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use racelab::engine::{self, RunResult, Settings, Workload};
 use racelab::journey::Journey;
-use racelab::server::RedisServer;
+use racelab::server::{RedisCluster, RedisServer};
 use racelab::strategy::{Strategy, Tuning};
 use racelab::target::Target;
 use tokio_util::sync::CancellationToken;
@@ -81,6 +81,78 @@ impl Drop for TestRedis {
                 self.server.log_path().display(),
                 self.server.log()
             );
+        }
+    }
+}
+
+/// A private 3-primary Redis Cluster per test, every node's log printed when the test fails.
+pub struct TestCluster {
+    pub cluster: RedisCluster,
+}
+
+impl TestCluster {
+    pub fn start() -> TestCluster {
+        TestCluster {
+            cluster: RedisCluster::start()
+                .expect("redis-server and redis-cli (redis-tools) must be installed for the tests"),
+        }
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.cluster.urls()
+    }
+
+    /// A target that names the cluster by its seed nodes, as `--cluster redis://...` does.
+    pub async fn target(&self) -> Target {
+        Target::open_cluster(Some(&self.urls()), Duration::from_secs(5))
+            .await
+            .expect("connect to the test cluster")
+    }
+
+    /// A plain connection to each node.
+    pub async fn node_conns(&self) -> Vec<redis::aio::MultiplexedConnection> {
+        let mut conns = Vec::new();
+        for url in self.urls() {
+            conns.push(
+                redis::Client::open(url)
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap(),
+            );
+        }
+        conns
+    }
+
+    /// Every key on every node, by SCAN (tests only).
+    pub async fn all_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        for mut conn in self.node_conns().await {
+            let mut cursor = 0u64;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        keys.sort();
+        keys
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- cluster logs ---\n{}", self.cluster.log());
         }
     }
 }

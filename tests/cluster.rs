@@ -1,0 +1,285 @@
+//! Every strategy on a real Redis Cluster: three `redis-server --cluster-enabled yes` primaries
+//! formed by `redis-cli --cluster create`, started per test and killed on drop. The seed's race
+//! must still lose on naive and every fix must still hold, with scripts, functions and WATCH
+//! routed to the primary that owns the journey's slot.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{SAFE, TestCluster, assert_intact, run, seed_workload, workload};
+use racelab::strategy::Strategy;
+
+/// The slot Redis Cluster gives `key` (CRC16/XMODEM of its hash tag, mod 16384), computed here
+/// independently of racelab and of the server.
+fn key_slot(key: &str) -> u16 {
+    let tag = match (key.find('{'), key.find('}')) {
+        (Some(open), Some(close)) if close > open + 1 => &key[open + 1..close],
+        _ => key,
+    };
+    let mut crc: u16 = 0;
+    for &byte in tag.as_bytes() {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// `host:port` of the primary that owns `slot`, as the node behind `conn` says.
+async fn owner_of(conn: &mut redis::aio::MultiplexedConnection, slot: u16) -> String {
+    let ranges: Vec<(u16, u16, (String, u16))> = {
+        let raw: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(conn)
+            .await
+            .unwrap();
+        raw.into_iter()
+            .map(|r| {
+                let start: u16 = redis::from_redis_value_ref(&r[0]).unwrap();
+                let end: u16 = redis::from_redis_value_ref(&r[1]).unwrap();
+                let node: Vec<redis::Value> = redis::from_redis_value_ref(&r[2]).unwrap();
+                let host: String = redis::from_redis_value_ref(&node[0]).unwrap();
+                let port: u16 = redis::from_redis_value_ref(&node[1]).unwrap();
+                (start, end, (host, port))
+            })
+            .collect()
+    };
+    let (_, _, (host, port)) = ranges
+        .into_iter()
+        .find(|(start, end, _)| (*start..=*end).contains(&slot))
+        .expect("every slot is served");
+    format!("{host}:{port}")
+}
+
+fn racelab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_racelab"))
+        .args(args)
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_CLUSTER")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run racelab")
+}
+
+fn validate(report: &serde_json::Value) {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../assets/report.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_naive_loses_the_seed_scenario_and_every_fix_holds() {
+    let cluster = TestCluster::start();
+    let target = cluster.target().await;
+    assert!(target.is_cluster());
+    let workload = seed_workload();
+
+    let naive = run(&target, Strategy::Naive, &workload).await;
+    assert_eq!(naive.tally.acknowledged, 20);
+    assert_eq!(naive.tally.errors + naive.tally.unknown, 0);
+    assert!(
+        naive.truth.lost >= 1,
+        "the seed's race must lose on a cluster"
+    );
+    assert_eq!(naive.truth.lost + naive.truth.applied, 20);
+
+    // With one updater per segment, `keys` holds too.
+    for strategy in SAFE.iter().copied().chain([Strategy::Keys]) {
+        let result = run(&target, strategy, &workload).await;
+        assert!(result.is_complete(), "{strategy}: {:?}", result.stopped);
+        assert_intact(&result, &workload);
+    }
+    assert_eq!(
+        cluster.all_keys().await,
+        Vec::<String>::new(),
+        "every run deletes its keys on every node"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safe_strategies_hold_under_contention_on_a_cluster() {
+    let cluster = TestCluster::start();
+    let target = cluster.target().await;
+    // Six updaters per segment, three rounds each: every update of a segment races five others.
+    let workload = workload(24, 4, 3, Duration::from_millis(1));
+    for &strategy in SAFE {
+        let result = run(&target, strategy, &workload).await;
+        assert!(result.is_complete(), "{strategy}: {:?}", result.stopped);
+        assert_intact(&result, &workload);
+        if matches!(
+            strategy,
+            Strategy::Watch | Strategy::Cas | Strategy::Lock | Strategy::Fenced
+        ) {
+            assert!(
+                result.tally.retries > 0,
+                "{strategy}: contention must have made someone retry"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_library_is_loaded_on_every_primary() {
+    let cluster = TestCluster::start();
+    let target = cluster.target().await;
+    let result = run(&target, Strategy::Function, &seed_workload()).await;
+    assert_intact(&result, &seed_workload());
+    for (i, mut conn) in cluster.node_conns().await.into_iter().enumerate() {
+        let libraries: Vec<redis::Value> = redis::cmd("FUNCTION")
+            .arg("LIST")
+            .arg("LIBRARYNAME")
+            .arg("racelab_v1")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(libraries.len(), 1, "node {i} lacks the racelab_v1 library");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_all_on_a_private_cluster_reports_the_journeys_slot_and_node_and_exits_0() {
+    let output = racelab(&[
+        "run",
+        "-s",
+        "all",
+        "--cluster",
+        "private",
+        "--format",
+        "json",
+        "--seed",
+        "42",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    validate(&report);
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["redis"]["private"], true);
+    let place = &report["redis"]["cluster"];
+    assert_eq!(place["primaries"], 3);
+    assert_eq!(
+        place["slot"].as_u64(),
+        Some(u64::from(key_slot("{JRN-TEST-001}")))
+    );
+    let node = place["node"].as_str().unwrap();
+    assert!(node.starts_with("127.0.0.1:"), "{node}");
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), Strategy::ALL.len());
+    for run in runs {
+        let strategy = run["strategy"].as_str().unwrap();
+        assert_eq!(run["acknowledged"], 20, "{strategy}");
+        if strategy == "naive" {
+            assert!(run["lost"].as_u64().unwrap() >= 1, "naive must lose");
+        } else {
+            assert_eq!(run["lost"], 0, "{strategy}");
+            assert_eq!(run["applied"], 20, "{strategy}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_named_by_one_seed_node_is_discovered_and_left_without_keys() {
+    let cluster = TestCluster::start();
+    // One bare host:port: the client finds the other primaries from it.
+    let seed = cluster.urls()[0]
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let output = racelab(&[
+        "run",
+        "-s",
+        "naive,watch,lua,function",
+        "--cluster",
+        &seed,
+        "--format",
+        "json",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    validate(&report);
+    assert_eq!(report["redis"]["private"], false);
+    let slot = key_slot("{JRN-TEST-001}");
+    assert_eq!(
+        report["redis"]["cluster"]["slot"].as_u64(),
+        Some(u64::from(slot))
+    );
+    let mut conn = cluster.node_conns().await.remove(0);
+    assert_eq!(
+        report["redis"]["cluster"]["node"].as_str().unwrap(),
+        owner_of(&mut conn, slot).await,
+        "the report names the primary that owns the journey's slot"
+    );
+    assert_eq!(cluster.all_keys().await, Vec::<String>::new());
+}
+
+#[test]
+fn a_single_server_report_says_it_was_not_a_cluster() {
+    let output = racelab(&["run", "-s", "hash", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["redis"]["cluster"].is_null(), "{report:#}");
+}
+
+#[test]
+fn cluster_and_redis_url_cannot_be_given_together() {
+    let output = racelab(&[
+        "run",
+        "--cluster",
+        "private",
+        "--redis-url",
+        "redis://127.0.0.1:1",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--redis-url and --cluster both name a Redis"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn cluster_on_the_command_line_wins_over_an_exported_redis_url() {
+    let output = Command::new(env!("CARGO_BIN_EXE_racelab"))
+        .args([
+            "run",
+            "-s",
+            "hash",
+            "--cluster",
+            "private",
+            "--format",
+            "json",
+        ])
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env_remove("REDIS_CLUSTER")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["redis"]["cluster"]["primaries"], 3);
+}
+
+#[test]
+fn an_unreachable_cluster_exits_2_with_one_sentence() {
+    let output = racelab(&["run", "--cluster", "127.0.0.1:1", "--timeout", "500ms"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot connect to the Redis Cluster at redis://127.0.0.1:1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
