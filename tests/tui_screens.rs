@@ -72,6 +72,32 @@ fn idle() {
 }
 
 #[test]
+fn the_header_says_the_run_is_on_a_cluster_with_the_journeys_slot_and_node() {
+    let mut target = target();
+    target.cluster = Some(racelab::target::ClusterPlace {
+        slot: 10736,
+        node: "127.0.0.1:7001".into(),
+        primaries: 3,
+    });
+    let app = App::new(
+        Strategy::Naive,
+        workload(),
+        true,
+        target,
+        false,
+        Instant::now(),
+    );
+    for (w, h) in SIZES {
+        let text = screen(&app, w, h);
+        let header = text.lines().nth(1).unwrap_or_default();
+        assert!(
+            header.contains("Redis 7.0.15 cluster · slot 10736 on 127.0.0.1:7001 · idle"),
+            "at {w}x{h}:\n{text}"
+        );
+    }
+}
+
+#[test]
 fn mid_run() {
     let base = Instant::now();
     let mut app = app(base);
