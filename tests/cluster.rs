@@ -283,3 +283,172 @@ fn an_unreachable_cluster_exits_2_with_one_sentence() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `CLUSTER MYID` of each node, in the order of `conns`.
+async fn node_ids(conns: &mut [redis::aio::MultiplexedConnection]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for conn in conns.iter_mut() {
+        ids.push(
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query_async(conn)
+                .await
+                .unwrap(),
+        );
+    }
+    ids
+}
+
+/// Moves `slot` from the node at `from` to the node at `to` the way `redis-cli --cluster
+/// reshard` does: IMPORTING/MIGRATING, MIGRATE its keys, then give the slot to `to` everywhere.
+async fn migrate_slot(cluster: &TestCluster, slot: u16, from: usize, to: usize) {
+    let mut conns = cluster.node_conns().await;
+    let ids = node_ids(&mut conns).await;
+    let to_port = cluster.cluster.nodes()[to].port();
+    let () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("IMPORTING")
+        .arg(&ids[from])
+        .query_async(&mut conns[to])
+        .await
+        .unwrap();
+    let () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("MIGRATING")
+        .arg(&ids[to])
+        .query_async(&mut conns[from])
+        .await
+        .unwrap();
+    loop {
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(1000)
+            .query_async(&mut conns[from])
+            .await
+            .unwrap();
+        if keys.is_empty() {
+            break;
+        }
+        // All keys in one MIGRATE: the journey's keys move together, so no script ever sees
+        // half of them on each node.
+        let _: redis::Value = redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(to_port)
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(&keys)
+            .query_async(&mut conns[from])
+            .await
+            .unwrap();
+    }
+    for conn in conns.iter_mut() {
+        let () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("NODE")
+            .arg(&ids[to])
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_migrated_mid_run_is_followed_and_nothing_is_lost() {
+    use racelab::engine;
+    use racelab::event::EventKind;
+    use tokio_util::sync::CancellationToken;
+
+    let cluster = TestCluster::start();
+    let target = cluster.target().await;
+    let slot = key_slot("{JRN-TEST-001}");
+    let ports: Vec<u16> = cluster.cluster.nodes().iter().map(|n| n.port()).collect();
+    let workload = workload(4, 4, 60, Duration::from_millis(1));
+    for strategy in [
+        Strategy::Watch,
+        Strategy::Lua,
+        Strategy::Function,
+        Strategy::Cas,
+        Strategy::Hash,
+    ] {
+        let mut conn = cluster.node_conns().await.remove(0);
+        let owner = owner_of(&mut conn, slot).await;
+        let from = ports
+            .iter()
+            .position(|p| owner.ends_with(&format!(":{p}")))
+            .unwrap();
+        let to = (from + 1) % ports.len();
+
+        // Move the slot once the run is under way: after its 20th acknowledged update.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<racelab::event::Event>(4096);
+        let mover = {
+            let cluster = &cluster;
+            async move {
+                let mut acknowledged = 0;
+                let mut moved = false;
+                let mut remaining_after_move = 0;
+                while let Some(event) = rx.recv().await {
+                    if matches!(event.kind, EventKind::Acknowledged { .. }) {
+                        acknowledged += 1;
+                        if moved {
+                            remaining_after_move += 1;
+                        }
+                    }
+                    if acknowledged == 20 && !moved {
+                        migrate_slot(cluster, slot, from, to).await;
+                        moved = true;
+                    }
+                }
+                remaining_after_move
+            }
+        };
+        let settings = common::settings();
+        let cancel = CancellationToken::new();
+        let (result, after_move) = tokio::join!(
+            engine::run(&target, strategy, &workload, &settings, Some(tx), &cancel),
+            mover
+        );
+        let result = result.unwrap();
+        eprintln!(
+            "{strategy}: slot {slot} moved from node {from} to {to} after 20 updates; acknowledged {}, {after_move} of them after the move, errors {}, retries {}, failures {:?}",
+            result.tally.acknowledged,
+            result.tally.errors,
+            result.tally.retries,
+            result.tally.failure_reasons
+        );
+        assert!(
+            after_move > 0,
+            "{strategy}: updates must be acknowledged after the slot moved"
+        );
+        assert_eq!(
+            owner_of(&mut conn, slot).await,
+            format!("127.0.0.1:{}", ports[to]),
+            "{strategy}: the slot moved"
+        );
+        assert!(result.is_complete(), "{strategy}: {:?}", result.stopped);
+        // Followed redirections lose nothing, and every update is made: MOVED and ASK (and
+        // watch's EXECABORT behind an ASK) mean nothing was written, so they are retried.
+        assert_eq!(result.truth.lost, 0, "{strategy}: {:?}", result.truth);
+        assert_eq!(
+            result.truth.applied, result.tally.acknowledged,
+            "{strategy}: every acknowledged update is in the final state"
+        );
+        assert_eq!(
+            result.tally.acknowledged,
+            workload.total_updates(),
+            "{strategy}: every update is made ({:?})",
+            result.tally.failure_reasons
+        );
+        assert_eq!(
+            result.tally.unknown, 0,
+            "{strategy}: {:?}",
+            result.tally.failure_reasons
+        );
+    }
+    assert_eq!(cluster.all_keys().await, Vec::<String>::new());
+}

@@ -31,8 +31,9 @@ pub struct Watch {
     tuning: Tuning,
 }
 
-/// How many MOVED/ASK replies in a row an update follows before it gives up.
-const REDIRECTS: u32 = 5;
+/// How many MOVED/ASK replies an update follows before it gives up: enough to wait out a slot
+/// migration (backoff up to 100 ms each), not so many that a broken cluster stalls the run.
+const REDIRECTS: u32 = 20;
 
 /// An attempt that failed, and whether only because the slot moved (nothing was written).
 struct Failed {
@@ -40,13 +41,27 @@ struct Failed {
     redirected: bool,
 }
 
+fn is_redirect(e: &redis::RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(redis::ServerErrorKind::Moved | redis::ServerErrorKind::Ask)
+    )
+}
+
 fn before_write(e: redis::RedisError) -> Failed {
     Failed {
-        redirected: matches!(
-            e.kind(),
-            redis::ErrorKind::Server(redis::ServerErrorKind::Moved | redis::ServerErrorKind::Ask)
-        ),
+        redirected: is_redirect(&e),
         error: UpdateError::before_write(e),
+    }
+}
+
+/// The MULTI/SET/EXEC pipeline failed. When its first error is a redirection of the queued SET
+/// (the slot is migrating or moved), EXEC was refused with EXECABORT: nothing was written, so
+/// the update can go to the slot's new owner like a redirection before the write.
+fn during_write(e: redis::RedisError) -> Failed {
+    Failed {
+        redirected: is_redirect(&e),
+        error: UpdateError::during_write(e),
     }
 }
 
@@ -98,8 +113,13 @@ impl Watch {
                     // under us could otherwise send an EXEC that nothing watches.
                     self.conn = None;
                     if failed.redirected && redirects < REDIRECTS {
-                        // The slot has a new owner and nothing was written: connect to it.
+                        // The slot has (or is getting) a new owner and nothing was written:
+                        // connect to the owner again. While a migration is under way the owner
+                        // is still the old node answering ASK, so wait a little for it to end.
+                        // Not a conflict: like the redirections the cluster connection follows for
+                        // the other strategies, it is not counted as a retry.
                         redirects += 1;
+                        tokio::time::sleep(backoff(redirects, Duration::from_millis(100))).await;
                         continue;
                     }
                     return Err(failed.error);
@@ -170,7 +190,7 @@ impl Watch {
             pipe.set(&key, doc).ignore();
         })
         .await
-        .map_err(UpdateError::during_write)?;
+        .map_err(during_write)?;
         if exec.is_none() {
             return Ok(None);
         }
