@@ -214,9 +214,7 @@ impl Target {
             version: String::new(),
             timeout,
         };
-        let Conn::Cluster(mut conn) = target.connection().await? else {
-            unreachable!("a cluster target opens cluster connections")
-        };
+        let mut conn = target.cluster_connection().await?;
         // INFO goes to every primary by default; one node's answer is the version.
         let info = conn
             .route_command(
@@ -258,11 +256,21 @@ impl Target {
                     .map(Conn::Single)
                     .map_err(|e| self.refused(&e))
             }
+            Backend::Cluster { .. } => self.cluster_connection().await.map(Conn::Cluster),
+        }
+    }
+
+    /// A new cluster connection; on a single server, the error a misuse deserves.
+    async fn cluster_connection(&self) -> Result<ClusterConnection, Error> {
+        match &self.backend {
             Backend::Cluster { client, .. } => client
                 .get_async_connection()
                 .await
-                .map(Conn::Cluster)
                 .map_err(|e| self.refused(&e)),
+            Backend::Single { .. } => Err(Error::Usage(format!(
+                "{} is a single Redis server, not a cluster",
+                self.display
+            ))),
         }
     }
 
@@ -292,13 +300,10 @@ impl Target {
 
     /// Where the journey `journey_id` lives on the cluster; `None` on a single server.
     pub async fn placement(&self, journey_id: &str) -> Result<Option<ClusterPlace>, Error> {
-        let Backend::Cluster { client, .. } = &self.backend else {
+        if !self.is_cluster() {
             return Ok(None);
-        };
-        let mut conn = client
-            .get_async_connection()
-            .await
-            .map_err(|e| self.refused(&e))?;
+        }
+        let mut conn = self.cluster_connection().await?;
         // Every key of the journey carries the hash tag, so the tag alone names their slot.
         let tag = format!("{{{journey_id}}}");
         let (slot, node, primaries) = slot_owner(&mut conn, &tag)
