@@ -206,6 +206,7 @@ impl Options {
                     .unwrap_or_else(|| Tuning::default_lock_ttl(think)),
                 max_retries: self.max_retries,
             },
+            deadline: None,
         })
     }
 

@@ -36,6 +36,9 @@ pub struct Workload {
     pub seed: u64,
     /// Lock ttl and retry bound of the strategies that lock or retry.
     pub tuning: Tuning,
+    /// When set, updaters start no new update this long after the release (`bench` runs for a
+    /// time rather than a number of rounds).
+    pub deadline: Option<Duration>,
 }
 
 impl Workload {
@@ -272,6 +275,7 @@ async fn race(
             stopped: stopped.clone(),
             scope: strategy.scope(),
             silence: silence.clone(),
+            phases: watcher.is_some(),
         };
         let released = released.clone();
         tasks.spawn(task.run(released));
@@ -307,6 +311,8 @@ struct UpdaterTask {
     stopped: Arc<std::sync::Mutex<Option<String>>>,
     scope: WriteScope,
     silence: Arc<Silence>,
+    /// Phase events go out only when someone watches.
+    phases: bool,
 }
 
 /// How long Redis has gone without answering any updater. A fault that passes (a killed
@@ -357,8 +363,15 @@ impl UpdaterTask {
                 .wrapping_add(u64::from(self.index).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         );
         let mut probe = Probe::new(Some(self.tx.clone()), start, self.index);
+        if !self.phases {
+            probe = probe.without_phases();
+        }
         for round in 0..workload.rounds {
-            if self.stop.is_cancelled() {
+            if self.stop.is_cancelled()
+                || workload
+                    .deadline
+                    .is_some_and(|deadline| probe.now() >= deadline)
+            {
                 break;
             }
             let status = update_status(self.index as usize, round);

@@ -400,16 +400,19 @@ impl Updater {
         op: &Op<'_>,
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
+        // Each strategy's future is boxed at its own size: unboxed, every updater task would
+        // carry the largest strategy's state machine, which at 100,000 updaters is most of
+        // racelab's memory.
         match self {
-            Updater::Naive(s) => s.update(op, probe).await,
-            Updater::Hash(s) => s.update(op, probe).await,
-            Updater::Keys(s) => s.update(op, probe).await,
-            Updater::Watch(s) => s.update(op, probe).await,
-            Updater::Lua(s) => s.update(op, probe).await,
-            Updater::Lock(s) => s.update(op, probe).await,
-            Updater::Fenced(s) => s.update(op, probe).await,
-            Updater::Cas(s) => s.update(op, probe).await,
-            Updater::Function(s) => s.update(op, probe).await,
+            Updater::Naive(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Hash(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Keys(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Watch(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Lua(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Lock(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Fenced(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Cas(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Function(s) => Box::pin(s.update(op, probe)).await,
         }
     }
 }

@@ -98,6 +98,7 @@ pub fn workload(updaters: u32, segments: usize, rounds: u32, think: Duration) ->
             lock_ttl: Tuning::default_lock_ttl(think),
             max_retries: 10_000,
         },
+        deadline: None,
     }
 }
 
