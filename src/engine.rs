@@ -192,11 +192,14 @@ async fn seed(
     };
     let all = keys.all(journey.segments.iter().map(|s| s.segment_id.as_str()));
     for chunk in all.chunks(1000) {
-        let existing: u64 = redis::cmd("EXISTS")
-            .arg(chunk)
-            .query_async(conn)
-            .await
-            .map_err(|e| target.refused(&e))?;
+        let mut attempt = 1;
+        let existing: u64 = loop {
+            match redis::cmd("EXISTS").arg(chunk).query_async(conn).await {
+                Err(e) if attempt < SETUP_ATTEMPTS && is_transient(&e) => attempt += 1,
+                other => break other.map_err(|e| target.refused(&e))?,
+            }
+            tokio::time::sleep(SETUP_RETRY_PAUSE).await;
+        };
         if existing > 0 {
             return Err(fail(format!(
                 "keys under {} already exist, and racelab writes only keys it creates; run again (a new run id is drawn) or choose another --key-prefix",
@@ -204,18 +207,35 @@ async fn seed(
             )));
         }
     }
-    strategy
-        .storage()
-        .seed(conn, keys, journey)
-        .await
-        .map_err(|e| match e.code() {
-            Some("NOPERM" | "NOAUTH" | "WRONGPASS") => target.refused(&e),
-            _ => fail(format!(
-                "seeding the journey under {} failed: {}",
-                keys.journey(),
-                crate::target::describe(&e)
-            )),
-        })
+    // Seeding writes the same values however often it runs, so a dropped connection is simply
+    // tried again.
+    let mut attempt = 1;
+    loop {
+        match strategy.storage().seed(conn, keys, journey).await {
+            Err(e) if attempt < SETUP_ATTEMPTS && is_transient(&e) => attempt += 1,
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                return Err(match e.code() {
+                    Some("NOPERM" | "NOAUTH" | "WRONGPASS") => target.refused(&e),
+                    _ => fail(format!(
+                        "seeding the journey under {} failed: {}",
+                        keys.journey(),
+                        crate::target::describe(&e)
+                    )),
+                });
+            }
+        }
+        tokio::time::sleep(SETUP_RETRY_PAUSE).await;
+    }
+}
+
+/// Attempts at each setup command when the connection drops under it.
+const SETUP_ATTEMPTS: u32 = 3;
+const SETUP_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// A failure of the connection, not a refusal by Redis: worth one more try.
+fn is_transient(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout()
 }
 
 /// The final state, read again a few times if the shared connection is reconnecting.
