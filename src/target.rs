@@ -21,6 +21,8 @@ pub struct Target {
     client: redis::Client,
     /// The URL with its password replaced by `***`.
     display: String,
+    /// The URL for other tools (redis-benchmark), when it holds no secret: never printed.
+    tool_url: Option<String>,
     version: String,
     timeout: Duration,
     /// Kept here so the private server lives exactly as long as the target.
@@ -53,8 +55,10 @@ impl Target {
                 describe(&e)
             ))
         })?;
+        let secret = url.starts_with("rediss://") || display != url;
         let mut target = Target {
             client,
+            tool_url: (!secret).then(|| url.to_owned()),
             display,
             version: String::new(),
             timeout,
@@ -124,6 +128,12 @@ impl Target {
                 reason,
             }
         }
+    }
+
+    /// The URL to hand another tool on its command line, unless that would expose a password
+    /// (or needs TLS settings the tool would not get).
+    pub fn url_for_tools(&self) -> Option<String> {
+        self.tool_url.clone()
     }
 
     pub fn display(&self) -> &str {
