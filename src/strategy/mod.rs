@@ -219,6 +219,25 @@ pub(crate) async fn think(pause: Duration) {
     }
 }
 
+/// After optimistic attempt number `retries` met a conflict: gives up past `--max-retries`,
+/// else reports the retry and backs off (at most the think time, or 20 ms).
+pub(crate) async fn after_conflict(
+    retries: u32,
+    tuning: Tuning,
+    op: &Op<'_>,
+    probe: &mut Probe,
+    why: &str,
+) -> Result<(), UpdateError> {
+    if retries > tuning.max_retries {
+        return Err(UpdateError::gave_up(tuning.max_retries, why));
+    }
+    probe
+        .retry(retries, crate::event::RetryReason::Conflict)
+        .await;
+    tokio::time::sleep(backoff(retries, op.think.max(Duration::from_millis(20)))).await;
+    Ok(())
+}
+
 /// How often a script is loaded again when it keeps vanishing (SCRIPT FLUSH, a restart).
 const SCRIPT_RELOADS: u32 = 5;
 

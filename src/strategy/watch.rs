@@ -6,14 +6,12 @@
 //! updaters, one updater's write or EXEC would clear or trip another's WATCH. So each `watch`
 //! updater owns a dedicated connection (redis-rs says the same of `aio::transaction_async`).
 
-use std::time::Duration;
-
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
-use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff, transaction};
+use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, after_conflict, transaction};
 use crate::error::Error;
-use crate::event::{Probe, RetryReason};
+use crate::event::Probe;
 use crate::target::{Connector, Target};
 
 pub struct Watch {
@@ -52,14 +50,7 @@ impl Watch {
                 }
             }
             retries += 1;
-            if retries > self.tuning.max_retries {
-                return Err(UpdateError::gave_up(
-                    self.tuning.max_retries,
-                    "EXEC kept aborting",
-                ));
-            }
-            probe.retry(retries, RetryReason::Conflict).await;
-            tokio::time::sleep(backoff(retries, op.think.max(Duration::from_millis(20)))).await;
+            after_conflict(retries, self.tuning, op, probe, "EXEC kept aborting").await?;
         }
     }
 
