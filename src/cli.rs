@@ -33,6 +33,64 @@ pub enum Command {
     Tui(Options),
     /// Headless: run strategies, print a report, exit with a verdict (0 as expected, 1 not, 2 no run).
     Run(RunArgs),
+    /// Throughput and latency of the strategies, beside redis-benchmark on the same server.
+    Bench(BenchArgs),
+}
+
+/// Options of `racelab bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Strategies: naive, hash, keys, watch, lua, lock, fenced, cas, function, a comma list, or all.
+    #[arg(short, long, default_value = "all", value_parser = parse_strategies)]
+    pub strategy: StrategyList,
+
+    /// The updater counts of the grid, a comma list.
+    #[arg(short = 'n', long, default_value = "1,50,1000", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub updaters: Vec<u32>,
+
+    /// How long each cell runs.
+    #[arg(long, default_value = "1s", value_parser = parse_timeout)]
+    pub duration: Duration,
+
+    /// Pause between reading and writing.
+    #[arg(long, default_value = "0ms", value_parser = parse_think)]
+    pub think: Duration,
+
+    /// Segments in the journey.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub segments: Option<u32>,
+
+    /// Redis to run against; without it racelab starts a private redis-server.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Every key racelab touches starts with this prefix.
+    #[arg(long, default_value = "racelab", value_parser = parse_prefix)]
+    pub key_prefix: String,
+
+    /// How long any Redis command may take before its outcome counts as unknown.
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+
+    /// How long the lock and fenced strategies' lock lives [default: 10 × think, at least 1s].
+    #[arg(long, value_parser = parse_timeout)]
+    pub lock_ttl: Option<Duration>,
+
+    /// Retries (conflict, busy lock) before an update gives up.
+    #[arg(long, default_value_t = DEFAULT_MAX_RETRIES, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub max_retries: u32,
+
+    /// Skip the redis-benchmark yardsticks.
+    #[arg(long)]
+    pub no_redis_benchmark: bool,
+
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Write the report to this file instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Options shared by `tui` and `run`.
@@ -289,6 +347,7 @@ impl Options {
                     .unwrap_or_else(|| Tuning::default_lock_ttl(think)),
                 max_retries: self.max_retries,
             },
+            deadline: None,
         })
     }
 

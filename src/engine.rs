@@ -36,6 +36,9 @@ pub struct Workload {
     pub seed: u64,
     /// Lock ttl and retry bound of the strategies that lock or retry.
     pub tuning: Tuning,
+    /// When set, updaters start no new update this long after the release (`bench` runs for a
+    /// time rather than a number of rounds).
+    pub deadline: Option<Duration>,
 }
 
 impl Workload {
@@ -189,11 +192,14 @@ async fn seed(
     };
     let all = keys.all(journey.segments.iter().map(|s| s.segment_id.as_str()));
     for chunk in all.chunks(1000) {
-        let existing: u64 = redis::cmd("EXISTS")
-            .arg(chunk)
-            .query_async(conn)
-            .await
-            .map_err(|e| target.refused(&e))?;
+        let mut attempt = 1;
+        let existing: u64 = loop {
+            match redis::cmd("EXISTS").arg(chunk).query_async(conn).await {
+                Err(e) if attempt < SETUP_ATTEMPTS && is_transient(&e) => attempt += 1,
+                other => break other.map_err(|e| target.refused(&e))?,
+            }
+            tokio::time::sleep(SETUP_RETRY_PAUSE).await;
+        };
         if existing > 0 {
             return Err(fail(format!(
                 "keys under {} already exist, and racelab writes only keys it creates; run again (a new run id is drawn) or choose another --key-prefix",
@@ -201,18 +207,35 @@ async fn seed(
             )));
         }
     }
-    strategy
-        .storage()
-        .seed(conn, keys, journey)
-        .await
-        .map_err(|e| match e.code() {
-            Some("NOPERM" | "NOAUTH" | "WRONGPASS") => target.refused(&e),
-            _ => fail(format!(
-                "seeding the journey under {} failed: {}",
-                keys.journey(),
-                crate::target::describe(&e)
-            )),
-        })
+    // Seeding writes the same values however often it runs, so a dropped connection is simply
+    // tried again.
+    let mut attempt = 1;
+    loop {
+        match strategy.storage().seed(conn, keys, journey).await {
+            Err(e) if attempt < SETUP_ATTEMPTS && is_transient(&e) => attempt += 1,
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                return Err(match e.code() {
+                    Some("NOPERM" | "NOAUTH" | "WRONGPASS") => target.refused(&e),
+                    _ => fail(format!(
+                        "seeding the journey under {} failed: {}",
+                        keys.journey(),
+                        crate::target::describe(&e)
+                    )),
+                });
+            }
+        }
+        tokio::time::sleep(SETUP_RETRY_PAUSE).await;
+    }
+}
+
+/// Attempts at each setup command when the connection drops under it.
+const SETUP_ATTEMPTS: u32 = 3;
+const SETUP_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// A failure of the connection, not a refusal by Redis: worth one more try.
+fn is_transient(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout()
 }
 
 /// The final state, read again a few times if the shared connection is reconnecting.
@@ -272,6 +295,7 @@ async fn race(
             stopped: stopped.clone(),
             scope: strategy.scope(),
             silence: silence.clone(),
+            phases: watcher.is_some(),
         };
         let released = released.clone();
         tasks.spawn(task.run(released));
@@ -307,6 +331,8 @@ struct UpdaterTask {
     stopped: Arc<std::sync::Mutex<Option<String>>>,
     scope: WriteScope,
     silence: Arc<Silence>,
+    /// Phase events go out only when someone watches.
+    phases: bool,
 }
 
 /// How long Redis has gone without answering any updater. A fault that passes (a killed
@@ -357,8 +383,15 @@ impl UpdaterTask {
                 .wrapping_add(u64::from(self.index).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         );
         let mut probe = Probe::new(Some(self.tx.clone()), start, self.index);
+        if !self.phases {
+            probe = probe.without_phases();
+        }
         for round in 0..workload.rounds {
-            if self.stop.is_cancelled() {
+            if self.stop.is_cancelled()
+                || workload
+                    .deadline
+                    .is_some_and(|deadline| probe.now() >= deadline)
+            {
                 break;
             }
             let status = update_status(self.index as usize, round);

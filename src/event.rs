@@ -102,10 +102,28 @@ pub enum EventKind {
     Done,
 }
 
+impl EventKind {
+    /// Events that tell where an updater is, not what became of an update.
+    pub fn is_phase(&self) -> bool {
+        matches!(
+            self,
+            EventKind::Invoked { .. }
+                | EventKind::Reading { .. }
+                | EventKind::Read { .. }
+                | EventKind::WaitingForLock { .. }
+                | EventKind::Writing { .. }
+                | EventKind::Done
+        )
+    }
+}
+
 /// An updater's handle on the event stream. A probe without a channel (the journey-service API
 /// used on its own) records nothing.
 pub struct Probe {
     tx: Option<mpsc::Sender<Event>>,
+    /// Whether phase events (reading, writing, …) are wanted: only a watcher shows them, and
+    /// without one they would only cost channel traffic on the hot path.
+    phases: bool,
     start: Instant,
     pub updater: u32,
     pub round: u32,
@@ -119,6 +137,7 @@ impl Probe {
     pub fn new(tx: Option<mpsc::Sender<Event>>, start: Instant, updater: u32) -> Probe {
         Probe {
             tx,
+            phases: true,
             start,
             updater,
             round: 0,
@@ -126,6 +145,12 @@ impl Probe {
             seen: None,
             written_count: None,
         }
+    }
+
+    /// Sends only what the tally needs: acknowledgements, failures, retries.
+    pub fn without_phases(mut self) -> Probe {
+        self.phases = false;
+        self
     }
 
     pub fn detached() -> Probe {
@@ -161,6 +186,9 @@ impl Probe {
     }
 
     pub async fn emit(&self, kind: EventKind) {
+        if !self.phases && kind.is_phase() {
+            return;
+        }
         if let Some(tx) = &self.tx {
             // A consumer that went away (the screen closed) must not stop the run.
             let _ = tx

@@ -7,6 +7,7 @@
 //! Redis with a chosen strategy and tells exactly which updates were lost and who erased them.
 //!
 //! # Layout
+//! - [`bench`]: `racelab bench`, the strategies' costs beside redis-benchmark.
 //! - [`cli`]: command-line options and their checks.
 //! - [`journey`]: the seed's data model and fixture (`assets/journey.json`).
 //! - [`keys`]: the key layout; every key racelab touches is built there.
@@ -22,6 +23,7 @@
 //! - [`history`]: `--history`, every operation as JSON lines streamed to disk.
 //! - [`tui`]: `racelab` and `racelab tui`, the interactive consumer: live grid, lanes, story.
 
+pub mod bench;
 pub mod cli;
 pub mod engine;
 pub mod error;
@@ -70,6 +72,15 @@ pub fn main(cli: Cli) -> i32 {
 async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
     let result = match cli.command {
         Some(Command::Run(args)) => headless::run(&args, cancel).await,
+        Some(Command::Bench(args)) => {
+            return match bench::run(&args, cancel).await {
+                Ok(_) => interrupted_code(cancel).unwrap_or(0),
+                Err(e) => {
+                    eprintln!("racelab: {e}");
+                    interrupted_code(cancel).unwrap_or(e.exit_code())
+                }
+            };
+        }
         Some(Command::Tui(options)) => return tui_exit(tui::run(options, cancel).await, cancel),
         None => return tui_exit(tui::run(cli.options, cancel).await, cancel),
     };

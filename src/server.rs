@@ -152,6 +152,8 @@ const CLUSTER_DEADLINE: Duration = Duration::from_secs(20);
 /// ports, joined and given the 16384 slots by `redis-cli --cluster create`, all killed on drop.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// Every node's `requirepass` (and `masterauth`), when it has one.
+    password: Option<String>,
 }
 
 impl RedisCluster {
@@ -162,21 +164,33 @@ impl RedisCluster {
 
     /// Starts three primaries, forms the cluster, and waits until every node says it is ok.
     pub fn start() -> Result<RedisCluster, Error> {
+        Self::start_with_password(None)
+    }
+
+    /// [`RedisCluster::start`], every node protected by `password` when there is one.
+    pub fn start_with_password(password: Option<&str>) -> Result<RedisCluster, Error> {
         let mut nodes = Vec::with_capacity(CLUSTER_PRIMARIES);
         for _ in 0..CLUSTER_PRIMARIES {
             // The node table goes into the server's own temporary --dir (a relative path is
             // resolved there), so nothing outlives the cluster. A short node timeout keeps a
             // test that kills a node from waiting long for the failure to be noticed.
-            nodes.push(RedisServer::start_with_args(&[
+            let mut args = vec![
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
                 "nodes.conf",
                 "--cluster-node-timeout",
                 "2000",
-            ])?);
+            ];
+            if let Some(password) = password {
+                args.extend(["--requirepass", password, "--masterauth", password]);
+            }
+            nodes.push(RedisServer::start_with_args(&args)?);
         }
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster {
+            nodes,
+            password: password.map(str::to_owned),
+        };
         cluster.create()?;
         cluster.wait_ok()?;
         Ok(cluster)
@@ -192,6 +206,10 @@ impl RedisCluster {
         command
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .stdin(Stdio::null());
+        // Through the environment, not `-a`: a command line is visible to every user in `ps`.
+        if let Some(password) = &self.password {
+            command.env("REDISCLI_AUTH", password);
+        }
         let output = match command.output() {
             Ok(output) => output,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -218,7 +236,7 @@ impl RedisCluster {
         let deadline = Instant::now() + CLUSTER_DEADLINE;
         for node in &self.nodes {
             loop {
-                let state = cluster_state(&node.url());
+                let state = cluster_state(&self.url_of(node));
                 if state.as_deref() == Some("ok") {
                     break;
                 }
@@ -235,9 +253,17 @@ impl RedisCluster {
         Ok(())
     }
 
-    /// The seed URLs of every node.
+    /// The seed URLs of every node, with the password in them when the nodes have one (these
+    /// URLs are for connecting, never for printing).
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisServer::url).collect()
+        self.nodes.iter().map(|node| self.url_of(node)).collect()
+    }
+
+    fn url_of(&self, node: &RedisServer) -> String {
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/", node.port()),
+            None => node.url(),
+        }
     }
 
     pub fn nodes(&self) -> &[RedisServer] {

@@ -100,6 +100,9 @@ pub struct Target {
     backend: Backend,
     /// The URL (or the cluster's seed URLs) with passwords replaced by `***`.
     display: String,
+    /// The URL for other tools (redis-benchmark), when it holds no secret: never printed. None
+    /// on a cluster, which those tools would need told apart (`redis-benchmark --cluster`).
+    tool_url: Option<String>,
     version: String,
     timeout: Duration,
 }
@@ -130,8 +133,10 @@ impl Target {
                 describe(&e)
             ))
         })?;
+        let secret = url.starts_with("rediss://") || display != url;
         let mut target = Target {
             backend: Backend::Single { client, private },
+            tool_url: (!secret).then(|| url.to_owned()),
             display,
             version: String::new(),
             timeout,
@@ -211,6 +216,7 @@ impl Target {
                 private,
             },
             display,
+            tool_url: None,
             version: String::new(),
             timeout,
         };
@@ -339,6 +345,12 @@ impl Target {
                 reason,
             }
         }
+    }
+
+    /// The URL to hand another tool on its command line, unless that would expose a password
+    /// (or needs TLS settings the tool would not get).
+    pub fn url_for_tools(&self) -> Option<String> {
+        self.tool_url.clone()
     }
 
     pub fn display(&self) -> &str {

@@ -53,6 +53,9 @@ pub struct Tally {
 
 const FAILURE_REASONS_KEPT: usize = 5;
 
+/// Acknowledged writes kept for attribution (about 50 MB at most).
+const WRITES_KEPT: usize = 1_000_000;
+
 impl Tally {
     pub fn new(segments: usize) -> Tally {
         Tally {
@@ -90,6 +93,12 @@ impl Tally {
                 }
                 let micros = latency.as_micros().clamp(1, u64::MAX as u128) as u64;
                 self.latency.saturating_record(micros);
+                // Only a write based on a read can erase another, or be erased by one of its own
+                // kind; blind writes need no history. The cap keeps long runs in bounded
+                // memory: counts stay exact beyond it, only attribution stops.
+                if read_at.is_none() || self.writes.len() >= WRITES_KEPT {
+                    return;
+                }
                 self.writes.push(Write {
                     updater: event.updater,
                     round: *round,

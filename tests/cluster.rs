@@ -452,3 +452,35 @@ async fn a_slot_migrated_mid_run_is_followed_and_nothing_is_lost() {
     }
     assert_eq!(cluster.all_keys().await, Vec::<String>::new());
 }
+
+#[test]
+fn a_password_protected_cluster_runs_every_strategy_and_never_shows_the_password() {
+    let cluster = TestCluster::start_with_password("s3cret-pw");
+    let seeds = cluster.urls().join(",");
+    let output = racelab(&["run", "-s", "all", "--cluster", &seeds, "--format", "json"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stdout.contains("s3cret-pw") && !stderr.contains("s3cret-pw"),
+        "{stdout}{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert!(
+        report["redis"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("redis://:***@127.0.0.1:")
+    );
+    // watch's dedicated connections to the slot's primary carry the seed's password too.
+    let watch = &report["runs"].as_array().unwrap()[3];
+    assert_eq!(watch["strategy"], "watch");
+    assert_eq!(watch["applied"], 20);
+
+    let wrong = cluster.urls()[0].replace("s3cret-pw", "wrong");
+    let output = racelab(&["run", "--cluster", &wrong]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("wrong@"), "{stderr}");
+}

@@ -4,13 +4,12 @@
 //! version is still the one it read, and stamps the next. On a conflict it reads again.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use crate::target::Conn;
 use redis::Script;
 
-use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff, invoke};
-use crate::event::{Probe, RetryReason};
+use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, after_conflict, invoke};
+use crate::event::Probe;
 
 static CAS_WRITE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../assets/cas_write.lua")));
@@ -36,14 +35,7 @@ impl Cas {
                 return Ok(status);
             }
             retries += 1;
-            if retries > self.tuning.max_retries {
-                return Err(UpdateError::gave_up(
-                    self.tuning.max_retries,
-                    "the version kept changing",
-                ));
-            }
-            probe.retry(retries, RetryReason::Conflict).await;
-            tokio::time::sleep(backoff(retries, op.think.max(Duration::from_millis(20)))).await;
+            after_conflict(retries, self.tuning, op, probe, "the version kept changing").await?;
         }
     }
 

@@ -13,7 +13,7 @@ use rand::Rng;
 use redis::AsyncCommands;
 use redis::Script;
 
-use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff, invoke};
+use super::{Op, Tuning, UpdateError, UpdateStatus, backoff, invoke};
 use crate::event::{Probe, RetryReason};
 
 static UNLOCK: LazyLock<Script> =
@@ -38,7 +38,7 @@ impl Lock {
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
         let token = acquire(&mut self.conn, op, probe, self.tuning).await?;
-        let result = read_modify_write(&mut self.conn, op, probe).await;
+        let result = super::naive::read_modify_write(&mut self.conn, op, probe).await;
         release(&mut self.conn, op, &token).await;
         result
     }
@@ -101,32 +101,4 @@ pub(super) async fn release(conn: &mut Conn, op: &Op<'_>, token: &str) {
     let mut invocation = UNLOCK.key(op.keys.lock());
     invocation.arg(token);
     let _: Result<i64, _> = invoke(&invocation, conn).await;
-}
-
-/// The seed's read-modify-write, as done under the lock.
-async fn read_modify_write(
-    conn: &mut Conn,
-    op: &Op<'_>,
-    probe: &mut Probe,
-) -> Result<UpdateStatus, UpdateError> {
-    let key = op.keys.journey();
-    probe.reading().await;
-    let doc: Option<String> = conn.get(&key).await.map_err(UpdateError::before_write)?;
-    let Some(doc) = doc else {
-        return Ok(UpdateStatus::JourneyNotFound);
-    };
-    let read = match ReadJourney::parse(&key, &doc, op.segment_id)? {
-        Ok(read) => read,
-        Err(missing) => return Ok(missing),
-    };
-    probe.read(Some(read.seen()), None).await;
-    super::think(op.think).await;
-    let (doc, count) = read.apply(op.status);
-    probe.writing().await;
-    let () = conn
-        .set(&key, doc)
-        .await
-        .map_err(UpdateError::during_write)?;
-    probe.wrote(count);
-    Ok(UpdateStatus::Applied)
 }

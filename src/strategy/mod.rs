@@ -219,6 +219,25 @@ pub(crate) async fn think(pause: Duration) {
     }
 }
 
+/// After optimistic attempt number `retries` met a conflict: gives up past `--max-retries`,
+/// else reports the retry and backs off (at most the think time, or 20 ms).
+pub(crate) async fn after_conflict(
+    retries: u32,
+    tuning: Tuning,
+    op: &Op<'_>,
+    probe: &mut Probe,
+    why: &str,
+) -> Result<(), UpdateError> {
+    if retries > tuning.max_retries {
+        return Err(UpdateError::gave_up(tuning.max_retries, why));
+    }
+    probe
+        .retry(retries, crate::event::RetryReason::Conflict)
+        .await;
+    tokio::time::sleep(backoff(retries, op.think.max(Duration::from_millis(20)))).await;
+    Ok(())
+}
+
 /// How often a script is loaded again when it keeps vanishing (SCRIPT FLUSH, a restart).
 const SCRIPT_RELOADS: u32 = 5;
 
@@ -400,16 +419,19 @@ impl Updater {
         op: &Op<'_>,
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
+        // Each strategy's future is boxed at its own size: unboxed, every updater task would
+        // carry the largest strategy's state machine, which at 100,000 updaters is most of
+        // racelab's memory.
         match self {
-            Updater::Naive(s) => s.update(op, probe).await,
-            Updater::Hash(s) => s.update(op, probe).await,
-            Updater::Keys(s) => s.update(op, probe).await,
-            Updater::Watch(s) => s.update(op, probe).await,
-            Updater::Lua(s) => s.update(op, probe).await,
-            Updater::Lock(s) => s.update(op, probe).await,
-            Updater::Fenced(s) => s.update(op, probe).await,
-            Updater::Cas(s) => s.update(op, probe).await,
-            Updater::Function(s) => s.update(op, probe).await,
+            Updater::Naive(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Hash(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Keys(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Watch(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Lua(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Lock(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Fenced(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Cas(s) => Box::pin(s.update(op, probe)).await,
+            Updater::Function(s) => Box::pin(s.update(op, probe)).await,
         }
     }
 }

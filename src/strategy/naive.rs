@@ -22,30 +22,35 @@ impl Naive {
         op: &Op<'_>,
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
-        let key = op.keys.journey();
-        probe.reading().await;
-        let doc: Option<String> = self
-            .conn
-            .get(&key)
-            .await
-            .map_err(UpdateError::before_write)?;
-        let Some(doc) = doc else {
-            return Ok(UpdateStatus::JourneyNotFound);
-        };
-        let read = match ReadJourney::parse(&key, &doc, op.segment_id)? {
-            Ok(read) => read,
-            Err(missing) => return Ok(missing),
-        };
-        probe.read(Some(read.seen()), None).await;
-        super::think(op.think).await;
-        let (doc, count) = read.apply(op.status);
-        probe.writing().await;
-        let () = self
-            .conn
-            .set(&key, doc)
-            .await
-            .map_err(UpdateError::during_write)?;
-        probe.wrote(count);
-        Ok(UpdateStatus::Applied)
+        read_modify_write(&mut self.conn, op, probe).await
     }
+}
+
+/// The seed's read-modify-write: GET the journey, change the segment, think, SET it back. The
+/// `lock` strategy runs exactly this under its lock.
+pub(super) async fn read_modify_write(
+    conn: &mut Conn,
+    op: &Op<'_>,
+    probe: &mut Probe,
+) -> Result<UpdateStatus, UpdateError> {
+    let key = op.keys.journey();
+    probe.reading().await;
+    let doc: Option<String> = conn.get(&key).await.map_err(UpdateError::before_write)?;
+    let Some(doc) = doc else {
+        return Ok(UpdateStatus::JourneyNotFound);
+    };
+    let read = match ReadJourney::parse(&key, &doc, op.segment_id)? {
+        Ok(read) => read,
+        Err(missing) => return Ok(missing),
+    };
+    probe.read(Some(read.seen()), None).await;
+    super::think(op.think).await;
+    let (doc, count) = read.apply(op.status);
+    probe.writing().await;
+    let () = conn
+        .set(&key, doc)
+        .await
+        .map_err(UpdateError::during_write)?;
+    probe.wrote(count);
+    Ok(UpdateStatus::Applied)
 }

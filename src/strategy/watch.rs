@@ -16,9 +16,11 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
-use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff, transaction};
+use super::{
+    Op, ReadJourney, Tuning, UpdateError, UpdateStatus, after_conflict, backoff, transaction,
+};
 use crate::error::Error;
-use crate::event::{Probe, RetryReason};
+use crate::event::Probe;
 use crate::target::{Connector, Target};
 
 pub struct Watch {
@@ -126,14 +128,7 @@ impl Watch {
                 }
             }
             retries += 1;
-            if retries > self.tuning.max_retries {
-                return Err(UpdateError::gave_up(
-                    self.tuning.max_retries,
-                    "EXEC kept aborting",
-                ));
-            }
-            probe.retry(retries, RetryReason::Conflict).await;
-            tokio::time::sleep(backoff(retries, op.think.max(Duration::from_millis(20)))).await;
+            after_conflict(retries, self.tuning, op, probe, "EXEC kept aborting").await?;
         }
     }
 

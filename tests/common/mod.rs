@@ -98,6 +98,13 @@ impl TestCluster {
         }
     }
 
+    pub fn start_with_password(password: &str) -> TestCluster {
+        TestCluster {
+            cluster: RedisCluster::start_with_password(Some(password))
+                .expect("a password-protected cluster must start"),
+        }
+    }
+
     pub fn urls(&self) -> Vec<String> {
         self.cluster.urls()
     }
@@ -170,6 +177,7 @@ pub fn workload(updaters: u32, segments: usize, rounds: u32, think: Duration) ->
             lock_ttl: Tuning::default_lock_ttl(think),
             max_retries: 10_000,
         },
+        deadline: None,
     }
 }
 
