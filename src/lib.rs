@@ -11,8 +11,10 @@
 //! - [`cli`]: command-line options and their checks.
 //! - [`journey`]: the seed's data model and fixture (`assets/journey.json`).
 //! - [`keys`]: the key layout; every key racelab touches is built there.
-//! - [`server`]: a private `redis-server` that dies with its owner.
-//! - [`target`]: the Redis a run goes against, connections, and password redaction.
+//! - [`server`]: a private `redis-server` that dies with its owner, and a private 3-primary
+//!   Redis Cluster made of them.
+//! - [`target`]: the Redis (a server or a cluster) a run goes against, connections, and password
+//!   redaction.
 //! - [`strategy`]: the seed's bug and its fixes, one file each, and how each lays out a journey.
 //! - [`service`]: the journey-service API (get a journey, update a segment's status).
 //! - [`event`]: the typed events updaters emit while a run goes on.

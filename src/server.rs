@@ -270,6 +270,13 @@ impl RedisCluster {
         &self.nodes
     }
 
+    /// Kills node `index` now (the others live on), as a crashed primary would vanish.
+    pub fn stop_node(&mut self, index: usize) {
+        if let Some(node) = self.nodes.get_mut(index) {
+            node.stop();
+        }
+    }
+
     /// Every node's log, for a failing test.
     pub fn log(&self) -> String {
         self.nodes

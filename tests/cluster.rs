@@ -484,3 +484,74 @@ fn a_password_protected_cluster_runs_every_strategy_and_never_shows_the_password
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(!stderr.contains("wrong@"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_killed_mid_run_stops_the_run_and_says_why_instead_of_guessing() {
+    use racelab::engine;
+    use racelab::event::EventKind;
+    use racelab::target::Target;
+    use tokio_util::sync::CancellationToken;
+
+    let mut cluster = TestCluster::start();
+    let target = Target::open_cluster(Some(&cluster.urls()), Duration::from_millis(500))
+        .await
+        .unwrap();
+    let slot = key_slot("{JRN-TEST-001}");
+    let ports: Vec<u16> = cluster.cluster.nodes().iter().map(|n| n.port()).collect();
+    let mut conn = cluster.node_conns().await.remove(0);
+    let owner = owner_of(&mut conn, slot).await;
+    let owner = ports
+        .iter()
+        .position(|p| owner.ends_with(&format!(":{p}")))
+        .unwrap();
+
+    let workload = workload(10, 10, 400, Duration::from_millis(2));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<racelab::event::Event>(4096);
+    let killer = {
+        let cluster = &mut cluster;
+        async move {
+            let mut acknowledged = 0;
+            while let Some(event) = rx.recv().await {
+                if matches!(event.kind, EventKind::Acknowledged { .. }) {
+                    acknowledged += 1;
+                    if acknowledged == 50 {
+                        cluster.cluster.stop_node(owner);
+                    }
+                }
+            }
+        }
+    };
+    let settings = common::settings();
+    let cancel = CancellationToken::new();
+    let started = std::time::Instant::now();
+    let (result, ()) = tokio::join!(
+        engine::run(
+            &target,
+            Strategy::Lua,
+            &workload,
+            &settings,
+            Some(tx),
+            &cancel
+        ),
+        killer
+    );
+    let result = result.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the run must stop, not wait out every update"
+    );
+    let stopped = result.stopped.as_deref().unwrap_or_default();
+    assert!(
+        stopped.contains("stopped answering"),
+        "stopped: {stopped:?}"
+    );
+    assert!(
+        result.unverified.is_some(),
+        "the journey's only primary is gone: nothing about applied updates can be said"
+    );
+    assert!(result.tally.acknowledged >= 50);
+    assert!(
+        result.tally.acknowledged < workload.total_updates(),
+        "the run must not pretend to have finished"
+    );
+}
