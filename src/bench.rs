@@ -62,6 +62,9 @@ pub struct Cell {
     pub cpu_us_per_update: f64,
     pub lost: u64,
     pub unknown: u64,
+    /// Updates still retrying when the cell's time was up (they stop there) or past
+    /// `--max-retries`.
+    pub gave_up: u64,
     /// `updates_per_s` over the yardsticks.
     pub ratio_hset_c50: Option<f64>,
     pub ratio_hset_c50_p16: Option<f64>,
@@ -167,6 +170,7 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
                 cpu_us_per_update: round(cpu.as_secs_f64() * 1e6 / updates),
                 lost: result.truth.lost,
                 unknown: tally.unknown,
+                gave_up: tally.give_ups,
                 ratio_hset_c50: yardstick.hset_c50.map(|y| round(updates_per_s / y)),
                 ratio_hset_c50_p16: yardstick.hset_c50_p16.map(|y| round(updates_per_s / y)),
             });

@@ -112,7 +112,7 @@ pub struct Options {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rounds: u32,
 
-    /// Pause between reading and writing, like the seed's Task.Delay(10) [default: 10ms].
+    /// Pause between reading and writing, like the seed's Task.Delay(10) [default: 10ms in run, 600ms with jitter in the TUI].
     #[arg(long, value_parser = parse_think)]
     pub think: Option<Duration>,
 

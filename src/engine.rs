@@ -399,6 +399,7 @@ impl UpdaterTask {
                 .think
                 .mul_f64(1.0 + workload.jitter * rng.random::<f64>());
             let op = Op {
+                retry_until: workload.deadline,
                 keys: &self.keys,
                 segment_id: &segment_id,
                 status,

@@ -132,6 +132,7 @@ impl JourneyService {
         }
         let keys = self.keys(journey_id);
         let op = Op {
+            retry_until: None,
             keys: &keys,
             segment_id,
             status,

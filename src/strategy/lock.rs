@@ -90,6 +90,9 @@ pub(super) async fn acquire(
                 "the lock stayed busy",
             ));
         }
+        if op.out_of_time(probe) {
+            return Err(UpdateError::gave_up(retries - 1, "the run's time was up"));
+        }
         probe.retry(retries, RetryReason::LockBusy).await;
         tokio::time::sleep(backoff(retries, LOCK_POLL_CAP)).await;
     }

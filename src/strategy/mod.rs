@@ -231,6 +231,9 @@ pub(crate) async fn after_conflict(
     if retries > tuning.max_retries {
         return Err(UpdateError::gave_up(tuning.max_retries, why));
     }
+    if op.out_of_time(probe) {
+        return Err(UpdateError::gave_up(retries - 1, "the run's time was up"));
+    }
     probe
         .retry(retries, crate::event::RetryReason::Conflict)
         .await;
@@ -289,6 +292,15 @@ pub struct Op<'a> {
     pub status: &'a str,
     /// The pause between reading and writing.
     pub think: Duration,
+    /// Past this time (since the release), an update stops retrying: a timed run (`bench`)
+    /// must end, however hot the contention.
+    pub retry_until: Option<Duration>,
+}
+
+impl Op<'_> {
+    fn out_of_time(&self, probe: &Probe) -> bool {
+        self.retry_until.is_some_and(|until| probe.now() >= until)
+    }
 }
 
 /// How an update ended when Redis answered.
