@@ -283,13 +283,14 @@ async fn race(
     let silence = Arc::new(Silence::new(target.timeout()));
 
     let mut tasks = tokio::task::JoinSet::new();
+    let shared_workload = Arc::new(workload.clone());
     for i in 0..workload.updaters {
         let updater = Updater::new(strategy, conn, target, workload.tuning).await?;
         let task = UpdaterTask {
             index: i,
             updater,
             keys: keys.clone(),
-            workload: workload.clone(),
+            workload: shared_workload.clone(),
             tx: tx.clone(),
             stop: stop.clone(),
             stopped: stopped.clone(),
@@ -325,7 +326,7 @@ struct UpdaterTask {
     index: u32,
     updater: Updater,
     keys: Arc<Keys>,
-    workload: Workload,
+    workload: Arc<Workload>,
     tx: mpsc::Sender<Event>,
     stop: CancellationToken,
     stopped: Arc<std::sync::Mutex<Option<String>>>,

@@ -711,3 +711,68 @@ fn function_on_a_redis_older_than_7_is_refused_with_exit_2() {
         "Redis Functions need Redis 7 or newer and this server is 6.2.14",
     );
 }
+
+#[test]
+fn a_server_restarted_mid_run_is_reported_as_unverifiable_not_as_lost() {
+    // The private harness keeps nothing on disk, so a restart empties the server: whatever
+    // racelab says afterwards must not claim updates were lost or applied.
+    let mut redis = TestRedis::start();
+    let port = redis.server.port();
+    let child = racelab()
+        .args([
+            "run",
+            "-s",
+            "cas",
+            "--redis-url",
+            &redis.url(),
+            "--format",
+            "json",
+        ])
+        .args([
+            "-n",
+            "20",
+            "--rounds",
+            "200",
+            "--think",
+            "2ms",
+            "--timeout",
+            "1s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    redis.server.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let mut restarted = Command::new(racelab::server::RedisServer::binary())
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+    assert!(started.elapsed() < Duration::from_secs(60), "no hang");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let run = &report["runs"][0];
+    assert_eq!(report["complete"], false);
+    assert!(run["lost"].is_null() && run["applied"].is_null(), "{run}");
+    assert!(
+        run["stopped"].as_str().unwrap().contains("vanished"),
+        "{run}"
+    );
+}
