@@ -47,10 +47,24 @@ pub async fn load(target: &Target, conn: &mut Conn) -> Result<(), Error> {
             ),
         });
     }
-    load_library(conn).await.map_err(|e| Error::Unsupported {
-        strategy: "function".to_owned(),
-        reason: format!("FUNCTION LOAD failed: {}", describe(&e)),
-    })
+    // Loading is idempotent (REPLACE), so a connection dropped under it is simply tried again.
+    let mut attempt = 1;
+    loop {
+        match load_library(conn).await {
+            Err(e)
+                if attempt < LIBRARY_RELOADS && (e.is_io_error() || e.is_connection_dropped()) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            result => {
+                return result.map_err(|e| Error::Unsupported {
+                    strategy: "function".to_owned(),
+                    reason: format!("FUNCTION LOAD failed: {}", describe(&e)),
+                });
+            }
+        }
+    }
 }
 
 pub struct Function {

@@ -23,6 +23,9 @@ use crate::error::Error;
 use crate::event::Probe;
 use crate::target::{Connector, Target};
 
+/// Attempts at opening an updater's own connection before the run.
+const CONNECT_ATTEMPTS: u32 = 3;
+
 pub struct Watch {
     /// Dedicated to this updater; `None` after an error left its WATCH state unknown.
     conn: Option<MultiplexedConnection>,
@@ -84,12 +87,22 @@ impl Watch {
         let conn = if connector.needs_key() {
             None
         } else {
-            Some(
-                connector
-                    .connect(None)
-                    .await
-                    .map_err(|e| target.refused(&e))?,
-            )
+            // A connection dropped while it is being made (a killed client, a busy server) is
+            // tried again; a refusal (password, ACL) is not.
+            let mut attempt = 1;
+            loop {
+                match connector.connect(None).await {
+                    Ok(conn) => break Some(conn),
+                    Err(e)
+                        if attempt < CONNECT_ATTEMPTS
+                            && (e.is_io_error() || e.is_connection_dropped()) =>
+                    {
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    Err(e) => return Err(target.refused(&e)),
+                }
+            }
         };
         Ok(Watch {
             conn,
