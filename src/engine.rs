@@ -91,6 +91,9 @@ pub struct RunResult {
     /// Set when the final state could not be read back: nothing about applied or lost updates
     /// can be said then, and the report says so instead of guessing.
     pub unverified: Option<String>,
+    /// Where the run's keys still are, when they were not deleted: kept on purpose (`--keep`),
+    /// or because Redis did not answer the cleanup.
+    pub keys_left: Option<String>,
 }
 
 impl RunResult {
@@ -143,9 +146,16 @@ pub async fn run_as(
     let outcome = race(target, strategy, workload, &keys, &conn, watcher, cancel).await;
 
     let final_states = read_final(strategy, &mut conn, &keys).await;
-    if !settings.keep {
-        cleanup(&mut conn, &keys, journey).await;
-    }
+    let pattern = format!("{}:{run_id}:*", settings.key_prefix);
+    let keys_left = if settings.keep {
+        Some(format!("kept under {pattern}"))
+    } else if cleanup(&mut conn, &keys, journey).await {
+        None
+    } else {
+        Some(format!(
+            "left under {pattern}: Redis did not answer their deletion; delete them with redis-cli --scan --pattern '{pattern}' | xargs redis-cli del"
+        ))
+    };
     let (tally, stopped) = outcome?;
     let (states, unverified) = match final_states {
         Ok(Some(states)) if states.len() == journey.segments.len() => (states, None),
@@ -174,6 +184,7 @@ pub async fn run_as(
         states,
         stopped,
         unverified,
+        keys_left,
     })
 }
 
@@ -481,9 +492,19 @@ impl UpdaterTask {
 
 /// Deletes every key the run may have created. Best effort: a failure here must not hide the
 /// run's verdict, and the keys are all under the run's own prefix and id.
-async fn cleanup(conn: &mut Conn, keys: &Keys, journey: &Journey) {
+/// Returns whether every key is gone; a connection that dropped is tried a few times more.
+async fn cleanup(conn: &mut Conn, keys: &Keys, journey: &Journey) -> bool {
     let all = keys.all(journey.segments.iter().map(|s| s.segment_id.as_str()));
     for chunk in all.chunks(1000) {
-        let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query_async(conn).await;
+        let mut attempt = 1;
+        loop {
+            match redis::cmd("DEL").arg(chunk).query_async::<i64>(conn).await {
+                Ok(_) => break,
+                Err(e) if attempt < SETUP_ATTEMPTS && is_transient(&e) => attempt += 1,
+                Err(_) => return false,
+            }
+            tokio::time::sleep(SETUP_RETRY_PAUSE).await;
+        }
     }
+    true
 }

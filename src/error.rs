@@ -39,7 +39,7 @@ pub enum Error {
     )]
     ClusterConnect { target: String, reason: String },
 
-    #[error("Redis at {target} refused racelab: {reason}")]
+    #[error("Redis at {target} refused the connection: {reason}")]
     Refused { target: String, reason: String },
 
     #[error("strategy {strategy} cannot run on this Redis: {reason}")]
@@ -50,6 +50,9 @@ pub enum Error {
 
     #[error("cannot write the report to {path}: {reason}; choose a writable --output path")]
     Output { path: String, reason: String },
+
+    #[error("cannot write the history to {path}: {reason}; choose a writable --history path")]
+    History { path: String, reason: String },
 
     #[error("interrupted")]
     Interrupted,

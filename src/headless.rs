@@ -20,6 +20,15 @@ pub const RUN_JITTER: f64 = 0.1;
 /// misbehaved: that is a verdict, not an error.
 pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, Error> {
     let workload = args.options.workload(RUN_THINK, RUN_JITTER)?;
+    // A journey a strategy can't store faithfully is refused before anything runs.
+    for &strategy in &args.options.strategy.0 {
+        strategy.check_journey(&workload.journey)?;
+    }
+    if args.history.is_some() && args.history == args.output {
+        return Err(Error::Usage(
+            "--history and --output name the same file; give each its own".to_owned(),
+        ));
+    }
     // Open the output first: a path that can't be written fails before any work is done.
     let output = match &args.output {
         Some(path) => Some((
@@ -30,6 +39,11 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
     };
     let history = args.history.as_deref().map(History::create).transpose()?;
     let target = args.options.target().await?;
+    if args.options.keep && target.is_private() {
+        eprintln!(
+            "racelab: --keep on the private redis-server keeps the keys only until racelab exits and the server with them; use --redis-url to inspect them afterwards"
+        );
+    }
     let (report, failure) = run_strategies(
         &target,
         &args.options,

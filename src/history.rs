@@ -148,7 +148,7 @@ fn poisoned() -> std::io::Error {
 }
 
 pub fn history_error(path: &Path, e: std::io::Error) -> Error {
-    Error::Output {
+    Error::History {
         path: path.display().to_string(),
         reason: e.to_string(),
     }

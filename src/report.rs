@@ -123,6 +123,8 @@ pub struct RunReport {
     pub stopped: Option<String>,
     /// The first distinct reasons updates failed.
     pub failures: Vec<String>,
+    /// Where the run's keys still are, when they were not deleted (`--keep`, or no answer).
+    pub keys_left: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -169,6 +171,7 @@ impl RunReport {
             lost_updates: result.truth.lost_updates.clone(),
             stopped: result.stopped.clone().or_else(|| result.unverified.clone()),
             failures: tally.failure_reasons.clone(),
+            keys_left: result.keys_left.clone(),
         }
     }
 
@@ -233,10 +236,11 @@ impl Report {
         if let Some(first) = self.runs.first() {
             let _ = writeln!(
                 out,
-                "journey {} · {} segments · {} updaters · {} round{} · think {}",
+                "journey {} · {} segments · {} updater{} · {} round{} · think {}",
                 self.journey,
                 first.segments,
                 first.updaters,
+                if first.updaters == 1 { "" } else { "s" },
                 first.rounds,
                 if first.rounds == 1 { "" } else { "s" },
                 humantime::format_duration(std::time::Duration::from_secs_f64(
@@ -283,19 +287,32 @@ impl Report {
                 let _ = writeln!(out, "\n{}: stopped early: {reason}", run.strategy);
             }
             if !run.failures.is_empty() {
+                let plural = |n: u64| if n == 1 { "" } else { "s" };
+                let mut counts = Vec::new();
+                if run.errors > 0 {
+                    counts.push(format!(
+                        "{} update{} certainly not made",
+                        run.errors,
+                        plural(run.errors)
+                    ));
+                }
+                if run.unknown > 0 {
+                    counts.push(format!(
+                        "{} update{} with an unknown outcome",
+                        run.unknown,
+                        plural(run.unknown)
+                    ));
+                }
                 let _ = writeln!(
                     out,
-                    "\n{}: {} update{} failed ({} unknown): {}",
+                    "\n{}: {}: {}",
                     run.strategy,
-                    run.errors + run.unknown,
-                    if run.errors + run.unknown == 1 {
-                        ""
-                    } else {
-                        "s"
-                    },
-                    run.unknown,
+                    counts.join(", "),
                     run.failures.join("; ")
                 );
+            }
+            if let Some(left) = &run.keys_left {
+                let _ = writeln!(out, "\n{}: the run's keys are {left}", run.strategy);
             }
             let Some(lost) = run.lost.filter(|lost| *lost > 0) else {
                 continue;
@@ -309,6 +326,12 @@ impl Report {
             for lost in &run.lost_updates {
                 let _ = writeln!(out, "  {}", lost.seed_message());
                 let _ = writeln!(out, "      {}", lost.attribution());
+                if lost.expected == lost.got {
+                    let _ = writeln!(
+                        out,
+                        "      (the status matches by chance: another update wrote the same one; the segment's count shows this one missing)"
+                    );
+                }
             }
             let listed = run.lost_updates.len() as u64;
             if listed < lost {

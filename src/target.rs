@@ -325,14 +325,29 @@ impl Target {
     /// Maps a failure to reach or use the server to the error a user can act on.
     pub fn refused(&self, e: &redis::RedisError) -> Error {
         let reason = describe(e);
-        if e.kind() == redis::ErrorKind::AuthenticationFailed
-            || e.code() == Some("NOPERM")
+        if e.code() == Some("NOPERM") {
+            Error::Refused {
+                target: self.display.clone(),
+                reason: format!(
+                    "{reason}; this user lacks a command racelab needs: give it the read, write, scripting and transaction commands on keys under the prefix"
+                ),
+            }
+        } else if e.kind() == redis::ErrorKind::AuthenticationFailed
             || e.code() == Some("NOAUTH")
             || e.code() == Some("WRONGPASS")
         {
             Error::Refused {
                 target: self.display.clone(),
                 reason: format!("{reason}; check the user and password in --redis-url"),
+            }
+        } else if matches!(
+            e.kind(),
+            redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType
+        ) {
+            Error::Connect {
+                target: self.display.clone(),
+                reason: "it does not answer in the Redis protocol (is that port a Redis server?)"
+                    .to_owned(),
             }
         } else if self.is_cluster() {
             Error::ClusterConnect {
@@ -529,8 +544,28 @@ pub fn describe(e: &redis::RedisError) -> String {
     }
 }
 
+/// A `password=` in the query string (which redis-rs does not use) is hidden all the same.
+fn redact_query(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((name, _))
+                if name.eq_ignore_ascii_case("password") || name.eq_ignore_ascii_case("pass") =>
+            {
+                format!("{name}=***")
+            }
+            _ => param.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
+}
+
 /// The URL with any password replaced by `***`: `redis://user:***@host:6379`.
 pub fn redact(url: &str) -> String {
+    let url = &redact_query(url);
     let Some((scheme, rest)) = url.split_once("://") else {
         return if url.contains('@') {
             "(a URL with credentials)".to_owned()
@@ -578,5 +613,9 @@ mod tests {
         assert_eq!(redact("redis://h:6379"), "redis://h:6379");
         assert_eq!(redact("redis://u:p@ss@h"), "redis://u:***@h");
         assert!(!redact("u:p4ss@h").contains("p4ss"));
+        assert_eq!(
+            redact("redis://h:6379/0?password=p4ss&x=1"),
+            "redis://h:6379/0?password=***&x=1"
+        );
     }
 }

@@ -346,7 +346,7 @@ async fn an_acl_user_without_write_commands_is_refused_with_exit_2() {
         .args(["run", "--redis-url", &url])
         .output()
         .unwrap();
-    assert_refused(&output, "refused racelab");
+    assert_refused(&output, "refused the connection");
     assert!(!text(&output.stderr).contains("reader-pw"));
     assert!(text(&output.stderr).contains("reader:***@"));
 

@@ -153,10 +153,10 @@ impl Strategy {
     pub fn check_journey(self, journey: &Journey) -> Result<(), Error> {
         match journey.cjson_hazard() {
             Some(hazard) if matches!(self, Strategy::Lua | Strategy::Function) => {
-                Err(Error::Unsupported {
-                    strategy: self.name().to_owned(),
-                    reason: format!("{hazard}; use another journey or another strategy"),
-                })
+                Err(Error::Usage(format!(
+                    "this journey cannot be used with the {} strategy: {hazard}; use another journey or another strategy",
+                    self.name()
+                )))
             }
             _ => Ok(()),
         }

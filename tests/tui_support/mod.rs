@@ -193,6 +193,7 @@ pub fn finished_naive(base: Instant) -> App {
         states,
         stopped: None,
         unverified: None,
+        keys_left: None,
     };
     app.update(
         Msg::RunFinished {
@@ -236,6 +237,7 @@ pub fn intact_result(strategy: Strategy, updates: u32, lost: u32) -> RunResult {
         states,
         stopped: None,
         unverified: None,
+        keys_left: None,
     }
 }
 
