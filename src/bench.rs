@@ -105,14 +105,16 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
     };
 
     let progress = Progress::new(args.strategy.0.len() * args.updaters.len());
-    progress.say("redis-benchmark yardsticks (HSET, 50 clients, without and with -P 16)");
     let yardstick = if args.no_redis_benchmark {
         Yardstick {
             hset_c50: None,
             hset_c50_p16: None,
-            note: Some("--no-redis-benchmark".to_owned()),
+            note: Some("not run: --no-redis-benchmark".to_owned()),
         }
     } else {
+        if target.url_for_tools().is_some() {
+            progress.say("redis-benchmark yardsticks (HSET, 50 clients, without and with -P 16)");
+        }
         yardstick(&target, &args.key_prefix, &mut stats).await
     };
 
