@@ -201,7 +201,7 @@ fn help() {
     app.update(ch('?'), base);
     let mut musts: Vec<&str> = ui::HELP.iter().map(|(k, _)| *k).collect();
     musts.extend([
-        "racelab keys",
+        "racelab keyboard",
         "✗ lost",
         "· untouched",
         "~ updating",

@@ -92,8 +92,9 @@ fn header(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
                 .add_modifier(ratatui::style::Modifier::REVERSED),
         ),
         Span::raw(format!(
-            "  {} updaters · {} segments · {rounds} · {think}",
+            "  {} updater{} · {} segments · {rounds} · {think}",
             workload.updaters,
+            if workload.updaters == 1 { "" } else { "s" },
             workload.segments(),
         )),
     ]);
@@ -423,7 +424,7 @@ fn help(area: Rect, buf: &mut Buffer, theme: Theme) {
         .block(
             Block::bordered()
                 .border_style(theme.strong())
-                .title(Line::styled(" racelab keys ", theme.title())),
+                .title(Line::styled(" racelab keyboard ", theme.title())),
         )
         .style(Style::new())
         .render(popup, buf);
