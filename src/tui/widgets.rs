@@ -589,6 +589,8 @@ pub fn compare(
             RowState::Waiting => ("waiting", theme.dim()),
             RowState::Running => ("running", theme.busy()),
             RowState::Done if row.lost > 0 => ("✗ lost", theme.bad()),
+            // Nothing lost, but not everything made: say so rather than a plain "intact".
+            RowState::Done if row.tally.give_ups > 0 => ("✓ partial", theme.busy()),
             RowState::Done => ("✓ intact", theme.good()),
             RowState::Stopped(_) => ("stopped", theme.busy()),
             RowState::Failed(_) => ("error", theme.bad()),
@@ -682,6 +684,17 @@ pub fn compare(
         match &row.state {
             RowState::Failed(reason) | RowState::Stopped(reason) => {
                 notes.push((format!("{}: {reason}", row.strategy), theme.busy()));
+            }
+            RowState::Done if row.lost == 0 && row.tally.give_ups > 0 => {
+                notes.push((
+                    format!(
+                        "{}: nothing lost, but {} update{} gave up (refused or out of retries)",
+                        row.strategy,
+                        row.tally.give_ups,
+                        if row.tally.give_ups == 1 { "" } else { "s" }
+                    ),
+                    theme.busy(),
+                ));
             }
             _ => {}
         }
