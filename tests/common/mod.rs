@@ -51,25 +51,29 @@ impl TestRedis {
     /// Every key in the server, by SCAN (tests only: racelab itself never lists keys it does
     /// not own).
     pub async fn all_keys(&self) -> Vec<String> {
-        let mut conn = self.conn().await;
-        let mut keys = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let mut keys = scan_all(&mut self.conn().await).await;
         keys.sort();
         keys
+    }
+}
+
+/// Every key of one server, by SCAN.
+async fn scan_all(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
     }
 }
 
@@ -135,21 +139,7 @@ impl TestCluster {
     pub async fn all_keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
         for mut conn in self.node_conns().await {
-            let mut cursor = 0u64;
-            loop {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                keys.extend(batch);
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+            keys.extend(scan_all(&mut conn).await);
         }
         keys.sort();
         keys
