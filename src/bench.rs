@@ -102,6 +102,7 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
         key_prefix: args.key_prefix.clone(),
         keep: false,
         lost_limit: 0,
+        crew: None,
     };
 
     let progress = Progress::new(args.strategy.0.len() * args.updaters.len());

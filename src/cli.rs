@@ -35,6 +35,53 @@ pub enum Command {
     Run(RunArgs),
     /// Throughput and latency of the strategies, beside redis-benchmark on the same server.
     Bench(BenchArgs),
+    /// Join runs from this process or host: run the share of updaters a `run --workers K` (or
+    /// the TUI's) hands out, racing the other workers through the same Redis.
+    Worker(WorkerArgs),
+}
+
+/// Options of `racelab worker`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// The Redis the coordinator runs on (a worker never starts one of its own).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// The Redis Cluster the coordinator runs on: seed node URLs (redis://host:port,...).
+    #[arg(long, env = "REDIS_CLUSTER", hide_env_values = true, value_name = "NODES",
+          value_parser = parse_cluster)]
+    pub cluster: Option<ClusterSpec>,
+
+    /// The coordinator's --key-prefix: workers and coordinators meet under it.
+    #[arg(long, default_value = "racelab", value_parser = parse_prefix)]
+    pub key_prefix: String,
+
+    /// How long any Redis command may take before its outcome counts as unknown.
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+
+    /// Leave after serving one run (or TUI session) instead of waiting for the next.
+    #[arg(long)]
+    pub once: bool,
+}
+
+impl WorkerArgs {
+    /// The coordinator's Redis: a worker must be told where it is.
+    pub async fn target(&self) -> Result<crate::target::Target, Error> {
+        use crate::target::Target;
+        match redis_choice(self.redis_url.as_deref(), self.cluster.as_ref())? {
+            (None, Some(ClusterSpec::Nodes(nodes))) => {
+                Target::open_cluster(Some(nodes), self.timeout).await
+            }
+            (None, Some(ClusterSpec::Private)) => Err(Error::Usage(
+                "a worker joins the coordinator's cluster and cannot start a private one; name its nodes with --cluster redis://host:port,...".to_owned(),
+            )),
+            (Some(url), _) => Target::open(Some(url), self.timeout).await,
+            (None, None) => Err(Error::Usage(
+                "a worker joins a run on the coordinator's Redis; name it with --redis-url (or REDIS_URL), or --cluster for a Redis Cluster".to_owned(),
+            )),
+        }
+    }
 }
 
 /// Options of `racelab bench`.
@@ -154,6 +201,15 @@ pub struct Options {
     /// How long any Redis command may take before its outcome counts as unknown.
     #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
+
+    /// Run the updaters in K worker processes (`racelab worker`, on this host or others, on the
+    /// same Redis) instead of in this one; racelab waits for them to join.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub workers: Option<u32>,
+
+    /// How long to wait for the --workers to join.
+    #[arg(long, default_value = "2m", value_parser = parse_timeout, value_name = "DURATION")]
+    pub join_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -279,6 +335,34 @@ fn parse_prefix(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// Which of `--redis-url` and `--cluster` names the Redis. An exported REDIS_URL must not stop
+/// `--cluster` on the command line (nor REDIS_CLUSTER `--redis-url`): the one given as an option
+/// wins over the other's environment variable. Two options, or two variables, are a
+/// contradiction only the user can settle.
+fn redis_choice<'a>(
+    url: Option<&'a str>,
+    cluster: Option<&'a ClusterSpec>,
+) -> Result<(Option<&'a str>, Option<&'a ClusterSpec>), Error> {
+    let (Some(url), Some(cluster)) = (url, cluster) else {
+        return Ok((url, cluster));
+    };
+    let url_from_env = std::env::var("REDIS_URL").is_ok_and(|env| env == url);
+    let cluster_from_env = std::env::var("REDIS_CLUSTER")
+        .ok()
+        .and_then(|env| parse_cluster(&env).ok())
+        .is_some_and(|env| env == *cluster);
+    match (url_from_env, cluster_from_env) {
+        (true, false) => Ok((None, Some(cluster))),
+        (false, true) => Ok((Some(url), None)),
+        (true, true) => Err(Error::Usage(
+            "REDIS_URL and REDIS_CLUSTER are both set; unset one, or choose with --redis-url or --cluster".to_owned(),
+        )),
+        (false, false) => Err(Error::Usage(
+            "--redis-url and --cluster both name a Redis; give one of them".to_owned(),
+        )),
+    }
+}
+
 /// Retries before an update gives up: enough for hundreds of updaters on one journey.
 pub const DEFAULT_MAX_RETRIES: u32 = 10_000;
 
@@ -292,37 +376,12 @@ impl Options {
     /// or a private redis-server.
     pub async fn target(&self) -> Result<crate::target::Target, Error> {
         use crate::target::Target;
-        match self.redis_choice()? {
+        match redis_choice(self.redis_url.as_deref(), self.cluster.as_ref())? {
             (None, Some(ClusterSpec::Private)) => Target::open_cluster(None, self.timeout).await,
             (None, Some(ClusterSpec::Nodes(nodes))) => {
                 Target::open_cluster(Some(nodes), self.timeout).await
             }
             (url, _) => Target::open(url, self.timeout).await,
-        }
-    }
-
-    /// Which of `--redis-url` and `--cluster` names the Redis. An exported REDIS_URL must not
-    /// stop `--cluster` on the command line (nor REDIS_CLUSTER `--redis-url`): the one given as
-    /// an option wins over the other's environment variable. Two options, or two variables,
-    /// are a contradiction only the user can settle.
-    fn redis_choice(&self) -> Result<(Option<&str>, Option<&ClusterSpec>), Error> {
-        let (Some(url), Some(cluster)) = (&self.redis_url, &self.cluster) else {
-            return Ok((self.redis_url.as_deref(), self.cluster.as_ref()));
-        };
-        let url_from_env = std::env::var("REDIS_URL").is_ok_and(|env| env == *url);
-        let cluster_from_env = std::env::var("REDIS_CLUSTER")
-            .ok()
-            .and_then(|env| parse_cluster(&env).ok())
-            .is_some_and(|env| env == *cluster);
-        match (url_from_env, cluster_from_env) {
-            (true, false) => Ok((None, Some(cluster))),
-            (false, true) => Ok((Some(url), None)),
-            (true, true) => Err(Error::Usage(
-                "REDIS_URL and REDIS_CLUSTER are both set; unset one, or choose with --redis-url or --cluster".to_owned(),
-            )),
-            (false, false) => Err(Error::Usage(
-                "--redis-url and --cluster both name a Redis; give one of them".to_owned(),
-            )),
         }
     }
 
@@ -356,6 +415,7 @@ impl Options {
             key_prefix: self.key_prefix.clone(),
             keep: self.keep,
             lost_limit: LOST_LISTED,
+            crew: None,
         }
     }
 }

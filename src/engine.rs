@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::crew::{Crew, WorkerShare};
 use crate::error::Error;
 use crate::event::{Event, EventKind, Outcome, Probe, WriteScope};
 use crate::journey::{Journey, SegmentState, update_status};
@@ -67,7 +68,7 @@ impl Workload {
     }
 }
 
-/// How the engine treats the Redis it runs on.
+/// How the engine treats the Redis it runs on, and where the updaters run.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub key_prefix: String,
@@ -75,6 +76,8 @@ pub struct Settings {
     pub keep: bool,
     /// How many lost updates a result lists (counts are always exact).
     pub lost_limit: usize,
+    /// The workers the updaters run in (`--workers`); in this process when `None`.
+    pub crew: Option<Arc<Crew>>,
 }
 
 /// Everything a run observed.
@@ -94,6 +97,8 @@ pub struct RunResult {
     /// Where the run's keys still are, when they were not deleted: kept on purpose (`--keep`),
     /// or because Redis did not answer the cleanup.
     pub keys_left: Option<String>,
+    /// Which worker ran which updaters, when a crew of workers ran them (`--workers`).
+    pub workers: Vec<WorkerShare>,
 }
 
 impl RunResult {
@@ -143,7 +148,10 @@ pub async fn run_as(
     strategy.prepare(target, &mut conn).await?;
     seed(target, strategy, &mut conn, &keys, journey).await?;
 
-    let outcome = race(target, strategy, workload, &keys, &conn, watcher, cancel).await;
+    let outcome = race(
+        target, strategy, workload, &keys, &run_id, &conn, settings, watcher, cancel,
+    )
+    .await;
 
     let final_states = read_final(strategy, &mut conn, &keys).await;
     let pattern = format!("{}:{run_id}:*", settings.key_prefix);
@@ -156,7 +164,7 @@ pub async fn run_as(
             "left under {pattern}: Redis did not answer their deletion; delete them with redis-cli --scan --pattern '{pattern}' | xargs redis-cli del"
         ))
     };
-    let (tally, stopped) = outcome?;
+    let (tally, stopped, workers) = outcome?;
     let (states, unverified) = match final_states {
         Ok(Some(states)) if states.len() == journey.segments.len() => (states, None),
         Ok(_) => (
@@ -185,6 +193,7 @@ pub async fn run_as(
         stopped,
         unverified,
         keys_left,
+        workers,
     })
 }
 
@@ -245,7 +254,7 @@ const SETUP_ATTEMPTS: u32 = 3;
 const SETUP_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// A failure of the connection, not a refusal by Redis: worth one more try.
-fn is_transient(e: &redis::RedisError) -> bool {
+pub(crate) fn is_transient(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_timeout()
 }
 
@@ -275,62 +284,136 @@ fn is_refusal(e: &redis::RedisError) -> bool {
 }
 
 /// Prepares the updaters, releases them together and tallies their events until the last one
-/// is done.
+/// is done. Local updaters are tasks of this process; a crew's are tasks of its workers, whose
+/// events come back through Redis into the same tally.
+#[allow(clippy::too_many_arguments)]
 async fn race(
     target: &Target,
     strategy: Strategy,
     workload: &Workload,
     keys: &Arc<Keys>,
+    run_id: &str,
     conn: &Conn,
+    settings: &Settings,
     watcher: Option<mpsc::Sender<Event>>,
     cancel: &CancellationToken,
-) -> Result<(Tally, Option<String>), Error> {
+) -> Result<(Tally, Option<String>, Vec<WorkerShare>), Error> {
     let (tx, mut rx) = mpsc::channel(EVENT_CHANNEL);
-    // The release carries the instant every event time is measured from.
-    let (release, released) = watch::channel(None);
     // A fatal error in one updater stops the others; so does the caller's cancellation.
     let stop = cancel.child_token();
-    let stopped: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
-    let silence = Arc::new(Silence::new(target.timeout()));
-
-    let mut tasks = tokio::task::JoinSet::new();
-    let shared_workload = Arc::new(workload.clone());
-    for i in 0..workload.updaters {
-        let updater = Updater::new(strategy, conn, target, workload.tuning).await?;
-        let task = UpdaterTask {
-            index: i,
-            updater,
-            keys: keys.clone(),
-            workload: shared_workload.clone(),
-            tx: tx.clone(),
-            stop: stop.clone(),
-            stopped: stopped.clone(),
-            scope: strategy.scope(),
-            silence: silence.clone(),
-            phases: watcher.is_some(),
-        };
-        let released = released.clone();
-        tasks.spawn(task.run(released));
-    }
-    // Completion is every updater's sender gone: drop ours so the collector can end.
-    drop(tx);
-    let _ = release.send(Some(tokio::time::Instant::now().into_std()));
-
+    let phases = watcher.is_some();
     let mut tally = Tally::new(workload.journey.segments.len());
-    while let Some(event) = rx.recv().await {
-        tally.record(&event);
-        if let Some(watcher) = &watcher {
-            // A watcher that went away must not stop the run.
-            let _ = watcher.send(event).await;
+    let collect = async {
+        while let Some(event) = rx.recv().await {
+            tally.record(&event);
+            if let Some(watcher) = &watcher {
+                // A watcher that went away must not stop the run.
+                let _ = watcher.send(event).await;
+            }
         }
-    }
-    while tasks.join_next().await.is_some() {}
-
-    let mut reason = stopped.lock().map(|s| s.clone()).unwrap_or_default();
+    };
+    let (mut reason, shares) = match &settings.crew {
+        None => {
+            let share = Share::prepare(
+                target,
+                strategy,
+                &Arc::new(workload.clone()),
+                keys,
+                0..workload.updaters,
+                conn,
+                &tx,
+                stop,
+                phases,
+            )
+            .await?;
+            // Completion is every updater's sender gone: drop ours so the collector can end.
+            drop(tx);
+            share.release();
+            collect.await;
+            (share.finish().await, Vec::new())
+        }
+        Some(crew) => {
+            let remote = crew.race(
+                strategy,
+                workload,
+                keys,
+                run_id,
+                &settings.key_prefix,
+                tx,
+                stop,
+                phases,
+            );
+            let (outcome, ()) = tokio::join!(remote, collect);
+            outcome?
+        }
+    };
     if reason.is_none() && cancel.is_cancelled() {
         reason = Some("interrupted".to_owned());
     }
-    Ok((tally, reason))
+    Ok((tally, reason, shares))
+}
+
+/// A share of a run's updaters, prepared and waiting for their release: every updater of a local
+/// run, or the ones a worker was handed. The same updater loop runs either way.
+pub(crate) struct Share {
+    tasks: tokio::task::JoinSet<()>,
+    release: watch::Sender<Option<std::time::Instant>>,
+    stopped: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Share {
+    /// Prepares updaters `updaters` (global indices: updater `i` works on segment `i mod S`)
+    /// to send their events to `tx`. Cancelling `stop` ends them early; what they had in flight
+    /// is reported unknown.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn prepare(
+        target: &Target,
+        strategy: Strategy,
+        workload: &Arc<Workload>,
+        keys: &Arc<Keys>,
+        updaters: std::ops::Range<u32>,
+        conn: &Conn,
+        tx: &mpsc::Sender<Event>,
+        stop: CancellationToken,
+        phases: bool,
+    ) -> Result<Share, Error> {
+        let (release, released) = watch::channel(None);
+        let stopped: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let silence = Arc::new(Silence::new(target.timeout()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in updaters {
+            let updater = Updater::new(strategy, conn, target, workload.tuning).await?;
+            let task = UpdaterTask {
+                index: i,
+                updater,
+                keys: keys.clone(),
+                workload: workload.clone(),
+                tx: tx.clone(),
+                stop: stop.clone(),
+                stopped: stopped.clone(),
+                scope: strategy.scope(),
+                silence: silence.clone(),
+                phases,
+            };
+            tasks.spawn(task.run(released.clone()));
+        }
+        Ok(Share {
+            tasks,
+            release,
+            stopped,
+        })
+    }
+
+    /// Releases every updater of the share at once; event times are measured from now.
+    pub(crate) fn release(&self) {
+        let _ = self.release.send(Some(std::time::Instant::now()));
+    }
+
+    /// Waits for every updater to end; why the share stopped early, if it did.
+    pub(crate) async fn finish(mut self) -> Option<String> {
+        while self.tasks.join_next().await.is_some() {}
+        self.stopped.lock().map(|s| s.clone()).unwrap_or_default()
+    }
 }
 
 struct UpdaterTask {

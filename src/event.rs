@@ -7,9 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Deserializer, Serialize};
 use tokio::sync::mpsc;
 
-#[derive(Debug, Clone)]
+/// Events serialize so a worker can send them through Redis to the run's coordinator
+/// (`racelab worker`); a status is one of the journey's known names on both sides.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// Since the updaters were released.
     pub at: Duration,
@@ -18,7 +21,7 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RetryReason {
     /// An optimistic write found the journey changed since it was read.
     Conflict,
@@ -28,20 +31,21 @@ pub enum RetryReason {
 
 /// Which part of the journey a write replaces: a whole-journey write can erase any segment's
 /// update that it did not read, a segment write only its own segment's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteScope {
     Journey,
     Segment,
 }
 
 /// A segment's status and count as an updater read them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seen {
-    pub status: &'static str,
+    #[serde(deserialize_with = "status")]
+    pub status: StatusName,
     pub count: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// The update certainly did not reach Redis.
     NotApplied,
@@ -49,7 +53,7 @@ pub enum Outcome {
     Unknown,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum EventKind {
     /// Begins an update (round `round`): the history's `invoke`.
     Invoked { round: u32 },
@@ -77,7 +81,8 @@ pub enum EventKind {
     Acknowledged {
         round: u32,
         segment: u32,
-        status: &'static str,
+        #[serde(deserialize_with = "status")]
+        status: StatusName,
         /// When the state this write was based on was read; `None` for blind writes, which
         /// carry no copy of earlier state.
         read_at: Option<Duration>,
@@ -92,7 +97,8 @@ pub enum EventKind {
     Failed {
         round: u32,
         segment: u32,
-        status: &'static str,
+        #[serde(deserialize_with = "status")]
+        status: StatusName,
         outcome: Outcome,
         reason: Arc<str>,
         /// It stopped retrying after `--max-retries`.
@@ -100,6 +106,16 @@ pub enum EventKind {
     },
     /// The updater made all its updates.
     Done,
+}
+
+/// A segment status name, always one of the journey's known ones. An alias, so serde does not
+/// take the `&'static str` for a string borrowed from the input (it is interned instead).
+pub type StatusName = &'static str;
+
+/// A status name read back from a worker, as the `'static` name the engine uses.
+fn status<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let name = String::deserialize(d)?;
+    Ok(crate::journey::intern_status(&name))
 }
 
 impl EventKind {

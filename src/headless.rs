@@ -3,11 +3,13 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Options, RUN_THINK, RunArgs};
-use crate::engine::{self, Workload};
+use crate::crew::Crew;
+use crate::engine::{self, Settings, Workload};
 use crate::error::Error;
 use crate::history::{History, history_error};
 use crate::report::{Expected, Format, RedisInfo, Report, RunReport};
@@ -44,15 +46,31 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
             "racelab: --keep on the private redis-server keeps the keys only until racelab exits and the server with them; use --redis-url to inspect them afterwards"
         );
     }
+    let mut settings = args.options.settings();
+    if let Some(count) = args.options.workers {
+        let crew = Crew::gather(
+            &target,
+            &settings.key_prefix,
+            count,
+            args.options.join_timeout,
+            cancel,
+        )
+        .await?;
+        settings.crew = Some(Arc::new(crew));
+    }
     let (report, failure) = run_strategies(
         &target,
         &args.options,
+        &settings,
         &workload,
         args.expect,
         history.as_ref(),
         cancel,
     )
     .await;
+    if let Some(crew) = &settings.crew {
+        crew.dismiss().await;
+    }
     // What was observed before a failure is still reported; a failure before any run is only
     // the error.
     let failure = match failure {
@@ -87,12 +105,12 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
 pub async fn run_strategies(
     target: &Target,
     options: &Options,
+    settings: &Settings,
     workload: &Workload,
     expect: crate::report::Expect,
     history: Option<&History>,
     cancel: &CancellationToken,
 ) -> (Report, Option<Error>) {
-    let settings = options.settings();
     let mut failure = None;
     // Where the journey lives on a cluster, as of the start; a cluster that cannot say is a
     // cluster that cannot be run on.
@@ -116,7 +134,7 @@ pub async fn run_strategies(
             }
             None => (None, None),
         };
-        let result = engine::run(target, strategy, workload, &settings, watcher, cancel).await;
+        let result = engine::run(target, strategy, workload, settings, watcher, cancel).await;
         if let Some(writer) = writer {
             // The engine dropped its sender: the writer drains what is left and ends.
             let written = writer

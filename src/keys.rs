@@ -54,6 +54,11 @@ impl Keys {
         format!("{}:fence", self.base)
     }
 
+    /// The stream a crew's workers send the run's events through (`--workers`).
+    pub fn events(&self) -> String {
+        format!("{}:events", self.base)
+    }
+
     /// Every key a run on a journey with these segments can create, for cleanup.
     pub fn all<'a>(&self, segment_ids: impl Iterator<Item = &'a str>) -> Vec<String> {
         let mut keys = vec![
@@ -62,9 +67,46 @@ impl Keys {
             self.version(),
             self.lock(),
             self.fence(),
+            self.events(),
         ];
         keys.extend(segment_ids.map(|id| self.segment(id)));
         keys
+    }
+}
+
+/// The keys a crew of workers meets under (`racelab worker`, `--workers`): all under
+/// `<prefix>:crew:`, each living only while its owner renews it.
+#[derive(Debug, Clone)]
+pub struct CrewKeys {
+    base: String,
+}
+
+impl CrewKeys {
+    pub fn new(prefix: &str) -> CrewKeys {
+        CrewKeys {
+            base: format!("{prefix}:crew"),
+        }
+    }
+
+    /// The list of workers waiting to be claimed by a run.
+    pub fn lobby(&self) -> String {
+        format!("{}:lobby", self.base)
+    }
+
+    /// A worker's card (host, pid, the session that claimed it); it expires when the worker
+    /// stops renewing it, which is how a vanished worker is noticed.
+    pub fn worker(&self, worker_id: &str) -> String {
+        format!("{}:worker:{worker_id}", self.base)
+    }
+
+    /// A coordinator's session: present while the coordinator lives.
+    pub fn session(&self, session_id: &str) -> String {
+        format!("{}:session:{session_id}", self.base)
+    }
+
+    /// The stream a coordinator sends its workers jobs, the release and stops through.
+    pub fn control(&self, session_id: &str) -> String {
+        format!("{}:session:{session_id}:control", self.base)
     }
 }
 

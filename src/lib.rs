@@ -24,9 +24,12 @@
 //! - [`headless`]: `racelab run`, the headless consumer of the engine.
 //! - [`history`]: `--history`, every operation as JSON lines streamed to disk.
 //! - [`tui`]: `racelab` and `racelab tui`, the interactive consumer: live grid, lanes, story.
+//! - [`crew`]: `--workers`: a run's updaters in several processes or hosts, met through Redis.
+//! - [`worker`]: `racelab worker`, a process that runs the updaters a crew hands it.
 
 pub mod bench;
 pub mod cli;
+pub mod crew;
 pub mod engine;
 pub mod error;
 pub mod event;
@@ -41,6 +44,7 @@ pub mod strategy;
 pub mod target;
 pub mod truth;
 pub mod tui;
+pub mod worker;
 
 use tokio_util::sync::CancellationToken;
 
@@ -83,6 +87,17 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
                 Ok(_) => interrupted_code(cancel).unwrap_or(0),
                 Err(e) => {
                     eprintln!("racelab: {e}");
+                    interrupted_code(cancel).unwrap_or(e.exit_code())
+                }
+            };
+        }
+        Some(Command::Worker(args)) => {
+            return match worker::run(&args, cancel).await {
+                Ok(()) => interrupted_code(cancel).unwrap_or(0),
+                Err(e) => {
+                    if !matches!(e, Error::Interrupted) {
+                        eprintln!("racelab: {e}");
+                    }
                     interrupted_code(cancel).unwrap_or(e.exit_code())
                 }
             };

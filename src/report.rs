@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use clap::ValueEnum;
 use serde::Serialize;
 
+use crate::crew::{WorkerShare, worker_of};
 use crate::engine::{RunResult, Workload};
 use crate::strategy::{RaceShape, Strategy};
 use crate::target::ClusterPlace;
@@ -125,6 +126,9 @@ pub struct RunReport {
     pub failures: Vec<String>,
     /// Where the run's keys still are, when they were not deleted (`--keep`, or no answer).
     pub keys_left: Option<String>,
+    /// Which worker ran which updaters, when workers ran them (`--workers`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<WorkerShare>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -168,10 +172,23 @@ impl RunReport {
                 p99: round2(tally.latency_ms(0.99)),
                 max: round2(tally.max_latency_ms()),
             },
-            lost_updates: result.truth.lost_updates.clone(),
+            lost_updates: result
+                .truth
+                .lost_updates
+                .iter()
+                .map(|lost| LostUpdate {
+                    worker: worker_of(&result.workers, lost.updater - 1).map(str::to_owned),
+                    erased_by_worker: lost
+                        .erased_by
+                        .and_then(|by| worker_of(&result.workers, by - 1))
+                        .map(str::to_owned),
+                    ..lost.clone()
+                })
+                .collect(),
             stopped: result.stopped.clone().or_else(|| result.unverified.clone()),
             failures: tally.failure_reasons.clone(),
             keys_left: result.keys_left.clone(),
+            workers: result.workers.clone(),
         }
     }
 
@@ -234,9 +251,14 @@ impl Report {
             self.seed, self.redis.version
         );
         if let Some(first) = self.runs.first() {
+            let workers = match first.workers.len() {
+                0 => String::new(),
+                1 => " in 1 worker".to_owned(),
+                n => format!(" in {n} workers"),
+            };
             let _ = writeln!(
                 out,
-                "journey {} · {} segments · {} updater{} · {} round{} · think {}",
+                "journey {} · {} segments · {} updater{}{workers} · {} round{} · think {}",
                 self.journey,
                 first.segments,
                 first.updaters,
@@ -247,6 +269,9 @@ impl Report {
                     first.think_ms / 1000.0
                 )),
             );
+            for share in &first.workers {
+                let _ = writeln!(out, "  {}", share.describe());
+            }
         }
         let _ = writeln!(out);
         let _ = writeln!(

@@ -177,6 +177,12 @@ pub struct LostUpdate {
     pub erased_at_ms: Option<f64>,
     /// When the eraser had read the state it wrote back.
     pub eraser_read_ms: Option<f64>,
+    /// The worker the updater ran in, when workers ran the run (`--workers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// The worker the eraser ran in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erased_by_worker: Option<String>,
 }
 
 impl LostUpdate {
@@ -190,14 +196,20 @@ impl LostUpdate {
 
     /// Who erased it, in words.
     pub fn attribution(&self) -> String {
+        let who = |updater: u32, worker: &Option<String>| match worker {
+            Some(worker) => format!("#{updater} (in {worker})"),
+            None => format!("#{updater}"),
+        };
+        let lost = who(self.updater, &self.worker);
         match (self.erased_by, self.erased_at_ms, self.eraser_read_ms) {
             (Some(by), Some(at), Some(read)) => format!(
-                "#{}'s write (acknowledged at {:.1} ms) was erased by #{by}'s stale write at {at:.1} ms, based on its read at {read:.1} ms",
-                self.updater, self.acknowledged_ms
+                "{lost}'s write (acknowledged at {:.1} ms) was erased by {}'s stale write at {at:.1} ms, based on its read at {read:.1} ms",
+                self.acknowledged_ms,
+                who(by, &self.erased_by_worker)
             ),
             _ => format!(
-                "#{}'s write (acknowledged at {:.1} ms) was overwritten; the history does not show by whom",
-                self.updater, self.acknowledged_ms
+                "{lost}'s write (acknowledged at {:.1} ms) was overwritten; the history does not show by whom",
+                self.acknowledged_ms
             ),
         }
     }
@@ -325,6 +337,8 @@ fn lost_update(
         erased_by: eraser.map(|e| e.updater + 1),
         erased_at_ms: eraser.map(|e| ms(e.acked_at)),
         eraser_read_ms: eraser.and_then(|e| e.read_at).map(ms),
+        worker: None,
+        erased_by_worker: None,
     }
 }
 

@@ -181,6 +181,7 @@ pub fn settings() -> Settings {
         key_prefix: "racelab-test".to_owned(),
         keep: false,
         lost_limit: 10_000,
+        crew: None,
     }
 }
 

@@ -194,6 +194,7 @@ pub fn finished_naive(base: Instant) -> App {
         stopped: None,
         unverified: None,
         keys_left: None,
+        workers: Vec::new(),
     };
     app.update(
         Msg::RunFinished {
@@ -238,6 +239,7 @@ pub fn intact_result(strategy: Strategy, updates: u32, lost: u32) -> RunResult {
         stopped: None,
         unverified: None,
         keys_left: None,
+        workers: Vec::new(),
     }
 }
 

@@ -1,0 +1,868 @@
+//! A crew of workers: a run's updaters racing from several processes or hosts, as the journey
+//! service's instances do in production (`racelab worker`, `racelab run --workers K`).
+//!
+//! Everything goes through the run's own Redis, under `<prefix>:crew:` ([`CrewKeys`]):
+//! - a worker puts its card (host, pid) under its id, renews it every second, and queues its id
+//!   in the lobby ([`crate::worker`]);
+//! - a coordinator claims K of them (a script sets the card's `session` only if the card is alive
+//!   and unclaimed) and keeps its own session key alive while it lives;
+//! - for each run it sends a job on the session's control stream: the workload and each worker's
+//!   share of the updaters;
+//! - each worker prepares its share and says `ready` on the run's events stream; when every
+//!   worker is ready the coordinator sends `go`, and the workers, all blocked reading the control
+//!   stream, wake together and release their updaters (the barrier);
+//! - workers send their updaters' events in batches on the events stream and `end` when their
+//!   share is done; the coordinator feeds them to the same tally as local events;
+//! - a worker whose card expired has vanished: what its updaters had in flight is unknown.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::streams::StreamReadReply;
+use redis::{AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Workload;
+use crate::error::Error;
+use crate::event::{Event, EventKind, Outcome};
+use crate::journey::{Journey, update_status};
+use crate::keys::{CrewKeys, Keys};
+use crate::strategy::{Strategy, Tuning};
+use crate::target::{Conn, Connector, Target, describe};
+
+/// How long a card or a session lives unless renewed: a process that stopped renewing for this
+/// long is gone.
+pub(crate) const TTL: Duration = Duration::from_secs(5);
+/// How often cards and sessions are renewed, and liveness looked at.
+pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// How often a waiting side polls (a coordinator its lobby, a worker its card).
+pub(crate) const POLL: Duration = Duration::from_millis(100);
+
+static CLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../assets/claim_worker.lua")));
+
+/// What the coordinator tells its workers on the control stream.
+#[derive(Debug)]
+pub(crate) enum Control {
+    Job(Box<Job>),
+    /// The barrier opens: release the updaters.
+    Go {
+        run_id: String,
+    },
+    /// Stop the run: what is in flight is reported unknown.
+    Abort {
+        run_id: String,
+    },
+    /// The session is over.
+    End,
+    /// A job this racelab cannot read (another version's).
+    Unreadable(String),
+}
+
+/// One run, as the workers are told it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Job {
+    pub run_id: String,
+    pub strategy: Strategy,
+    pub journey: Journey,
+    pub updaters: u32,
+    pub rounds: u32,
+    pub think: Duration,
+    pub jitter: f64,
+    pub seed: u64,
+    pub lock_ttl: Duration,
+    pub max_retries: u32,
+    pub deadline: Option<Duration>,
+    pub key_prefix: String,
+    /// Whether phase events (reading, writing…) are wanted: a screen or a history watches.
+    pub phases: bool,
+    pub cluster: bool,
+    pub shares: Vec<Assignment>,
+}
+
+/// A worker's share of a run: updaters `start..end` (global, 0-based).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Assignment {
+    pub worker_id: String,
+    pub name: String,
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Job {
+    pub(crate) fn workload(&self) -> Workload {
+        Workload {
+            journey: Arc::new(self.journey.clone()),
+            updaters: self.updaters,
+            rounds: self.rounds,
+            think: self.think,
+            jitter: self.jitter,
+            seed: self.seed,
+            tuning: Tuning {
+                lock_ttl: self.lock_ttl,
+                max_retries: self.max_retries,
+            },
+            deadline: self.deadline,
+        }
+    }
+
+    pub(crate) fn share_of(&self, worker_id: &str) -> Option<&Assignment> {
+        self.shares.iter().find(|a| a.worker_id == worker_id)
+    }
+}
+
+/// Which worker ran which updaters, for the report and the TUI's lanes.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerShare {
+    /// `w1`, `w2`, … in the order the workers joined.
+    pub worker: String,
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    /// The first and last updater it ran, 1-based as shown everywhere; `null` when there were
+    /// more workers than updaters.
+    pub first_updater: Option<u32>,
+    pub last_updater: Option<u32>,
+    /// Set when the worker vanished before its share was done: what it had in flight is unknown.
+    pub vanished: Option<String>,
+}
+
+impl WorkerShare {
+    /// Whether updater `updater` (0-based) ran in this worker.
+    pub fn runs(&self, updater: u32) -> bool {
+        matches!((self.first_updater, self.last_updater), (Some(first), Some(last)) if (first - 1..last).contains(&updater))
+    }
+}
+
+impl WorkerShare {
+    /// `w1 · 4f1c9a2e on build-7 (pid 4242) · updaters #1–#7`, and why it vanished if it did.
+    pub fn describe(&self) -> String {
+        let updaters = match (self.first_updater, self.last_updater) {
+            (Some(first), Some(last)) if first == last => format!("updater #{first}"),
+            (Some(first), Some(last)) => format!("updaters #{first}–#{last}"),
+            _ => "no updaters".to_owned(),
+        };
+        let vanished = self
+            .vanished
+            .as_ref()
+            .map_or_else(String::new, |why| format!(" · vanished: {why}"));
+        format!(
+            "{} · {} on {} (pid {}) · {updaters}{vanished}",
+            self.worker, self.id, self.host, self.pid
+        )
+    }
+}
+
+/// The worker (`w2`) that ran updater `updater` (0-based), if workers ran the run.
+pub fn worker_of(shares: &[WorkerShare], updater: u32) -> Option<&str> {
+    shares
+        .iter()
+        .find(|s| s.runs(updater))
+        .map(|s| s.worker.as_str())
+}
+
+#[derive(Debug)]
+struct Member {
+    id: String,
+    name: String,
+    host: String,
+    pid: u32,
+}
+
+/// The workers a coordinator claimed for its session. Shared by every run of the session.
+pub struct Crew {
+    keys: CrewKeys,
+    session: String,
+    conn: Conn,
+    connector: Connector,
+    timeout: Duration,
+    cluster: bool,
+    members: Vec<Member>,
+    /// Members that vanished: later runs go to the others.
+    gone: Mutex<Vec<bool>>,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Crew {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Crew")
+            .field("session", &self.session)
+            .field("members", &self.members)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Crew {
+    fn drop(&mut self) {
+        // Without renewal the session expires and its workers go back to waiting.
+        self.renewal.abort();
+    }
+}
+
+/// How to start a worker against `target`, for the coordinator's invitation.
+pub fn worker_command(target: &Target, prefix: &str) -> String {
+    let place = if target.is_cluster() {
+        format!("--cluster {}", target.display())
+    } else {
+        format!("--redis-url {}", target.display())
+    };
+    let prefix = if prefix == "racelab" {
+        String::new()
+    } else {
+        format!(" --key-prefix {prefix}")
+    };
+    format!("racelab worker {place}{prefix}")
+}
+
+impl Crew {
+    /// Waits until `count` workers have joined (claiming each from the lobby), for at most
+    /// `wait`. Says on stderr how to start them, and who joined.
+    pub async fn gather(
+        target: &Target,
+        prefix: &str,
+        count: u32,
+        wait: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Crew, Error> {
+        let keys = CrewKeys::new(prefix);
+        let session = Keys::new_run_id();
+        let mut conn = target.connection().await?;
+        renew_session(&mut conn, &keys, &session)
+            .await
+            .map_err(|e| target.refused(&e))?;
+        let renewal = tokio::spawn(keep_session(conn.clone(), keys.clone(), session.clone()));
+        let mut crew = Crew {
+            keys,
+            session,
+            conn,
+            connector: target.connector(),
+            timeout: target.timeout(),
+            cluster: target.is_cluster(),
+            members: Vec::new(),
+            gone: Mutex::new(Vec::new()),
+            renewal,
+        };
+        eprintln!(
+            "racelab: waiting for {count} worker{} to join; start each with: {}",
+            if count == 1 { "" } else { "s" },
+            worker_command(target, prefix)
+        );
+        let deadline = Instant::now() + wait;
+        while crew.members.len() < count as usize {
+            if cancel.is_cancelled() {
+                crew.dismiss().await;
+                return Err(Error::Interrupted);
+            }
+            if Instant::now() >= deadline {
+                crew.dismiss().await;
+                return Err(Error::Usage(format!(
+                    "{} of {count} workers joined within {}; start more with `{}`, or ask for fewer with --workers",
+                    crew.members.len(),
+                    humantime::format_duration(wait),
+                    worker_command(target, prefix)
+                )));
+            }
+            match crew.claim_one().await {
+                Ok(Some(member)) => {
+                    eprintln!(
+                        "racelab: worker {}/{count} joined: {} on {} (pid {})",
+                        crew.members.len() + 1,
+                        member.id,
+                        member.host,
+                        member.pid
+                    );
+                    crew.members.push(member);
+                }
+                Ok(None) => tokio::time::sleep(POLL).await,
+                Err(e) if crate::engine::is_transient(&e) => tokio::time::sleep(POLL).await,
+                Err(e) => {
+                    crew.dismiss().await;
+                    return Err(target.refused(&e));
+                }
+            }
+        }
+        if let Ok(mut gone) = crew.gone.lock() {
+            *gone = vec![false; crew.members.len()];
+        }
+        Ok(crew)
+    }
+
+    /// Takes the next worker from the lobby, if one waits and can be claimed.
+    async fn claim_one(&mut self) -> redis::RedisResult<Option<Member>> {
+        loop {
+            let id: Option<String> = self.conn.lpop(self.keys.lobby(), None).await?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            if self.members.iter().any(|m| m.id == id) {
+                continue;
+            }
+            let card: Option<(String, u32)> = CLAIM
+                .key(self.keys.worker(&id))
+                .arg(&self.session)
+                .invoke_async(&mut self.conn)
+                .await?;
+            // A worker that is gone, or that another session claimed first, is passed over.
+            if let Some((host, pid)) = card {
+                return Ok(Some(Member {
+                    name: format!("w{}", self.members.len() + 1),
+                    id,
+                    host,
+                    pid,
+                }));
+            }
+        }
+    }
+
+    /// How many workers the crew has.
+    pub fn size(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Ends the session: the workers leave it (and wait for another, unless they serve once).
+    /// Waits a moment for them to read that, then deletes the session's keys.
+    pub async fn dismiss(&self) {
+        self.renewal.abort();
+        let mut conn = self.conn.clone();
+        let control = self.keys.control(&self.session);
+        if send(&mut conn, &control, "end", "").await.is_ok() {
+            let deadline = Instant::now() + DISMISS_WAIT;
+            while Instant::now() < deadline && self.still_claimed(&mut conn).await {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // A worker that did not read the end notices the session key is gone.
+        let _: redis::RedisResult<()> = redis::cmd("DEL")
+            .arg(self.keys.session(&self.session))
+            .arg(&control)
+            .query_async(&mut conn)
+            .await;
+    }
+
+    /// Whether a worker still holds a card claimed by this session.
+    async fn still_claimed(&self, conn: &mut Conn) -> bool {
+        let mut pipe = redis::pipe();
+        for member in &self.members {
+            pipe.cmd("HGET").arg(self.keys.worker(&member.id)).arg("session");
+        }
+        match pipe.query_async::<Vec<Option<String>>>(conn).await {
+            Ok(sessions) => sessions
+                .iter()
+                .any(|s| s.as_deref() == Some(self.session.as_str())),
+            Err(_) => false,
+        }
+    }
+
+    /// How the crew's live workers would share `updaters`: contiguous runs of updaters, in the
+    /// order the workers joined.
+    pub fn plan(&self, updaters: u32) -> Vec<WorkerShare> {
+        self.assign(updaters)
+            .into_iter()
+            .map(|(a, m)| share_of(&a, m, None))
+            .collect()
+    }
+
+    fn assign(&self, n: u32) -> Vec<(Assignment, &Member)> {
+        let gone = self.gone.lock().map(|g| g.clone()).unwrap_or_default();
+        let live: Vec<&Member> = self
+            .members
+            .iter()
+            .zip(gone.iter().chain(std::iter::repeat(&false)))
+            .filter(|(_, gone)| !**gone)
+            .map(|(m, _)| m)
+            .collect();
+        let k = live.len().max(1) as u64;
+        live.into_iter()
+            .enumerate()
+            .map(|(w, m)| {
+                let split = |w: u64| (u64::from(n) * w / k) as u32;
+                let assignment = Assignment {
+                    worker_id: m.id.clone(),
+                    name: m.name.clone(),
+                    start: split(w as u64),
+                    end: split(w as u64 + 1),
+                };
+                (assignment, m)
+            })
+            .collect()
+    }
+
+    /// Runs `workload` in the crew's workers: hands each its share, opens the barrier when all
+    /// are ready, and forwards their events to `tx` until every worker ended or vanished. Returns
+    /// why the run stopped early, if it did, and who ran what.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn race(
+        &self,
+        strategy: Strategy,
+        workload: &Workload,
+        keys: &Arc<Keys>,
+        run_id: &str,
+        key_prefix: &str,
+        tx: mpsc::Sender<Event>,
+        stop: CancellationToken,
+        phases: bool,
+    ) -> Result<(Option<String>, Vec<WorkerShare>), Error> {
+        let n = workload.updaters;
+        let assigned = self.assign(n);
+        if assigned.is_empty() {
+            return Err(Error::Usage(
+                "every worker of this run has vanished; start workers again and rerun".to_owned(),
+            ));
+        }
+        let shares: Vec<Assignment> = assigned.iter().map(|(a, _)| a.clone()).collect();
+        let job = Job {
+            run_id: run_id.to_owned(),
+            strategy,
+            journey: (*workload.journey).clone(),
+            updaters: n,
+            rounds: workload.rounds,
+            think: workload.think,
+            jitter: workload.jitter,
+            seed: workload.seed,
+            lock_ttl: workload.tuning.lock_ttl,
+            max_retries: workload.tuning.max_retries,
+            deadline: workload.deadline,
+            key_prefix: key_prefix.to_owned(),
+            phases,
+            cluster: self.cluster,
+            shares: shares.clone(),
+        };
+        let mut race = Race::new(workload, keys, &shares, tx, stop);
+        let body = serde_json::to_string(&job).map_err(|e| Error::Run {
+            target: self.session.clone(),
+            reason: format!("the job could not be written: {e}"),
+        })?;
+        let mut conn = self.conn.clone();
+        send(&mut conn, &self.keys.control(&self.session), "job", &body)
+            .await
+            .map_err(|e| Error::Run {
+                target: self.session.clone(),
+                reason: format!("handing the workers their job failed: {}", describe(&e)),
+            })?;
+        race.run(self, run_id).await;
+        if let Ok(mut gone) = self.gone.lock() {
+            for (i, member) in self.members.iter().enumerate() {
+                if race.vanished.contains_key(&member.id)
+                    && let Some(flag) = gone.get_mut(i)
+                {
+                    *flag = true;
+                }
+            }
+        }
+        let shares = assigned
+            .iter()
+            .map(|(a, m)| share_of(a, m, race.vanished.get(&m.id).cloned()))
+            .collect();
+        Ok((race.stopped, shares))
+    }
+}
+
+fn share_of(a: &Assignment, m: &Member, vanished: Option<String>) -> WorkerShare {
+    WorkerShare {
+        worker: a.name.clone(),
+        id: m.id.clone(),
+        host: m.host.clone(),
+        pid: m.pid,
+        first_updater: (a.start < a.end).then_some(a.start + 1),
+        last_updater: (a.start < a.end).then_some(a.end),
+        vanished,
+    }
+}
+
+/// How long dismissing a crew waits for its workers to read that the session is over.
+const DISMISS_WAIT: Duration = Duration::from_secs(1);
+
+/// Where each worker of a run is, as the coordinator follows it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    #[default]
+    Preparing,
+    Ready,
+    Ended,
+}
+
+/// The coordinator's side of one distributed run.
+struct Race<'a> {
+    workload: &'a Workload,
+    events_key: String,
+    shares: &'a [Assignment],
+    phase: HashMap<String, Phase>,
+    vanished: HashMap<String, String>,
+    /// Per updater: updates reported (acknowledged or failed), and whether it is done.
+    reported: Vec<u32>,
+    done: Vec<bool>,
+    tx: mpsc::Sender<Event>,
+    stop: CancellationToken,
+    stopped: Option<String>,
+    released: Option<Instant>,
+    /// Where the events stream was read up to.
+    last_id: String,
+}
+
+impl<'a> Race<'a> {
+    fn new(
+        workload: &'a Workload,
+        keys: &Keys,
+        shares: &'a [Assignment],
+        tx: mpsc::Sender<Event>,
+        stop: CancellationToken,
+    ) -> Race<'a> {
+        Race {
+            workload,
+            events_key: keys.events(),
+            shares,
+            phase: shares
+                .iter()
+                .map(|a| (a.worker_id.clone(), Phase::Preparing))
+                .collect(),
+            vanished: HashMap::new(),
+            reported: vec![0; workload.updaters as usize],
+            done: vec![false; workload.updaters as usize],
+            tx,
+            stop,
+            stopped: None,
+            released: None,
+            last_id: "0-0".to_owned(),
+        }
+    }
+
+    fn open(&self, worker: &str) -> bool {
+        self.phase.get(worker).is_some_and(|p| *p != Phase::Ended)
+    }
+
+    fn name(&self, worker: &str) -> String {
+        self.shares
+            .iter()
+            .find(|a| a.worker_id == worker)
+            .map_or_else(|| worker.to_owned(), |a| a.name.clone())
+    }
+
+    async fn run(&mut self, crew: &Crew, run_id: &str) {
+        let control = crew.keys.control(&crew.session);
+        let mut conn = crew.conn.clone();
+        let block = (crew.timeout / 2).clamp(Duration::from_millis(1), Duration::from_millis(500));
+        let mut reader = None;
+        let mut aborted: Option<Instant> = None;
+        // A worker that does not answer a stop within this long is given up on.
+        let grace = crew.timeout * 2 + Duration::from_secs(2);
+        let mut looked = Instant::now();
+        while self.phase.values().any(|p| *p != Phase::Ended) {
+            if self.stop.is_cancelled() && aborted.is_none() {
+                let _ = send(&mut conn, &control, "abort", run_id).await;
+                aborted = Some(Instant::now());
+            }
+            if aborted.is_some_and(|at| at.elapsed() >= grace) {
+                let open: Vec<String> = self
+                    .phase
+                    .iter()
+                    .filter(|(_, p)| **p != Phase::Ended)
+                    .map(|(w, _)| w.clone())
+                    .collect();
+                for worker in open {
+                    self.vanish(
+                        &worker,
+                        format!(
+                            "did not answer the stop within {}",
+                            humantime::format_duration(grace)
+                        ),
+                    )
+                    .await;
+                }
+                break;
+            }
+            if reader.is_none() {
+                reader = crew.connector.connect(Some(&self.events_key)).await.ok();
+            }
+            let read = match reader.as_mut() {
+                Some(reader) => self.read(reader, Some(block)).await,
+                None => {
+                    tokio::time::sleep(POLL).await;
+                    Ok(0)
+                }
+            };
+            if read.is_err() {
+                // A broken connection: open another on the next turn.
+                reader = None;
+            }
+            if self.released.is_none()
+                && !self.stop.is_cancelled()
+                && self.phase.values().all(|p| *p == Phase::Ready)
+            {
+                match send(&mut conn, &control, "go", run_id).await {
+                    Ok(()) => self.released = Some(Instant::now()),
+                    Err(e) => {
+                        self.stopped.get_or_insert_with(|| {
+                            format!("releasing the workers failed: {}", describe(&e))
+                        });
+                        self.stop.cancel();
+                    }
+                }
+            }
+            if looked.elapsed() >= RENEW_EVERY / 2 {
+                looked = Instant::now();
+                self.look_for_vanished(crew, reader.as_mut()).await;
+            }
+        }
+    }
+
+    /// Reads what the workers sent; `block` waits for it.
+    async fn read(
+        &mut self,
+        reader: &mut redis::aio::MultiplexedConnection,
+        block: Option<Duration>,
+    ) -> redis::RedisResult<usize> {
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT").arg(256);
+        if let Some(block) = block {
+            cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+        }
+        cmd.arg("STREAMS").arg(&self.events_key).arg(&self.last_id);
+        let reply: Option<StreamReadReply> = cmd.query_async(reader).await?;
+        let mut read = 0;
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in key.ids {
+                read += 1;
+                self.last_id = entry.id.clone();
+                let worker: Option<String> = entry.get("w");
+                let kind: Option<String> = entry.get("t");
+                let body: Option<String> = entry.get("b");
+                let (Some(worker), Some(kind)) = (worker, kind) else {
+                    continue;
+                };
+                if !self.open(&worker) {
+                    continue;
+                }
+                self.receive(&worker, &kind, body.as_deref().unwrap_or(""))
+                    .await;
+            }
+        }
+        Ok(read)
+    }
+
+    async fn receive(&mut self, worker: &str, kind: &str, body: &str) {
+        match kind {
+            "ready" => {
+                self.phase.insert(worker.to_owned(), Phase::Ready);
+            }
+            "events" => {
+                let Ok(events) = serde_json::from_str::<Vec<Event>>(body) else {
+                    let reason = format!(
+                        "{} sent events this racelab cannot read (is it another version?)",
+                        self.name(worker)
+                    );
+                    self.stopped.get_or_insert(reason);
+                    self.stop.cancel();
+                    return;
+                };
+                for event in events {
+                    self.forward(event).await;
+                }
+            }
+            "end" => {
+                self.phase.insert(worker.to_owned(), Phase::Ended);
+                if !body.is_empty() {
+                    let reason = format!("{}: {body}", self.name(worker));
+                    self.stopped.get_or_insert(reason);
+                    self.stop.cancel();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn forward(&mut self, event: Event) {
+        let u = event.updater as usize;
+        if u >= self.done.len() {
+            return;
+        }
+        match event.kind {
+            EventKind::Acknowledged { .. } | EventKind::Failed { .. } => self.reported[u] += 1,
+            EventKind::Done => self.done[u] = true,
+            _ => {}
+        }
+        let _ = self.tx.send(event).await;
+    }
+
+    /// Workers whose card expired have vanished: what they sent is read to the end, then what
+    /// their updaters had in flight is reported unknown.
+    async fn look_for_vanished(
+        &mut self,
+        crew: &Crew,
+        reader: Option<&mut redis::aio::MultiplexedConnection>,
+    ) {
+        let open: Vec<String> = self
+            .phase
+            .iter()
+            .filter(|(_, p)| **p != Phase::Ended)
+            .map(|(w, _)| w.clone())
+            .collect();
+        if open.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for worker in &open {
+            pipe.exists(crew.keys.worker(worker));
+        }
+        let mut conn = crew.conn.clone();
+        // Redis not answering is not a worker vanishing.
+        let Ok(alive) = pipe.query_async::<Vec<bool>>(&mut conn).await else {
+            return;
+        };
+        let missing: Vec<String> = open
+            .into_iter()
+            .zip(alive)
+            .filter(|(_, alive)| !alive)
+            .map(|(w, _)| w)
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        // What the worker sent before it went is all in the stream by now.
+        if let Some(reader) = reader {
+            while let Ok(n) = self.read(reader, None).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        for worker in missing {
+            if self.open(&worker) {
+                self.vanish(
+                    &worker,
+                    "its card expired: the process is gone or cut off from Redis".to_owned(),
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn vanish(&mut self, worker: &str, why: String) {
+        self.phase.insert(worker.to_owned(), Phase::Ended);
+        let Some(share) = self.shares.iter().find(|a| a.worker_id == worker).cloned() else {
+            return;
+        };
+        let at = self.released.map_or(Duration::ZERO, |r| r.elapsed());
+        let mut in_flight = 0;
+        if self.released.is_some() {
+            for u in share.start..share.end {
+                let i = u as usize;
+                if self.done[i] {
+                    continue;
+                }
+                let round = self.reported[i];
+                if round < self.workload.rounds {
+                    in_flight += 1;
+                    let segment = self.workload.segment_of(u);
+                    self.forward(Event {
+                        at,
+                        updater: u,
+                        kind: EventKind::Failed {
+                            round,
+                            segment,
+                            status: update_status(u as usize, round),
+                            outcome: Outcome::Unknown,
+                            reason: format!("worker {} vanished", share.name).into(),
+                            gave_up: false,
+                        },
+                    })
+                    .await;
+                }
+                self.forward(Event {
+                    at,
+                    updater: u,
+                    kind: EventKind::Done,
+                })
+                .await;
+            }
+        }
+        let note = if self.released.is_some() {
+            format!(
+                "{why}; {in_flight} update{} it had in flight {} unknown",
+                if in_flight == 1 { "" } else { "s" },
+                if in_flight == 1 { "is" } else { "are" }
+            )
+        } else {
+            format!("{why}, before the release")
+        };
+        self.stopped.get_or_insert_with(|| {
+            format!(
+                "worker {} vanished at {:.1}s ({note})",
+                share.name,
+                at.as_secs_f64()
+            )
+        });
+        self.vanished.insert(worker.to_owned(), note);
+        // Before the release the run cannot be made as asked: the others are stopped too.
+        // After it, the others finish their share, which the final state still proves.
+        if self.released.is_none() {
+            self.stop.cancel();
+        }
+    }
+}
+
+/// Appends a message of kind `kind` to the control stream.
+async fn send(conn: &mut Conn, control: &str, kind: &str, body: &str) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("XADD")
+        .arg(control)
+        .arg("*")
+        .arg("t")
+        .arg(kind)
+        .arg("b")
+        .arg(body)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(control)
+        .arg(CONTROL_TTL.as_millis() as u64)
+        .ignore();
+    pipe.query_async(conn).await
+}
+
+async fn renew_session(conn: &mut Conn, keys: &CrewKeys, session: &str) -> redis::RedisResult<()> {
+    redis::pipe()
+        .cmd("SET")
+        .arg(keys.session(session))
+        .arg(std::process::id())
+        .arg("PX")
+        .arg(TTL.as_millis() as u64)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(keys.control(session))
+        .arg(CONTROL_TTL.as_millis() as u64)
+        .ignore()
+        .query_async(conn)
+        .await
+}
+
+/// Keeps the session (and its control stream) alive until the crew is dismissed or dropped.
+async fn keep_session(mut conn: Conn, keys: CrewKeys, session: String) {
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        let _ = renew_session(&mut conn, &keys, &session).await;
+    }
+}
+
+/// How long the control stream outlives its last renewal: long enough for a worker to read
+/// the session's end.
+const CONTROL_TTL: Duration = Duration::from_secs(60);
+
+/// Parses a control-stream entry; `None` for a kind this racelab does not know.
+pub(crate) fn parse_control(kind: &str, body: &str) -> Option<Control> {
+    match kind {
+        "job" => Some(match serde_json::from_str(body) {
+            Ok(job) => Control::Job(Box::new(job)),
+            Err(e) => Control::Unreadable(e.to_string()),
+        }),
+        "go" => Some(Control::Go {
+            run_id: body.to_owned(),
+        }),
+        "abort" => Some(Control::Abort {
+            run_id: body.to_owned(),
+        }),
+        "end" => Some(Control::End),
+        _ => None,
+    }
+}

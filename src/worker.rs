@@ -1,0 +1,477 @@
+//! `racelab worker`: joins runs from another process or host, and runs the share of their
+//! updaters it is handed, as one instance of the journey service among several. The protocol is
+//! described in [`crate::crew`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::streams::StreamReadReply;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::WorkerArgs;
+use crate::crew::{Control, Job, POLL, RENEW_EVERY, TTL, parse_control};
+use crate::engine::Share;
+use crate::error::Error;
+use crate::event::Event;
+use crate::keys::{CrewKeys, Keys};
+use crate::target::{Conn, Connector, Target, describe};
+
+/// How long the lobby list outlives its last waiting worker.
+const LOBBY_TTL: Duration = Duration::from_secs(60);
+
+/// Serves sessions until interrupted (or, with `--once`, until the first one ends).
+pub async fn run(args: &WorkerArgs, cancel: &CancellationToken) -> Result<(), Error> {
+    let target = args.target().await?;
+    let keys = CrewKeys::new(&args.key_prefix);
+    let conn = target.connection().await?;
+    loop {
+        let worker = Worker::join(&target, &keys, conn.clone()).await?;
+        let served = worker.serve(&target, cancel).await;
+        worker.leave().await;
+        if cancel.is_cancelled() {
+            return Err(Error::Interrupted);
+        }
+        if served? && args.once {
+            return Ok(());
+        }
+    }
+}
+
+struct Worker {
+    id: String,
+    keys: CrewKeys,
+    conn: Conn,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Worker {
+    /// Puts the worker's card in Redis and its id in the lobby.
+    async fn join(target: &Target, keys: &CrewKeys, mut conn: Conn) -> Result<Worker, Error> {
+        let id = Keys::new_run_id();
+        renew_card(&mut conn, keys, &id)
+            .await
+            .map_err(|e| target.refused(&e))?;
+        let _: () = redis::cmd("RPUSH")
+            .arg(keys.lobby())
+            .arg(&id)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| target.refused(&e))?;
+        let renewal = tokio::spawn(keep_card(conn.clone(), keys.clone(), id.clone()));
+        eprintln!(
+            "racelab worker {id}: waiting for a run on {} (start one with `racelab run --workers K` against the same Redis; Ctrl-C leaves)",
+            target.display()
+        );
+        Ok(Worker {
+            id,
+            keys: keys.clone(),
+            conn,
+            renewal,
+        })
+    }
+
+    /// Takes the card down and the id out of the lobby.
+    async fn leave(self) {
+        self.renewal.abort();
+        let mut conn = self.conn.clone();
+        let _ = redis::pipe()
+            .cmd("DEL")
+            .arg(self.keys.worker(&self.id))
+            .ignore()
+            .cmd("LREM")
+            .arg(self.keys.lobby())
+            .arg(0)
+            .arg(&self.id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await;
+    }
+
+    /// Waits to be claimed, then serves the session's runs until it ends. `Ok(true)` when a
+    /// session was served.
+    async fn serve(&self, target: &Target, cancel: &CancellationToken) -> Result<bool, Error> {
+        let Some(session) = self.claimed(cancel).await else {
+            return Ok(false);
+        };
+        eprintln!("racelab worker {}: joined session {session}", self.id);
+        let (ctl_tx, mut ctl) = mpsc::channel(16);
+        let reader = tokio::spawn(read_control(
+            target.connector(),
+            self.keys.control(&session),
+            target.timeout(),
+            ctl_tx,
+        ));
+        let coordinator = self.keys.session(&session);
+        let outcome = loop {
+            let message = tokio::select! {
+                message = ctl.recv() => message,
+                () = cancel.cancelled() => break Ok(true),
+                () = tokio::time::sleep(RENEW_EVERY) => {
+                    if self.gone(&coordinator).await {
+                        eprintln!("racelab worker {}: the run's coordinator is gone", self.id);
+                        break Ok(true);
+                    }
+                    continue;
+                }
+            };
+            match message {
+                Some(Control::Job(job)) => {
+                    if self
+                        .run_job(target, &job, &mut ctl, &coordinator, cancel)
+                        .await
+                    {
+                        break Ok(true);
+                    }
+                }
+                Some(Control::Unreadable(reason)) => {
+                    eprintln!(
+                        "racelab worker {}: cannot read the coordinator's job ({reason}); run the same racelab version on every host",
+                        self.id
+                    );
+                    break Err(Error::Usage(format!(
+                        "the coordinator's job could not be read ({reason}); run the same racelab version on every host"
+                    )));
+                }
+                Some(Control::End) | None => break Ok(true),
+                Some(Control::Go { .. } | Control::Abort { .. }) => {}
+            }
+        };
+        reader.abort();
+        if !cancel.is_cancelled() {
+            eprintln!("racelab worker {}: session {session} is over", self.id);
+        }
+        outcome
+    }
+
+    /// The session that claimed this worker, once one does; `None` when interrupted first.
+    async fn claimed(&self, cancel: &CancellationToken) -> Option<String> {
+        let mut conn = self.conn.clone();
+        let mut listed = Instant::now();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return None,
+                () = tokio::time::sleep(POLL) => {}
+            }
+            let session: redis::RedisResult<Option<String>> = redis::cmd("HGET")
+                .arg(self.keys.worker(&self.id))
+                .arg("session")
+                .query_async(&mut conn)
+                .await;
+            if let Ok(Some(session)) = session {
+                return Some(session);
+            }
+            // A coordinator may have taken the id from the lobby and died before claiming it:
+            // the id goes back in line.
+            if listed.elapsed() >= RENEW_EVERY * 2 {
+                listed = Instant::now();
+                let position: redis::RedisResult<Option<i64>> = redis::cmd("LPOS")
+                    .arg(self.keys.lobby())
+                    .arg(&self.id)
+                    .query_async(&mut conn)
+                    .await;
+                if let Ok(None) = position {
+                    let _: redis::RedisResult<()> = redis::cmd("RPUSH")
+                        .arg(self.keys.lobby())
+                        .arg(&self.id)
+                        .query_async(&mut conn)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Whether the session's coordinator stopped renewing its key. Redis not answering is not
+    /// taken for that.
+    async fn gone(&self, session_key: &str) -> bool {
+        let mut conn = self.conn.clone();
+        let exists: redis::RedisResult<bool> = redis::cmd("EXISTS")
+            .arg(session_key)
+            .query_async(&mut conn)
+            .await;
+        matches!(exists, Ok(false))
+    }
+
+    /// Runs this worker's share of `job`. Returns whether the session is over (ended,
+    /// coordinator gone, or interrupted).
+    async fn run_job(
+        &self,
+        target: &Target,
+        job: &Job,
+        ctl: &mut mpsc::Receiver<Control>,
+        coordinator: &str,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let Some(share) = job.share_of(&self.id).cloned() else {
+            return false;
+        };
+        let keys = Arc::new(Keys::new(&job.key_prefix, &job.run_id, &job.journey.id));
+        let events = keys.events();
+        let mut conn = self.conn.clone();
+        if job.cluster != target.is_cluster() {
+            let reason = if job.cluster {
+                "the run is on a Redis Cluster: start the worker with --cluster"
+            } else {
+                "the run is on a single Redis server: start the worker with --redis-url"
+            };
+            eprintln!("racelab worker {}: {reason}", self.id);
+            let _ = say(&mut conn, &events, &self.id, "end", reason).await;
+            return false;
+        }
+        let workload = Arc::new(job.workload());
+        let (tx, rx) = mpsc::channel(EVENT_BATCH * 8);
+        let stop = CancellationToken::new();
+        let prepared = Share::prepare(
+            target,
+            job.strategy,
+            &workload,
+            &keys,
+            share.start..share.end,
+            &self.conn,
+            &tx,
+            stop.clone(),
+            job.phases,
+        )
+        .await;
+        drop(tx);
+        let updaters = match prepared {
+            Ok(updaters) => updaters,
+            Err(e) => {
+                let reason = format!("could not prepare its updaters: {e}");
+                eprintln!("racelab worker {}: {reason}", self.id);
+                let _ = say(&mut conn, &events, &self.id, "end", &reason).await;
+                return false;
+            }
+        };
+        let forwarder = tokio::spawn(forward(
+            self.conn.clone(),
+            events.clone(),
+            self.id.clone(),
+            rx,
+        ));
+        if let Err(e) = say(&mut conn, &events, &self.id, "ready", "").await {
+            eprintln!(
+                "racelab worker {}: cannot reach Redis: {}",
+                self.id,
+                describe(&e)
+            );
+        }
+        let range = if share.start < share.end {
+            format!("updaters #{}–#{}", share.start + 1, share.end)
+        } else {
+            "no updaters".to_owned()
+        };
+        eprintln!(
+            "racelab worker {}: {} runs {range} of {} ({})",
+            self.id, share.name, job.run_id, job.strategy
+        );
+
+        let mut over = false;
+        let mut why: Option<String> = None;
+        let released = loop {
+            tokio::select! {
+                message = ctl.recv() => match message {
+                    Some(Control::Go { run_id }) if run_id == job.run_id => break true,
+                    Some(Control::Abort { run_id }) if run_id == job.run_id => break false,
+                    Some(Control::End) | None => { over = true; break false }
+                    _ => {}
+                },
+                () = cancel.cancelled() => {
+                    why = Some("the worker was interrupted".to_owned());
+                    over = true;
+                    break false;
+                }
+                () = tokio::time::sleep(RENEW_EVERY) => if self.gone(coordinator).await {
+                    over = true;
+                    break false;
+                }
+            }
+        };
+        let stopped = if released {
+            updaters.release();
+            let stopper = stop.clone();
+            let finish = updaters.finish();
+            tokio::pin!(finish);
+            loop {
+                tokio::select! {
+                    reason = &mut finish => break reason,
+                    message = ctl.recv(), if !over => match message {
+                        Some(Control::Abort { run_id }) if run_id == job.run_id => stopper.cancel(),
+                        Some(Control::End) | None => { over = true; stopper.cancel() }
+                        _ => {}
+                    },
+                    () = cancel.cancelled(), if why.is_none() => {
+                        why = Some("the worker was interrupted".to_owned());
+                        over = true;
+                        stopper.cancel();
+                    }
+                    () = tokio::time::sleep(RENEW_EVERY), if !stopper.is_cancelled() => {
+                        if self.gone(coordinator).await {
+                            over = true;
+                            stopper.cancel();
+                        }
+                    }
+                }
+            }
+        } else {
+            drop(updaters);
+            None
+        };
+        // Every event is in the stream before the end is.
+        let _ = forwarder.await;
+        let stopped = why.or(stopped);
+        let _ = say(
+            &mut conn,
+            &events,
+            &self.id,
+            "end",
+            stopped.as_deref().unwrap_or(""),
+        )
+        .await;
+        over
+    }
+}
+
+/// Events per stream entry at most.
+const EVENT_BATCH: usize = 512;
+
+/// Sends the share's events to the coordinator, batched: whatever piled up while the last batch
+/// was on its way goes in the next.
+async fn forward(mut conn: Conn, key: String, worker: String, mut rx: mpsc::Receiver<Event>) {
+    let mut batch = Vec::with_capacity(EVENT_BATCH);
+    while rx.recv_many(&mut batch, EVENT_BATCH).await > 0 {
+        if let Ok(body) = serde_json::to_string(&batch) {
+            for attempt in 1..=3 {
+                match say(&mut conn, &key, &worker, "events", &body).await {
+                    Err(e) if attempt < 3 && crate::engine::is_transient(&e) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// Appends a message from `worker` to a run's events stream.
+async fn say(
+    conn: &mut Conn,
+    key: &str,
+    worker: &str,
+    kind: &str,
+    body: &str,
+) -> redis::RedisResult<()> {
+    redis::cmd("XADD")
+        .arg(key)
+        .arg("*")
+        .arg("w")
+        .arg(worker)
+        .arg("t")
+        .arg(kind)
+        .arg("b")
+        .arg(body)
+        .query_async::<String>(conn)
+        .await
+        .map(drop)
+}
+
+/// Reads the session's control stream from its start, on a connection of its own (it blocks),
+/// and hands each message on until nobody listens.
+async fn read_control(
+    connector: Connector,
+    key: String,
+    timeout: Duration,
+    tx: mpsc::Sender<Control>,
+) {
+    let block = (timeout / 2).clamp(Duration::from_millis(1), Duration::from_millis(500));
+    let mut last = "0-0".to_owned();
+    let mut conn = None;
+    while !tx.is_closed() {
+        if conn.is_none() {
+            conn = connector.connect(Some(&key)).await.ok();
+            if conn.is_none() {
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        }
+        let Some(reader) = conn.as_mut() else {
+            continue;
+        };
+        let reply: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(16)
+            .arg("BLOCK")
+            .arg(block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(&last)
+            .query_async(reader)
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(_) => {
+                conn = None;
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in stream.ids {
+                last = entry.id.clone();
+                let kind: String = entry.get("t").unwrap_or_default();
+                let body: String = entry.get("b").unwrap_or_default();
+                if let Some(control) = parse_control(&kind, &body)
+                    && tx.send(control).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Writes (or rewrites) the worker's card and gives it, and the lobby, a fresh lease.
+async fn renew_card(conn: &mut Conn, keys: &CrewKeys, id: &str) -> redis::RedisResult<()> {
+    let card = keys.worker(id);
+    redis::pipe()
+        .cmd("HSET")
+        .arg(&card)
+        .arg("host")
+        .arg(hostname())
+        .arg("pid")
+        .arg(std::process::id())
+        .arg("version")
+        .arg(env!("CARGO_PKG_VERSION"))
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(&card)
+        .arg(TTL.as_millis() as u64)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(keys.lobby())
+        .arg(LOBBY_TTL.as_millis() as u64)
+        .ignore()
+        .query_async(conn)
+        .await
+}
+
+/// Renews the card every second until the worker leaves.
+async fn keep_card(mut conn: Conn, keys: CrewKeys, id: String) {
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        let _ = renew_card(&mut conn, &keys, &id).await;
+    }
+}
+
+/// This host's name, for the report's worker list.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length, and gethostname writes at most that.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".to_owned();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
