@@ -1,7 +1,7 @@
 //! A crew of workers: a run's updaters racing from several processes or hosts, as the journey
 //! service's instances do in production (`racelab worker`, `racelab run --workers K`).
 //!
-//! Everything goes through the run's own Redis, under `<prefix>:crew:` ([`CrewKeys`]):
+//! Everything goes through the run's own Redis, under `<prefix>:crew:{crew}:` ([`CrewKeys`]):
 //! - a worker puts its card (host, pid) under its id, renews it every second, and queues its id
 //!   in the lobby ([`crate::worker`]);
 //! - a coordinator claims K of them (a script sets the card's `session` only if the card is alive
@@ -346,7 +346,9 @@ impl Crew {
     async fn still_claimed(&self, conn: &mut Conn) -> bool {
         let mut pipe = redis::pipe();
         for member in &self.members {
-            pipe.cmd("HGET").arg(self.keys.worker(&member.id)).arg("session");
+            pipe.cmd("HGET")
+                .arg(self.keys.worker(&member.id))
+                .arg("session");
         }
         match pipe.query_async::<Vec<Option<String>>>(conn).await {
             Ok(sessions) => sessions
@@ -562,14 +564,11 @@ impl<'a> Race<'a> {
                     .map(|(w, _)| w.clone())
                     .collect();
                 for worker in open {
-                    self.vanish(
-                        &worker,
-                        format!(
-                            "did not answer the stop within {}",
-                            humantime::format_duration(grace)
-                        ),
-                    )
-                    .await;
+                    let why = format!(
+                        "did not answer the stop within {}",
+                        humantime::format_duration(grace)
+                    );
+                    self.vanish(&worker, why, "vanished").await;
                 }
                 break;
             }
@@ -669,6 +668,15 @@ impl<'a> Race<'a> {
                     self.stop.cancel();
                 }
             }
+            // It reported its own in-flight updates unknown before it went.
+            "left" => {
+                let why = if self.released.is_some() {
+                    format!("{body}; its in-flight updates are reported unknown")
+                } else {
+                    body.to_owned()
+                };
+                self.vanish(worker, why, "left").await;
+            }
             _ => {}
         }
     }
@@ -730,16 +738,15 @@ impl<'a> Race<'a> {
         }
         for worker in missing {
             if self.open(&worker) {
-                self.vanish(
-                    &worker,
-                    "its card expired: the process is gone or cut off from Redis".to_owned(),
-                )
-                .await;
+                let why = "its card expired: the process is gone or cut off from Redis";
+                self.vanish(&worker, why.to_owned(), "vanished").await;
             }
         }
     }
 
-    async fn vanish(&mut self, worker: &str, why: String) {
+    /// Ends `worker`'s part in the run before its share was done (`how`: it `vanished` or
+    /// `left`).
+    async fn vanish(&mut self, worker: &str, why: String, how: &str) {
         self.phase.insert(worker.to_owned(), Phase::Ended);
         let Some(share) = self.shares.iter().find(|a| a.worker_id == worker).cloned() else {
             return;
@@ -778,18 +785,20 @@ impl<'a> Race<'a> {
                 .await;
             }
         }
-        let note = if self.released.is_some() {
+        let note = if in_flight > 0 {
             format!(
                 "{why}; {in_flight} update{} it had in flight {} unknown",
                 if in_flight == 1 { "" } else { "s" },
                 if in_flight == 1 { "is" } else { "are" }
             )
-        } else {
+        } else if self.released.is_none() {
             format!("{why}, before the release")
+        } else {
+            why
         };
         self.stopped.get_or_insert_with(|| {
             format!(
-                "worker {} vanished at {:.1}s ({note})",
+                "worker {} {how} at {:.1}s ({note})",
                 share.name,
                 at.as_secs_f64()
             )

@@ -75,7 +75,8 @@ impl Keys {
 }
 
 /// The keys a crew of workers meets under (`racelab worker`, `--workers`): all under
-/// `<prefix>:crew:`, each living only while its owner renews it.
+/// `<prefix>:crew:{crew}:`, each living only while its owner renews it. The hash tag keeps them
+/// on one Redis Cluster slot, so the pipelines that renew or look at several of them work there.
 #[derive(Debug, Clone)]
 pub struct CrewKeys {
     base: String,
@@ -84,7 +85,7 @@ pub struct CrewKeys {
 impl CrewKeys {
     pub fn new(prefix: &str) -> CrewKeys {
         CrewKeys {
-            base: format!("{prefix}:crew"),
+            base: format!("{prefix}:crew:{{crew}}"),
         }
     }
 
@@ -123,6 +124,9 @@ mod tests {
             "racelab:0a1b2c3d:{JRN-TEST-001}:segment:SEG-002"
         );
         let all = keys.all(["SEG-001"].into_iter());
+        let crew = CrewKeys::new("racelab");
+        assert_eq!(crew.lobby(), "racelab:crew:{crew}:lobby");
+        assert_eq!(crew.control("s1"), "racelab:crew:{crew}:session:s1:control");
         assert!(
             all.iter()
                 .all(|k| k.starts_with("racelab:0a1b2c3d:{JRN-TEST-001}:"))

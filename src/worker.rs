@@ -319,15 +319,13 @@ impl Worker {
         };
         // Every event is in the stream before the end is.
         let _ = forwarder.await;
-        let stopped = why.or(stopped);
-        let _ = say(
-            &mut conn,
-            &events,
-            &self.id,
-            "end",
-            stopped.as_deref().unwrap_or(""),
-        )
-        .await;
+        // A worker that leaves mid-run (interrupted) stops only itself, as a service instance
+        // shutting down would; an error no retry mends stops the whole run.
+        let (kind, body) = match (why, stopped) {
+            (Some(why), _) => ("left", why),
+            (None, stopped) => ("end", stopped.unwrap_or_default()),
+        };
+        let _ = say(&mut conn, &events, &self.id, kind, &body).await;
         over
     }
 }

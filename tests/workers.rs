@@ -1,0 +1,445 @@
+//! Distributed updaters: `racelab worker` processes joined by `racelab run --workers K`, against
+//! a real redis-server (and a real cluster). Every process here is the real binary.
+
+mod common;
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestCluster, TestRedis};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_racelab");
+
+/// Worker processes, killed on drop; their stderr goes to files printed when a test fails.
+struct Workers {
+    children: Vec<Child>,
+    logs: Vec<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+impl Workers {
+    /// Starts `count` workers with `args` (where the Redis is, `--once`, …).
+    fn start(count: usize, args: &[&str]) -> Workers {
+        let dir = tempfile::tempdir().unwrap();
+        let mut children = Vec::new();
+        let mut logs = Vec::new();
+        for i in 0..count {
+            let log = dir.path().join(format!("worker-{i}.log"));
+            children.push(
+                Command::new(BIN)
+                    .arg("worker")
+                    .args(args)
+                    .env_remove("REDIS_URL")
+                    .env_remove("REDIS_CLUSTER")
+                    .stdout(Stdio::null())
+                    .stderr(File::create(&log).unwrap())
+                    .spawn()
+                    .unwrap(),
+            );
+            logs.push(log);
+        }
+        Workers {
+            children,
+            logs,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.logs[i]).unwrap_or_default()
+    }
+
+    /// Waits until worker `i` says `text`.
+    fn wait_for(&self, i: usize, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.log(i).contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "worker {i} never said {text:?}:\n{}",
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every worker's exit code, waiting at most `within` for them to exit.
+    fn exit_codes(&mut self, within: Duration) -> Vec<Option<i32>> {
+        let deadline = Instant::now() + within;
+        let mut codes = vec![None; self.children.len()];
+        while Instant::now() < deadline && codes.iter().any(Option::is_none) {
+            for (i, child) in self.children.iter_mut().enumerate() {
+                if codes[i].is_none()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    codes[i] = Some(status.code().unwrap_or(-1));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        codes
+    }
+
+    fn signal(&self, i: usize, signal: i32) {
+        unsafe {
+            libc::kill(self.children[i].id() as i32, signal);
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            for i in 0..self.logs.len() {
+                eprintln!("--- worker {i} ---\n{}", self.log(i));
+            }
+        }
+    }
+}
+
+fn racelab(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_CLUSTER")
+        .output()
+        .unwrap()
+}
+
+fn report(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not a JSON report ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn run_named<'a>(report: &'a Value, strategy: &str) -> &'a Value {
+    report["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["strategy"] == strategy)
+        .unwrap_or_else(|| panic!("no {strategy} run in {report}"))
+}
+
+/// The workers of a run cover updaters 1..=n once each, in contiguous shares.
+fn assert_shares_cover(run: &Value, workers: usize, updaters: u64) {
+    let shares = run["workers"].as_array().expect("a workers list");
+    assert_eq!(shares.len(), workers, "{run}");
+    let mut next = 1;
+    for share in shares {
+        assert_eq!(share["first_updater"], next, "{run}");
+        next = share["last_updater"].as_u64().unwrap() + 1;
+        assert!(share["vanished"].is_null(), "{share}");
+    }
+    assert_eq!(next, updaters + 1, "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_worker_processes_reach_the_single_process_verdicts() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    // Two updaters per segment and two rounds: every strategy is contended, across processes.
+    let shape = [
+        "-n", "40", "--rounds", "2", "--seed", "7", "--format", "json",
+    ];
+    let mut local_args = vec!["run", "-s", "all", "--redis-url", &url];
+    local_args.extend(shape);
+    let local = racelab(&local_args);
+    assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
+
+    let mut workers = Workers::start(3, &["--redis-url", &url, "--once"]);
+    let mut args = local_args.clone();
+    args.extend(["--workers", "3", "--join-timeout", "30s"]);
+    let distributed = racelab(&args);
+    assert_eq!(
+        distributed.status.code(),
+        Some(0),
+        "{}",
+        stderr(&distributed)
+    );
+
+    let (local, distributed) = (report(&local), report(&distributed));
+    assert!(local["runs"][0].get("workers").is_none(), "{local}");
+    for run in distributed["runs"].as_array().unwrap() {
+        let name = run["strategy"].as_str().unwrap();
+        let alone = run_named(&local, name);
+        assert_eq!(run["expected"], alone["expected"], "{name}");
+        assert_eq!(run["ok"], true, "{name}: {run}");
+        assert_eq!(
+            run["lost"].as_u64().unwrap() > 0,
+            alone["lost"].as_u64().unwrap() > 0,
+            "{name} lost in one process and not in the other"
+        );
+        // Every update's outcome came back through Redis.
+        assert_eq!(run["acknowledged"], 80, "{name}: {run}");
+        assert_eq!(run["unknown"], 0, "{name}: {run}");
+        assert_shares_cover(run, 3, 40);
+    }
+    // The seed's bug across processes: some update was erased by another process's stale write.
+    let naive = run_named(&distributed, "naive");
+    let lost = naive["lost_updates"].as_array().unwrap();
+    assert!(!lost.is_empty());
+    assert!(lost.iter().all(|l| l["worker"].is_string()), "{naive}");
+    assert!(
+        lost.iter()
+            .any(|l| l["erased_by_worker"].is_string() && l["erased_by_worker"] != l["worker"]),
+        "no lost update was erased from another worker: {naive}"
+    );
+
+    assert_eq!(
+        workers.exit_codes(Duration::from_secs(10)),
+        vec![Some(0); 3],
+        "--once workers leave when the run ends"
+    );
+    assert_eq!(redis.all_keys().await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixes_hold_across_worker_processes_run_after_run() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    // Long-lived workers serve one run after another.
+    let mut workers = Workers::start(3, &["--redis-url", &url]);
+    for attempt in 0..3 {
+        let seed = (100 + attempt).to_string();
+        let output = racelab(&[
+            "run",
+            "-s",
+            "hash,watch,lua,lock,fenced,cas,function",
+            "-n",
+            "40",
+            "--rounds",
+            "2",
+            "--seed",
+            &seed,
+            "--workers",
+            "3",
+            "--join-timeout",
+            "30s",
+            "--redis-url",
+            &url,
+            "--expect",
+            "intact",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "seed {seed}: {}",
+            stderr(&output)
+        );
+        for run in report(&output)["runs"].as_array().unwrap() {
+            assert_eq!(run["lost"], 0, "seed {seed}: {run}");
+            assert_eq!(run["applied"], 80, "seed {seed}: {run}");
+            assert_shares_cover(run, 3, 40);
+        }
+    }
+    // Ctrl-C: each worker takes its card down and leaves.
+    for i in 0..3 {
+        workers.signal(i, libc::SIGINT);
+    }
+    assert_eq!(
+        workers.exit_codes(Duration::from_secs(10)),
+        vec![Some(130); 3]
+    );
+    assert_eq!(redis.all_keys().await, Vec::<String>::new());
+}
+
+/// Starts a two-worker lua run whose updaters think for 3 s, and waits until they are released.
+fn slow_run(url: &str) -> (Workers, Child) {
+    let workers = Workers::start(2, &["--redis-url", url, "--once"]);
+    let coordinator = Command::new(BIN)
+        .args([
+            "run",
+            "-s",
+            "lua",
+            "--think",
+            "3s",
+            "--workers",
+            "2",
+            "--join-timeout",
+            "30s",
+            "--redis-url",
+            url,
+            "--format",
+            "json",
+        ])
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for i in 0..2 {
+        workers.wait_for(i, "runs updaters", Duration::from_secs(20));
+    }
+    // The release follows the last worker's ready within milliseconds.
+    std::thread::sleep(Duration::from_millis(500));
+    (workers, coordinator)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_vanishes_mid_run_leaves_its_in_flight_updates_unknown() {
+    let redis = TestRedis::start();
+    let (mut workers, coordinator) = slow_run(&redis.url());
+    workers.signal(0, libc::SIGKILL);
+    let output = coordinator.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let report = report(&output);
+    let run = &report["runs"][0];
+    // Worker 0 held one half of the updaters: those updates are unknown, the others made and
+    // proved by the final state.
+    assert_eq!(run["unknown"], 10, "{run}");
+    assert_eq!(run["acknowledged"], 10, "{run}");
+    assert_eq!(run["applied"], 10, "{run}");
+    assert_eq!(run["lost"], 0, "{run}");
+    assert!(
+        run["stopped"].as_str().unwrap().contains("vanished"),
+        "{run}"
+    );
+    let vanished: Vec<&Value> = run["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| !w["vanished"].is_null())
+        .collect();
+    assert_eq!(vanished.len(), 1, "{run}");
+    assert!(
+        vanished[0]["vanished"]
+            .as_str()
+            .unwrap()
+            .contains("10 updates it had in flight are unknown"),
+        "{run}"
+    );
+    assert!(stderr(&output).contains("could not be completed"));
+    assert_eq!(workers.exit_codes(Duration::from_secs(10))[1], Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_worker_reports_its_in_flight_updates_unknown_and_leaves() {
+    let redis = TestRedis::start();
+    let (mut workers, coordinator) = slow_run(&redis.url());
+    workers.signal(1, libc::SIGINT);
+    let output = coordinator.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let report = report(&output);
+    let run = &report["runs"][0];
+    assert_eq!(run["unknown"], 10, "{run}");
+    assert_eq!(run["acknowledged"], 10, "{run}");
+    let stopped = run["stopped"].as_str().unwrap();
+    assert!(
+        stopped.contains("left") && stopped.contains("interrupted"),
+        "{stopped}"
+    );
+    let codes = workers.exit_codes(Duration::from_secs(10));
+    assert_eq!(codes, vec![Some(0), Some(130)]);
+    assert_eq!(redis.all_keys().await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_notice_when_their_coordinator_is_gone() {
+    let redis = TestRedis::start();
+    let (mut workers, mut coordinator) = slow_run(&redis.url());
+    coordinator.kill().unwrap();
+    let _ = coordinator.wait();
+    // The session key expires; each worker stops its updaters and leaves.
+    assert_eq!(
+        workers.exit_codes(Duration::from_secs(15)),
+        vec![Some(0); 2]
+    );
+    for i in 0..2 {
+        assert!(
+            workers.log(i).contains("coordinator is gone"),
+            "{}",
+            workers.log(i)
+        );
+    }
+}
+
+#[test]
+fn a_run_stops_waiting_for_workers_that_never_come() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let mut workers = Workers::start(1, &["--redis-url", &url, "--once"]);
+    workers.wait_for(0, "waiting for a run", Duration::from_secs(10));
+    let output = racelab(&[
+        "run",
+        "--workers",
+        "2",
+        "--join-timeout",
+        "1s",
+        "--redis-url",
+        &url,
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("1 of 2 workers joined within 1s"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // The one that joined is let go.
+    assert_eq!(workers.exit_codes(Duration::from_secs(10)), vec![Some(0)]);
+}
+
+#[test]
+fn a_worker_must_be_told_where_the_redis_is() {
+    let output = racelab(&["worker"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("--redis-url"),
+        "{}",
+        stderr(&output)
+    );
+    let output = racelab(&["worker", "--cluster", "private"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("cannot start a private one"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_race_on_a_redis_cluster() {
+    let cluster = TestCluster::start();
+    let nodes = cluster.urls().join(",");
+    let mut workers = Workers::start(2, &["--cluster", &nodes, "--once"]);
+    let output = racelab(&[
+        "run",
+        "-s",
+        "all",
+        "-n",
+        "40",
+        "--rounds",
+        "2",
+        "--workers",
+        "2",
+        "--join-timeout",
+        "30s",
+        "--cluster",
+        &nodes,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report = report(&output);
+    assert!(report["redis"]["cluster"]["slot"].is_u64(), "{report}");
+    for run in report["runs"].as_array().unwrap() {
+        assert_eq!(run["ok"], true, "{run}");
+        assert_eq!(run["acknowledged"], 80, "{run}");
+        assert_shares_cover(run, 2, 40);
+    }
+    assert!(run_named(&report, "naive")["lost"].as_u64().unwrap() > 0);
+    assert_eq!(
+        workers.exit_codes(Duration::from_secs(10)),
+        vec![Some(0); 2]
+    );
+    assert_eq!(cluster.all_keys().await, Vec::<String>::new());
+}
