@@ -380,12 +380,12 @@ impl Crew {
         live.into_iter()
             .enumerate()
             .map(|(w, m)| {
-                let split = |w: u64| (u64::from(n) * w / k) as u32;
+                let updaters = share_range(n, k, w as u64);
                 let assignment = Assignment {
                     worker_id: m.id.clone(),
                     name: m.name.clone(),
-                    start: split(w as u64),
-                    end: split(w as u64 + 1),
+                    start: updaters.start,
+                    end: updaters.end,
                 };
                 (assignment, m)
             })
@@ -460,6 +460,13 @@ impl Crew {
             .collect();
         Ok((race.stopped, shares))
     }
+}
+
+/// Worker `w`'s updaters when `n` are shared by `k` workers: contiguous, sizes differing by
+/// one at most.
+fn share_range(n: u32, k: u64, w: u64) -> std::ops::Range<u32> {
+    let split = |w: u64| (u64::from(n) * w / k) as u32;
+    split(w)..split(w + 1)
 }
 
 fn share_of(a: &Assignment, m: &Member, vanished: Option<String>) -> WorkerShare {
@@ -873,5 +880,80 @@ pub(crate) fn parse_control(kind: &str, body: &str) -> Option<Control> {
         }),
         "end" => Some(Control::End),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Seen, WriteScope};
+
+    #[test]
+    fn shares_cover_every_updater_once() {
+        for (n, k) in [(20, 3), (2, 3), (1_000_000, 7), (0, 2)] {
+            let mut next = 0;
+            for w in 0..k {
+                let range = share_range(n, k, w);
+                assert_eq!(range.start, next);
+                assert!(range.len() as u64 <= u64::from(n) / k + 1);
+                next = range.end;
+            }
+            assert_eq!(next, n);
+        }
+    }
+
+    #[test]
+    fn events_cross_redis_unchanged() {
+        let events = vec![
+            Event {
+                at: Duration::from_micros(1500),
+                updater: 7,
+                kind: EventKind::Read {
+                    round: 1,
+                    seen: Some(Seen {
+                        status: "Scheduled",
+                        count: 3,
+                    }),
+                    version: Some(9),
+                },
+            },
+            Event {
+                at: Duration::from_millis(12),
+                updater: 7,
+                kind: EventKind::Acknowledged {
+                    round: 1,
+                    segment: 7,
+                    status: "Boarding",
+                    read_at: Some(Duration::from_micros(1500)),
+                    seen: None,
+                    written_count: Some(4),
+                    latency: Duration::from_millis(11),
+                    scope: WriteScope::Journey,
+                },
+            },
+            Event {
+                at: Duration::from_millis(13),
+                updater: 8,
+                kind: EventKind::Failed {
+                    round: 0,
+                    segment: 8,
+                    status: "Delayed",
+                    outcome: Outcome::Unknown,
+                    reason: "timed out".into(),
+                    gave_up: false,
+                },
+            },
+        ];
+        let wire = serde_json::to_string(&events).unwrap();
+        let back: Vec<Event> = serde_json::from_str(&wire).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{events:?}"));
+        // A status is interned on arrival: the engine compares them as `'static` names.
+        let EventKind::Acknowledged { status, .. } = back[1].kind else {
+            panic!("{back:?}");
+        };
+        assert!(std::ptr::eq(
+            status,
+            crate::journey::intern_status("Boarding")
+        ));
     }
 }
