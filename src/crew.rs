@@ -805,7 +805,7 @@ impl<'a> Race<'a> {
         };
         self.stopped.get_or_insert_with(|| {
             format!(
-                "worker {} {how} at {:.1}s ({note})",
+                "worker {} {how} (noticed at {:.1}s: {note})",
                 share.name,
                 at.as_secs_f64()
             )

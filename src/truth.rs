@@ -196,19 +196,23 @@ impl LostUpdate {
 
     /// Who erased it, in words.
     pub fn attribution(&self) -> String {
-        let who = |updater: u32, worker: &Option<String>| match worker {
-            Some(worker) => format!("#{updater} (in {worker})"),
-            None => format!("#{updater}"),
+        let from = |worker: &Option<String>| {
+            worker
+                .as_ref()
+                .map_or_else(String::new, |w| format!(" from {w}"))
         };
-        let lost = who(self.updater, &self.worker);
         match (self.erased_by, self.erased_at_ms, self.eraser_read_ms) {
             (Some(by), Some(at), Some(read)) => format!(
-                "{lost}'s write (acknowledged at {:.1} ms) was erased by {}'s stale write at {at:.1} ms, based on its read at {read:.1} ms",
+                "#{}'s write{} (acknowledged at {:.1} ms) was erased by #{by}'s stale write{} at {at:.1} ms, based on its read at {read:.1} ms",
+                self.updater,
+                from(&self.worker),
                 self.acknowledged_ms,
-                who(by, &self.erased_by_worker)
+                from(&self.erased_by_worker)
             ),
             _ => format!(
-                "{lost}'s write (acknowledged at {:.1} ms) was overwritten; the history does not show by whom",
+                "#{}'s write{} (acknowledged at {:.1} ms) was overwritten; the history does not show by whom",
+                self.updater,
+                from(&self.worker),
                 self.acknowledged_ms
             ),
         }

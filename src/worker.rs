@@ -262,8 +262,8 @@ impl Worker {
             "no updaters".to_owned()
         };
         eprintln!(
-            "racelab worker {}: {} runs {range} of {} ({})",
-            self.id, share.name, job.run_id, job.strategy
+            "racelab worker {}: {} runs {range} of {} run {}",
+            self.id, share.name, job.strategy, job.run_id
         );
 
         let mut over = false;
