@@ -76,7 +76,6 @@ pub(crate) struct Job {
     pub lock_ttl: Duration,
     pub max_retries: u32,
     pub deadline: Option<Duration>,
-    pub key_prefix: String,
     /// Whether phase events (reading, writing…) are wanted: a screen or a history watches.
     pub phases: bool,
     pub cluster: bool,
@@ -402,7 +401,6 @@ impl Crew {
         workload: &Workload,
         keys: &Arc<Keys>,
         run_id: &str,
-        key_prefix: &str,
         tx: mpsc::Sender<Event>,
         stop: CancellationToken,
         phases: bool,
@@ -427,7 +425,6 @@ impl Crew {
             lock_ttl: workload.tuning.lock_ttl,
             max_retries: workload.tuning.max_retries,
             deadline: workload.deadline,
-            key_prefix: key_prefix.to_owned(),
             phases,
             cluster: self.cluster,
             shares: shares.clone(),

@@ -333,16 +333,7 @@ async fn race(
             (share.finish().await, Vec::new())
         }
         Some(crew) => {
-            let remote = crew.race(
-                strategy,
-                workload,
-                keys,
-                run_id,
-                &settings.key_prefix,
-                tx,
-                stop,
-                phases,
-            );
+            let remote = crew.race(strategy, workload, keys, run_id, tx, stop, phases);
             let (outcome, ()) = tokio::join!(remote, collect);
             outcome?
         }

@@ -26,7 +26,7 @@ pub async fn run(args: &WorkerArgs, cancel: &CancellationToken) -> Result<(), Er
     let keys = CrewKeys::new(&args.key_prefix);
     let conn = target.connection().await?;
     loop {
-        let worker = Worker::join(&target, &keys, conn.clone()).await?;
+        let worker = Worker::join(&target, &args.key_prefix, &keys, conn.clone()).await?;
         let served = worker.serve(&target, cancel).await;
         worker.leave().await;
         if cancel.is_cancelled() {
@@ -40,6 +40,8 @@ pub async fn run(args: &WorkerArgs, cancel: &CancellationToken) -> Result<(), Er
 
 struct Worker {
     id: String,
+    /// Its own --key-prefix: a worker writes only keys under it, whatever a job says.
+    prefix: String,
     keys: CrewKeys,
     conn: Conn,
     renewal: tokio::task::JoinHandle<()>,
@@ -47,7 +49,12 @@ struct Worker {
 
 impl Worker {
     /// Puts the worker's card in Redis and its id in the lobby.
-    async fn join(target: &Target, keys: &CrewKeys, mut conn: Conn) -> Result<Worker, Error> {
+    async fn join(
+        target: &Target,
+        prefix: &str,
+        keys: &CrewKeys,
+        mut conn: Conn,
+    ) -> Result<Worker, Error> {
         let id = Keys::new_run_id();
         renew_card(&mut conn, keys, &id)
             .await
@@ -65,6 +72,7 @@ impl Worker {
         );
         Ok(Worker {
             id,
+            prefix: prefix.to_owned(),
             keys: keys.clone(),
             conn,
             renewal,
@@ -205,7 +213,7 @@ impl Worker {
         let Some(share) = job.share_of(&self.id).cloned() else {
             return false;
         };
-        let keys = Arc::new(Keys::new(&job.key_prefix, &job.run_id, &job.journey.id));
+        let keys = Arc::new(Keys::new(&self.prefix, &job.run_id, &job.journey.id));
         let events = keys.events();
         let mut conn = self.conn.clone();
         if job.cluster != target.is_cluster() {
