@@ -554,6 +554,9 @@ impl<'a> Race<'a> {
         let mut aborted: Option<Instant> = None;
         // A worker that does not answer a stop within this long is given up on.
         let grace = crew.timeout * 2 + Duration::from_secs(2);
+        // Redis not answering for this long ends the wait: no worker could say anything.
+        let silence = (crew.timeout * 3).max(Duration::from_secs(2));
+        let mut answered = Instant::now();
         let mut looked = Instant::now();
         while self.phase.values().any(|p| *p != Phase::Ended) {
             if self.stop.is_cancelled() && aborted.is_none() {
@@ -561,34 +564,35 @@ impl<'a> Race<'a> {
                 aborted = Some(Instant::now());
             }
             if aborted.is_some_and(|at| at.elapsed() >= grace) {
-                let open: Vec<String> = self
-                    .phase
-                    .iter()
-                    .filter(|(_, p)| **p != Phase::Ended)
-                    .map(|(w, _)| w.clone())
-                    .collect();
-                for worker in open {
-                    let why = format!(
-                        "did not answer the stop within {}",
-                        humantime::format_duration(grace)
-                    );
-                    self.vanish(&worker, why, "vanished").await;
-                }
+                let why = format!(
+                    "did not answer the stop within {}",
+                    humantime::format_duration(grace)
+                );
+                self.give_up_on_the_rest(&why).await;
+                break;
+            }
+            if answered.elapsed() >= silence {
+                let why = format!(
+                    "Redis stopped answering for {}, so nothing the worker did could be heard",
+                    humantime::format_duration(silence)
+                );
+                self.give_up_on_the_rest(&why).await;
                 break;
             }
             if reader.is_none() {
                 reader = crew.connector.connect(Some(&self.events_key)).await.ok();
             }
             let read = match reader.as_mut() {
-                Some(reader) => self.read(reader, Some(block)).await,
+                Some(reader) => self.read(reader, Some(block)).await.ok(),
                 None => {
                     tokio::time::sleep(POLL).await;
-                    Ok(0)
+                    None
                 }
             };
-            if read.is_err() {
-                // A broken connection: open another on the next turn.
-                reader = None;
+            match read {
+                Some(_) => answered = Instant::now(),
+                // No connection, or a broken one: open another on the next turn.
+                None => reader = None,
             }
             if self.released.is_none()
                 && !self.stop.is_cancelled()
@@ -608,6 +612,19 @@ impl<'a> Race<'a> {
                 looked = Instant::now();
                 self.look_for_vanished(crew, reader.as_mut()).await;
             }
+        }
+    }
+
+    /// Ends the run for every worker still in it.
+    async fn give_up_on_the_rest(&mut self, why: &str) {
+        let open: Vec<String> = self
+            .phase
+            .iter()
+            .filter(|(_, p)| **p != Phase::Ended)
+            .map(|(w, _)| w.clone())
+            .collect();
+        for worker in open {
+            self.vanish(&worker, why.to_owned(), "vanished").await;
         }
     }
 

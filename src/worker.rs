@@ -45,6 +45,11 @@ struct Worker {
     keys: CrewKeys,
     conn: Conn,
     renewal: tokio::task::JoinHandle<()>,
+    /// Since when Redis has not answered the coordinator check, and how long it may not.
+    unanswered: std::sync::Mutex<Option<Instant>>,
+    silence: Duration,
+    /// Set once Redis went unanswered for longer than `silence`: the session is lost.
+    cut_off: std::sync::atomic::AtomicBool,
 }
 
 impl Worker {
@@ -76,6 +81,9 @@ impl Worker {
             keys: keys.clone(),
             conn,
             renewal,
+            unanswered: std::sync::Mutex::new(None),
+            silence: (target.timeout() * 3).max(Duration::from_secs(2)),
+            cut_off: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -103,30 +111,37 @@ impl Worker {
             return Ok(false);
         };
         eprintln!("racelab worker {}: joined session {session}", self.id);
-        let (ctl_tx, mut ctl) = mpsc::channel(16);
+        let (ctl_tx, ctl) = mpsc::channel(16);
         let reader = tokio::spawn(read_control(
             target.connector(),
             self.keys.control(&session),
             target.timeout(),
             ctl_tx,
         ));
+        let mut inbox = Inbox::new(ctl);
         let coordinator = self.keys.session(&session);
         let outcome = loop {
             let message = tokio::select! {
-                message = ctl.recv() => message,
+                message = inbox.recv(None) => message,
                 () = cancel.cancelled() => break Ok(true),
                 () = tokio::time::sleep(RENEW_EVERY) => {
                     if self.gone(&coordinator).await {
-                        eprintln!("racelab worker {}: the run's coordinator is gone", self.id);
                         break Ok(true);
                     }
                     continue;
                 }
             };
             match message {
+                Some(Control::Job(job)) if inbox.aborted.remove(&job.run_id) => {
+                    // Stopped before this worker got to it: nothing to run, but the
+                    // coordinator waits to hear that.
+                    let keys = Keys::new(&self.prefix, &job.run_id, &job.journey.id);
+                    let mut conn = self.conn.clone();
+                    let _ = say(&mut conn, &keys.events(), &self.id, "end", "").await;
+                }
                 Some(Control::Job(job)) => {
                     if self
-                        .run_job(target, &job, &mut ctl, &coordinator, cancel)
+                        .run_job(target, &job, &mut inbox, &coordinator, cancel)
                         .await
                     {
                         break Ok(true);
@@ -146,6 +161,15 @@ impl Worker {
             }
         };
         reader.abort();
+        if self.cut_off.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Run {
+                target: target.display().to_owned(),
+                reason: format!(
+                    "Redis stopped answering for {} during session {session}",
+                    humantime::format_duration(self.silence)
+                ),
+            });
+        }
         if !cancel.is_cancelled() {
             eprintln!("racelab worker {}: session {session} is over", self.id);
         }
@@ -189,15 +213,39 @@ impl Worker {
         }
     }
 
-    /// Whether the session's coordinator stopped renewing its key. Redis not answering is not
-    /// taken for that.
+    /// Whether the session's coordinator stopped renewing its key (and says so). Redis not
+    /// answering is not taken for that.
     async fn gone(&self, session_key: &str) -> bool {
         let mut conn = self.conn.clone();
         let exists: redis::RedisResult<bool> = redis::cmd("EXISTS")
             .arg(session_key)
             .query_async(&mut conn)
             .await;
-        matches!(exists, Ok(false))
+        let mut unanswered = self.unanswered.lock().unwrap_or_else(|e| e.into_inner());
+        match exists {
+            Ok(true) => {
+                *unanswered = None;
+                false
+            }
+            Ok(false) => {
+                eprintln!("racelab worker {}: the run's coordinator is gone", self.id);
+                true
+            }
+            Err(_) => {
+                let since = *unanswered.get_or_insert_with(Instant::now);
+                let lost = since.elapsed() >= self.silence;
+                if lost {
+                    eprintln!(
+                        "racelab worker {}: Redis stopped answering for {}; leaving the session",
+                        self.id,
+                        humantime::format_duration(self.silence)
+                    );
+                    self.cut_off
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                lost
+            }
+        }
     }
 
     /// Runs this worker's share of `job`. Returns whether the session is over (ended,
@@ -206,7 +254,7 @@ impl Worker {
         &self,
         target: &Target,
         job: &Job,
-        ctl: &mut mpsc::Receiver<Control>,
+        inbox: &mut Inbox,
         coordinator: &str,
         cancel: &CancellationToken,
     ) -> bool {
@@ -278,9 +326,9 @@ impl Worker {
         let mut why: Option<String> = None;
         let released = loop {
             tokio::select! {
-                message = ctl.recv() => match message {
-                    Some(Control::Go { run_id }) if run_id == job.run_id => break true,
-                    Some(Control::Abort { run_id }) if run_id == job.run_id => break false,
+                message = inbox.recv(Some(&job.run_id)) => match message {
+                    Some(Control::Go { .. }) => break true,
+                    Some(Control::Abort { .. }) => break false,
                     Some(Control::End) | None => { over = true; break false }
                     _ => {}
                 },
@@ -303,8 +351,8 @@ impl Worker {
             loop {
                 tokio::select! {
                     reason = &mut finish => break reason,
-                    message = ctl.recv(), if !over => match message {
-                        Some(Control::Abort { run_id }) if run_id == job.run_id => stopper.cancel(),
+                    message = inbox.recv(Some(&job.run_id)), if !over => match message {
+                        Some(Control::Abort { .. }) => stopper.cancel(),
                         Some(Control::End) | None => { over = true; stopper.cancel() }
                         _ => {}
                     },
@@ -335,6 +383,45 @@ impl Worker {
         };
         let _ = say(&mut conn, &events, &self.id, kind, &body).await;
         over
+    }
+}
+
+/// The control messages of a session, as the job at hand needs them: a job that arrives while
+/// another runs waits its turn (a TUI may start a run while the last one is still stopping), and
+/// a stop for a run not yet started is remembered for when its job comes up.
+struct Inbox {
+    rx: mpsc::Receiver<Control>,
+    jobs: std::collections::VecDeque<Box<Job>>,
+    aborted: std::collections::HashSet<String>,
+}
+
+impl Inbox {
+    fn new(rx: mpsc::Receiver<Control>) -> Inbox {
+        Inbox {
+            rx,
+            jobs: Default::default(),
+            aborted: Default::default(),
+        }
+    }
+
+    /// The next message for the run `current` (`None`: between runs). Cancel-safe: a message
+    /// taken is either returned or kept.
+    async fn recv(&mut self, current: Option<&str>) -> Option<Control> {
+        loop {
+            if current.is_none()
+                && let Some(job) = self.jobs.pop_front()
+            {
+                return Some(Control::Job(job));
+            }
+            match self.rx.recv().await? {
+                Control::Job(job) if current.is_some() => self.jobs.push_back(job),
+                Control::Abort { run_id } if current != Some(run_id.as_str()) => {
+                    self.aborted.insert(run_id);
+                }
+                Control::Go { run_id } if current != Some(run_id.as_str()) => {}
+                other => return Some(other),
+            }
+        }
     }
 }
 

@@ -370,6 +370,56 @@ async fn workers_notice_when_their_coordinator_is_gone() {
 }
 
 #[test]
+fn when_redis_dies_mid_run_the_coordinator_and_its_workers_end_with_exit_2() {
+    let mut redis = TestRedis::start();
+    let url = redis.url();
+    let workers = Workers::start(2, &["--redis-url", &url, "--once", "--timeout", "1s"]);
+    let coordinator = Command::new(BIN)
+        .args([
+            "run",
+            "-s",
+            "lua",
+            "--think",
+            "3s",
+            "--workers",
+            "2",
+            "--timeout",
+            "1s",
+            "--redis-url",
+            &url,
+            "--format",
+            "json",
+        ])
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for i in 0..2 {
+        workers.wait_for(i, "runs updaters", Duration::from_secs(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    redis.server.stop();
+    let output = coordinator.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let report = report(&output);
+    let run = &report["runs"][0];
+    // Nothing could be heard or read back: every update is unknown, nothing claimed applied.
+    assert_eq!(run["unknown"], 20, "{run}");
+    assert!(run["applied"].is_null(), "{run}");
+    let mut workers = workers;
+    assert_eq!(
+        workers.exit_codes(Duration::from_secs(15)),
+        vec![Some(2); 2]
+    );
+    assert!(
+        workers.log(0).contains("Redis stopped answering"),
+        "{}",
+        workers.log(0)
+    );
+}
+
+#[test]
 fn a_run_stops_waiting_for_workers_that_never_come() {
     let redis = TestRedis::start();
     let url = redis.url();
