@@ -301,9 +301,12 @@ pub enum Story {
         at: Duration,
         times: u32,
     },
+    /// `updater`'s update of `segment` failed, and `others` more failed the same way at about
+    /// the same time (a worker that vanished, an interrupt: every updater in flight at once).
     Failed {
         updater: u32,
         segment: String,
+        others: u32,
         unknown: bool,
         reason: String,
         at: Duration,
@@ -630,13 +633,7 @@ impl RunView {
                     u.marks.pop_back();
                 }
                 let segment = self.segment_id(segment);
-                self.tell(Story::Failed {
-                    updater: who,
-                    segment,
-                    unknown: outcome == Outcome::Unknown,
-                    reason: reason.to_string(),
-                    at,
-                });
+                self.tell_failure(who, segment, outcome == Outcome::Unknown, &reason, at);
             }
             EventKind::Done => {
                 let u = &mut self.updaters[index];
@@ -674,6 +671,40 @@ impl RunView {
             reason,
             at,
             times: 1,
+        });
+    }
+
+    /// Failures for the same reason together are one line: a worker that vanishes takes all its
+    /// updaters' updates with it.
+    fn tell_failure(
+        &mut self,
+        who: u32,
+        segment: String,
+        unknown: bool,
+        reason: &str,
+        at: Duration,
+    ) {
+        if let Some(Story::Failed {
+            others,
+            unknown: last_unknown,
+            reason: last_reason,
+            at: from,
+            ..
+        }) = self.story.back_mut()
+            && *last_unknown == unknown
+            && last_reason == reason
+            && at.saturating_sub(*from) <= READ_GROUP_WINDOW
+        {
+            *others += 1;
+            return;
+        }
+        self.tell(Story::Failed {
+            updater: who,
+            segment,
+            others: 0,
+            unknown,
+            reason: reason.to_owned(),
+            at,
         });
     }
 
@@ -1451,6 +1482,7 @@ impl Story {
             Story::Failed {
                 updater,
                 segment,
+                others,
                 unknown,
                 reason,
                 at,
@@ -1460,10 +1492,17 @@ impl Story {
                 } else {
                     "not written"
                 };
-                format!(
-                    "#{updater}'s update of {segment} failed at {} ({outcome}): {reason}",
-                    fmt_ms(*at)
-                )
+                if *others == 0 {
+                    format!(
+                        "#{updater}'s update of {segment} failed at {} ({outcome}): {reason}",
+                        fmt_ms(*at)
+                    )
+                } else {
+                    format!(
+                        "#{updater}'s update of {segment} and {others} more failed at {} ({outcome}): {reason}",
+                        fmt_ms(*at)
+                    )
+                }
             }
             Story::Lost {
                 eraser,

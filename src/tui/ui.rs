@@ -93,8 +93,11 @@ fn header(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
         Some(run) if !run.workers.is_empty() => Some(run.workers.len() as u32),
         _ => app.workers,
     };
-    if let Some(k) = workers {
-        updaters.push_str(&format!(" in {k} worker{}", if k == 1 { "" } else { "s" }));
+    match workers {
+        // Runs can no longer be made: the footer's error says so when one is tried.
+        Some(0) => updaters.push_str(", every worker vanished"),
+        Some(k) => updaters.push_str(&format!(" in {k} worker{}", if k == 1 { "" } else { "s" })),
+        None => {}
     }
     let settings_line = |parts: &[&str]| {
         Line::from(vec![
@@ -277,8 +280,15 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
                 ));
             let inner = block.inner(lanes_area);
             block.render(lanes_area, buf);
+            let place = match app.workers {
+                Some(k) if k > 0 => format!(
+                    ", spread over {k} worker process{},",
+                    if k == 1 { "" } else { "es" }
+                ),
+                _ => String::new(),
+            };
             let text = format!(
-                "{} updaters will each change one segment: read, think, write. Their reads and writes show here on one time axis.",
+                "{} updaters{place} will each change one segment: read, think, write. Their reads and writes show here on one time axis.",
                 app.workload.updaters
             );
             for (k, line) in widgets::wrap(&text, usize::from(inner.width))
