@@ -481,3 +481,124 @@ fn a_run_whose_final_state_could_not_be_read_gives_no_verdict() {
     assert_eq!(run.lost(), lost_live);
     assert!(!app.busy());
 }
+
+#[test]
+fn with_workers_each_lane_knows_its_worker_and_the_story_names_them() {
+    let base = Instant::now();
+    let mut app = app(base);
+    app.workers = Some(2);
+    let (_, now, generation) = play_naive_in(&mut app, base, 3, Some(plan(2, UPDATERS)));
+    let run = app.run.as_ref().unwrap();
+    let worker = |u: u32| run.worker_of(u).map(|s| s.worker.clone());
+    assert_eq!(worker(0).as_deref(), Some("w1"));
+    assert_eq!(worker(9).as_deref(), Some("w1"));
+    assert_eq!(worker(10).as_deref(), Some("w2"));
+    assert_eq!(worker(19).as_deref(), Some("w2"));
+    assert_eq!(worker(20), None, "no such updater");
+    // The first line of the story says who runs what, before any read.
+    assert_eq!(
+        run.story.front().map(Story::text).as_deref(),
+        Some(
+            "updaters run in workers: w1 #1–#10 (pid 4242 on build-7), w2 #11–#20 (pid 4243 on build-7)"
+        )
+    );
+
+    // A plan for another run changes nothing.
+    app.update(
+        Msg::WorkersPlanned {
+            generation: generation + 1,
+            shares: plan(3, UPDATERS),
+        },
+        now,
+    );
+    let run = app.run.as_ref().unwrap();
+    assert_eq!(run.workers.len(), 2);
+    assert_eq!(app.workers, Some(2));
+}
+
+#[test]
+fn a_run_without_workers_has_no_worker_tags() {
+    let base = Instant::now();
+    let mut app = app(base);
+    play_naive(&mut app, base, 3);
+    let run = app.run.as_ref().unwrap();
+    assert!(run.workers.is_empty());
+    assert!(run.worker_of(0).is_none());
+    assert!(!run.story.iter().any(|s| matches!(s, Story::Workers { .. })));
+    assert_eq!(app.workers, None);
+}
+
+#[test]
+fn a_worker_that_vanished_is_told_and_the_next_run_goes_to_the_others() {
+    let app = vanished_worker_run(Instant::now());
+    let run = app.run.as_ref().unwrap();
+    assert!(
+        matches!(&run.state, RunState::Stopped(reason) if reason.starts_with("worker w2 vanished")),
+        "{:?}",
+        run.state
+    );
+    let story: Vec<String> = run.story.iter().map(Story::text).collect();
+    let told =
+        format!("worker w2 vanished, with updaters #11–#20 (pid 4243 on build-7): {W2_VANISHED}");
+    let at = story
+        .iter()
+        .position(|l| *l == told)
+        .unwrap_or_else(|| panic!("no line about w2 in {story:#?}"));
+    // Its ten updaters' unknown outcomes are one line, not ten.
+    let failures: Vec<&String> = story.iter().filter(|l| l.contains(" failed at ")).collect();
+    assert_eq!(
+        failures,
+        [
+            "#11's update of SEG-011 and 9 more failed at 700 ms (outcome unknown): worker w2 vanished"
+        ],
+        "{story:#?}"
+    );
+    // Told before the verdict, which stays the last line.
+    assert!(at < story.len() - 1, "{story:#?}");
+    assert!(matches!(run.story.back(), Some(Story::Verdict { .. })));
+    // Its updaters' lanes say they failed, and it is known to have vanished.
+    assert_eq!(run.updaters[15].phase, Phase::Failed);
+    assert!(run.worker_of(15).is_some_and(|s| s.vanished.is_some()));
+    assert!(run.worker_of(5).is_some_and(|s| s.vanished.is_none()));
+    assert_eq!(run.tally.unknown, 10);
+    // The crew passes w2 over from now on: one worker left.
+    assert_eq!(app.workers, Some(1));
+}
+
+#[test]
+fn a_worker_that_vanished_in_a_comparison_is_not_counted_for_the_next_runs() {
+    let base = Instant::now();
+    let mut app = app(base);
+    app.workers = Some(3);
+    let commands = app.update(ch('c'), base);
+    let [Command::Compare { generation, .. }] = commands.as_slice() else {
+        panic!("c must start a comparison")
+    };
+    let generation = *generation;
+    app.update(
+        Msg::CompareStarted {
+            generation,
+            strategy: Strategy::Naive,
+        },
+        base,
+    );
+    let mut result = intact_result(Strategy::Naive, 20, 0);
+    result.workers = plan(3, UPDATERS);
+    result.workers[2].vanished = Some(W2_VANISHED.into());
+    result.stopped = Some("worker w3 vanished at 0.7s".into());
+    app.update(
+        Msg::CompareFinished {
+            generation,
+            strategy: Strategy::Naive,
+            result: Ok(result),
+        },
+        base,
+    );
+    assert_eq!(app.workers, Some(2));
+    let row = &app.compare.as_ref().unwrap().rows[0];
+    assert!(
+        matches!(&row.state, RowState::Stopped(reason) if reason.contains("w3 vanished")),
+        "{:?}",
+        row.state
+    );
+}

@@ -1,9 +1,14 @@
 //! The real binary in a real terminal (tmux): start `racelab`, press Enter, see lost updates on
-//! the screen, press q; the exit code is 0 and the private redis-server is gone.
+//! the screen, press q; the exit code is 0 and the private redis-server is gone. With
+//! `--workers 2`, two `racelab worker` processes run the updaters and leave when the TUI quits.
+
+mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::TestRedis;
 
 struct Tmux {
     socket: String,
@@ -173,6 +178,119 @@ fn racelab_shows_lost_updates_and_quits_cleanly() {
             !alive(pid),
             "the private redis-server {pid} outlived racelab"
         );
+    }
+}
+
+/// Worker processes this test started; killed if the test fails before they leave by themselves.
+struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits for the exit code the pane's shell writes to `file`, or fails with the screen.
+fn exit_code(tmux: &Tmux, file: &Path, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(code) = std::fs::read_to_string(file)
+            && !code.trim().is_empty()
+        {
+            return code.trim().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "racelab did not exit; screen:\n{}",
+            tmux.capture()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn with_two_workers_the_lanes_name_them_and_quitting_lets_them_go() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let racelab = env!("CARGO_BIN_EXE_racelab");
+    // --once: each serves the TUI's session and leaves when it ends.
+    let mut workers = Workers(Vec::new());
+    for _ in 0..2 {
+        workers.0.push(
+            Command::new(racelab)
+                .args(["worker", "--once", "--redis-url", &url])
+                .env_remove("REDIS_URL")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exit_file = dir.path().join("exit");
+    let command = format!(
+        "env -u REDIS_URL NO_COLOR=1 '{racelab}' --redis-url '{url}' --workers 2 --join-timeout 30s --think 150ms; echo $? > '{}'",
+        exit_file.display()
+    );
+    let tmux = Tmux::new();
+    // 40 rows: every one of the 20 lanes shows, the second worker's too.
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-x",
+        "100",
+        "-y",
+        "40",
+        "-s",
+        "e2e",
+        "sh",
+        "-c",
+        &command,
+    ]);
+    assert!(
+        started.status.success(),
+        "tmux new-session failed: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    tmux.wait_for(
+        "the idle screen with 2 workers",
+        Duration::from_secs(30),
+        |s| s.contains("idle: press Enter to run naive") && s.contains("20 updaters in 2 workers"),
+    );
+
+    tmux.run(&["send-keys", "-t", "e2e", "Enter"]);
+    let screen = tmux.wait_for("the finished run", Duration::from_secs(30), |s| {
+        s.contains("naive done in")
+    });
+    for lane in ["#1  w1 done", "#10 w1 done", "#11 w2 done", "#20 w2 done"] {
+        assert!(screen.contains(lane), "no {lane:?} lane:\n{screen}");
+    }
+    assert!(screen.contains("updates lost"), "{screen}");
+
+    tmux.run(&["send-keys", "-t", "e2e", "q"]);
+    assert_eq!(
+        exit_code(&tmux, &exit_file, Duration::from_secs(15)),
+        "0",
+        "racelab's exit code after q"
+    );
+    // The session ended, so each worker (serving once) left, with success.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for (k, worker) in workers.0.iter_mut().enumerate() {
+        let status = loop {
+            if let Some(status) = worker.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {} still runs after the TUI quit",
+                k + 1
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "worker {} exited with {status}", k + 1);
     }
 }
 

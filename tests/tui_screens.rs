@@ -126,6 +126,67 @@ fn mid_run() {
 }
 
 #[test]
+fn with_workers_the_header_counts_them_and_each_lane_names_its_worker() {
+    let base = Instant::now();
+    let mut idle = app(base);
+    idle.workers = Some(2);
+    for (w, h) in SIZES {
+        let text = screen(&idle, w, h);
+        assert!(
+            text.lines()
+                .next()
+                .is_some_and(|l| l.contains("20 updaters in 2 workers · 20 segments")),
+            "at {w}x{h}:\n{text}"
+        );
+        assert!(text.contains("20 updaters, spread over 2 worker"), "{text}");
+    }
+
+    let mut app = app(base);
+    app.workers = Some(2);
+    play_naive_in(&mut app, base, 8, Some(plan(2, UPDATERS)));
+    check(
+        "workers_mid_run",
+        &app,
+        &[
+            "● running naive",
+            "20 updaters in 2 workers",
+            "#2  w1 thinking",
+            "#10 w1 ",
+            "lost 7",
+        ],
+    );
+    // Every lane fits at 120x40: the second worker's too.
+    let text = screen(&app, 120, 40);
+    assert!(text.contains("#11 w2 "), "{text}");
+    assert!(text.contains("#20 w2 "), "{text}");
+    assert!(
+        text.contains("updaters run in workers: w1 #1–#10 (pid 4242 on build-7), w2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_worker_that_vanished_is_on_the_screen() {
+    let app = vanished_worker_run(Instant::now());
+    check(
+        "workers_vanished",
+        &app,
+        &[
+            "20 updaters in 1 worker ",
+            "naive stopped after",
+            "naive: stopped early (worker w2",
+            "unknown 10",
+        ],
+    );
+    let text = screen(&app, 120, 40);
+    assert!(text.contains("#15 w2 failed"), "{text}");
+    assert!(
+        text.contains("worker w2 vanished, with updaters #11–#20 (pid 4243 on"),
+        "{text}"
+    );
+}
+
+#[test]
 fn after_a_naive_run_with_losses() {
     let app = finished_naive(Instant::now());
     let survivor = write_order().last().unwrap().0;
@@ -229,7 +290,11 @@ fn every_size_renders_without_panicking() {
     help.update(ch('?'), base);
     let mut compare = app(base);
     compare.update(ch('c'), base);
-    for app in [&idle, &mid, &done, &help, &compare] {
+    let mut workers = app(base);
+    workers.workers = Some(2);
+    play_naive_in(&mut workers, base, 5, Some(plan(2, UPDATERS)));
+    let vanished = vanished_worker_run(base);
+    for app in [&idle, &mid, &done, &help, &compare, &workers, &vanished] {
         // Edges of the layout: too small, just big enough, the two snapshot sizes, large.
         for width in [1, 30, 59, 60, 61, 80, 121, 200] {
             for height in [1, 10, 15, 16, 17, 24, 48] {

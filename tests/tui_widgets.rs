@@ -229,3 +229,23 @@ fn colour_and_no_colour_both_set_lost_cells_apart() {
         assert_ne!(buf[(0, 1)].style(), buf[(col, 2)].style());
     }
 }
+
+#[test]
+fn a_lane_tags_its_worker_in_red_once_that_worker_vanished() {
+    let base = std::time::Instant::now();
+    let app = tui_support::vanished_worker_run(base);
+    let run = app.run.unwrap();
+    let area = Rect::new(0, 0, 60, 21);
+    let mut buf = Buffer::empty(area);
+    let color = Theme { color: true };
+    widgets::lanes(area, &mut buf, &run, 0, Duration::from_secs(2), color);
+    let text = screen_text(&buf);
+    assert!(text.contains("#1  w1 "), "{text}");
+    assert!(text.contains("#20 w2 failed"), "{text}");
+    // Row 1 is #1 (w1, alive), row 11 is #11 (w2, vanished); the tag starts at column 4.
+    assert_eq!(buf[(4, 1)].symbol(), "w");
+    assert_eq!(buf[(4, 1)].style().fg, color.worker().fg);
+    assert_eq!(buf[(4, 11)].symbol(), "w");
+    assert_eq!(buf[(4, 11)].style().fg, color.bad().fg);
+    assert_ne!(color.worker().fg, color.bad().fg);
+}

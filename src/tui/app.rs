@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use crate::crew::WorkerShare;
 use crate::engine::{RunResult, Workload};
 use crate::event::{Event, EventKind, Outcome, RetryReason, WriteScope};
 use crate::journey::SegmentState;
@@ -64,6 +65,12 @@ pub enum Msg {
         generation: u64,
         read_started: Instant,
         states: Vec<SegmentState>,
+    },
+    /// The single run's updaters are about to start in the crew's workers, shared like this
+    /// (`Crew::plan`). Comes before any event of the run; never sent for a run in this process.
+    WorkersPlanned {
+        generation: u64,
+        shares: Vec<WorkerShare>,
     },
     /// The single run ended. Every event of it arrived before this.
     RunFinished {
@@ -294,9 +301,12 @@ pub enum Story {
         at: Duration,
         times: u32,
     },
+    /// `updater`'s update of `segment` failed, and `others` more failed the same way at about
+    /// the same time (a worker that vanished, an interrupt: every updater in flight at once).
     Failed {
         updater: u32,
         segment: String,
+        others: u32,
         unknown: bool,
         reason: String,
         at: Duration,
@@ -307,6 +317,14 @@ pub enum Story {
         eraser_at: Option<Duration>,
         eraser_read: Option<Duration>,
         segments: Vec<LostSegment>,
+    },
+    /// Which worker runs which updaters, as the run starts: `w1 #1–#10 (pid 4242 on build-7)`.
+    Workers { shares: Vec<String> },
+    /// A worker went away during the run: what its updaters had in flight is unknown.
+    WorkerVanished {
+        worker: String,
+        updaters: String,
+        why: String,
     },
     /// The run's verdict, in one sentence.
     Verdict { text: String, lost: bool },
@@ -328,6 +346,10 @@ pub struct RunView {
     pub story: VecDeque<Story>,
     /// The observer has read the journey at least once.
     pub observed: bool,
+    /// Which worker runs which updaters, when a crew of workers runs them (`--workers`): the
+    /// plan as the run starts, what the engine reports once it is over. Empty for a run in this
+    /// process.
+    pub workers: Vec<WorkerShare>,
     /// The truth once the run is over.
     pub applied_final: Option<u64>,
     pub lost_final: Option<u64>,
@@ -369,6 +391,7 @@ impl RunView {
             updaters: vec![UpdaterView::new(); updaters],
             story: VecDeque::new(),
             observed: false,
+            workers: Vec::new(),
             applied_final: None,
             lost_final: None,
             workload,
@@ -456,6 +479,34 @@ impl RunView {
         } else {
             0.0
         }
+    }
+
+    /// The share of the worker updater `updater` (0-based) runs in, when workers run the run.
+    pub fn worker_of(&self, updater: u32) -> Option<&WorkerShare> {
+        self.workers.iter().find(|s| s.runs(updater))
+    }
+
+    fn on_planned(&mut self, shares: Vec<WorkerShare>) {
+        // The story names a few; the lanes tag every updater with its worker.
+        const NAMED: usize = 4;
+        let mut named: Vec<String> = shares
+            .iter()
+            .take(NAMED)
+            .map(|s| {
+                format!(
+                    "{} {} (pid {} on {})",
+                    s.worker,
+                    updater_range(s),
+                    s.pid,
+                    s.host
+                )
+            })
+            .collect();
+        if shares.len() > NAMED {
+            named.push(format!("{} more", shares.len() - NAMED));
+        }
+        self.tell(Story::Workers { shares: named });
+        self.workers = shares;
     }
 
     fn tell(&mut self, line: Story) {
@@ -582,13 +633,7 @@ impl RunView {
                     u.marks.pop_back();
                 }
                 let segment = self.segment_id(segment);
-                self.tell(Story::Failed {
-                    updater: who,
-                    segment,
-                    unknown: outcome == Outcome::Unknown,
-                    reason: reason.to_string(),
-                    at,
-                });
+                self.tell_failure(who, segment, outcome == Outcome::Unknown, &reason, at);
             }
             EventKind::Done => {
                 let u = &mut self.updaters[index];
@@ -626,6 +671,40 @@ impl RunView {
             reason,
             at,
             times: 1,
+        });
+    }
+
+    /// Failures for the same reason together are one line: a worker that vanishes takes all its
+    /// updaters' updates with it.
+    fn tell_failure(
+        &mut self,
+        who: u32,
+        segment: String,
+        unknown: bool,
+        reason: &str,
+        at: Duration,
+    ) {
+        if let Some(Story::Failed {
+            others,
+            unknown: last_unknown,
+            reason: last_reason,
+            at: from,
+            ..
+        }) = self.story.back_mut()
+            && *last_unknown == unknown
+            && last_reason == reason
+            && at.saturating_sub(*from) <= READ_GROUP_WINDOW
+        {
+            *others += 1;
+            return;
+        }
+        self.tell(Story::Failed {
+            updater: who,
+            segment,
+            others: 0,
+            unknown,
+            reason: reason.to_owned(),
+            at,
         });
     }
 
@@ -778,6 +857,24 @@ impl RunView {
                 return;
             }
         };
+        // What the engine reports is what happened; the plan was what was meant to.
+        if !result.workers.is_empty() {
+            self.workers = result.workers;
+        }
+        let vanished: Vec<Story> = self
+            .workers
+            .iter()
+            .filter_map(|s| {
+                s.vanished.as_ref().map(|why| Story::WorkerVanished {
+                    worker: s.worker.clone(),
+                    updaters: format!("{} (pid {} on {})", updater_range(s), s.pid, s.host),
+                    why: why.clone(),
+                })
+            })
+            .collect();
+        for line in vanished {
+            self.tell(line);
+        }
         if let Some(reason) = result.unverified {
             // Without the final state nothing can be said about applied or lost updates: the
             // grid keeps the observer's last view and the header says why there is no verdict.
@@ -863,6 +960,15 @@ fn find_eraser(writes: &[Write], lost: usize) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// `#1–#10`, `#7`, or `no updaters`: the updaters a worker runs.
+fn updater_range(share: &WorkerShare) -> String {
+    match (share.first_updater, share.last_updater) {
+        (Some(first), Some(last)) if first == last => format!("#{first}"),
+        (Some(first), Some(last)) => format!("#{first}–#{last}"),
+        _ => "no updaters".to_owned(),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowState {
     Waiting,
@@ -928,6 +1034,9 @@ pub struct App {
     pub target: TargetInfo,
     /// Colours on (off with `NO_COLOR`); symbols carry the meaning either way.
     pub color: bool,
+    /// How many workers (`--workers`) the next run's updaters run in; `None` when they run in
+    /// this process. Workers that vanish are not counted: the next run goes to the others.
+    pub workers: Option<u32>,
     pub screen: Screen,
     pub help: bool,
     pub run: Option<RunView>,
@@ -957,6 +1066,7 @@ impl App {
             fixed_seed,
             target,
             color,
+            workers: None,
             screen: Screen::Main,
             help: false,
             run: None,
@@ -1004,6 +1114,14 @@ impl App {
         self.dirty = true;
     }
 
+    /// A run's workers that vanished take no part in the next runs (the crew passes them over).
+    fn forget_vanished(&mut self, shares: &[WorkerShare]) {
+        let gone = shares.iter().filter(|s| s.vanished.is_some()).count() as u32;
+        if let Some(workers) = self.workers.as_mut() {
+            *workers = workers.saturating_sub(gone);
+        }
+    }
+
     fn say(&mut self, text: impl Into<String>) {
         self.notice = Some((text.into(), self.now));
     }
@@ -1043,7 +1161,19 @@ impl App {
                     run.on_observed(read_started, states);
                 }
             }
+            Msg::WorkersPlanned { generation, shares } => {
+                if let Some(run) = self
+                    .run
+                    .as_mut()
+                    .filter(|r| r.generation == generation && r.running())
+                {
+                    run.on_planned(shares);
+                }
+            }
             Msg::RunFinished { generation, result } => {
+                if let Ok(result) = &result {
+                    self.forget_vanished(&result.workers);
+                }
                 if let Some(run) = self.run.as_mut().filter(|r| r.generation == generation) {
                     run.on_finished(result, self.now);
                 }
@@ -1065,6 +1195,9 @@ impl App {
                 strategy,
                 result,
             } => {
+                if let Ok(result) = &result {
+                    self.forget_vanished(&result.workers);
+                }
                 if let Some(c) = self.compare.as_mut().filter(|c| c.generation == generation)
                     && let Some(row) = c.row(strategy)
                 {
@@ -1349,6 +1482,7 @@ impl Story {
             Story::Failed {
                 updater,
                 segment,
+                others,
                 unknown,
                 reason,
                 at,
@@ -1358,10 +1492,17 @@ impl Story {
                 } else {
                     "not written"
                 };
-                format!(
-                    "#{updater}'s update of {segment} failed at {} ({outcome}): {reason}",
-                    fmt_ms(*at)
-                )
+                if *others == 0 {
+                    format!(
+                        "#{updater}'s update of {segment} failed at {} ({outcome}): {reason}",
+                        fmt_ms(*at)
+                    )
+                } else {
+                    format!(
+                        "#{updater}'s update of {segment} and {others} more failed at {} ({outcome}): {reason}",
+                        fmt_ms(*at)
+                    )
+                }
             }
             Story::Lost {
                 eraser,
@@ -1403,6 +1544,14 @@ impl Story {
                     _ => format!("a later write put it back: {what}"),
                 }
             }
+            Story::Workers { shares } => {
+                format!("updaters run in workers: {}", shares.join(", "))
+            }
+            Story::WorkerVanished {
+                worker,
+                updaters,
+                why,
+            } => format!("worker {worker} vanished, with updaters {updaters}: {why}"),
             Story::Verdict { text, .. } | Story::SeedMessage { text } => text.clone(),
         }
     }

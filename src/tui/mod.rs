@@ -8,8 +8,9 @@
 //! - [`observer`]: reads the journey as Redis holds it, on its own connection.
 //! - [`terminal`]: full-screen mode in and out, whatever way the TUI ends.
 //!
-//! This module is the runtime around them: the input thread, the frame loop, and the tasks that
-//! run strategies.
+//! This module is the runtime around them: the input thread, the frame loop, the tasks that
+//! run strategies, and with `--workers` the crew of workers those runs go to (gathered before
+//! the screen opens, dismissed after it closes).
 
 pub mod app;
 pub mod observer;
@@ -27,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Options, TUI_THINK};
+use crate::crew::Crew;
 use crate::engine::{self, Settings, Workload};
 use crate::error::Error;
 use crate::event::Event;
@@ -68,6 +70,27 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
         private: target.is_private(),
         cluster: target.placement(&workload.journey.id).await?,
     };
+    let mut settings = options.settings();
+    if let Some(count) = options.workers {
+        // On the plain terminal still: the crew says how to start workers and who joined, and
+        // the user may wait here a while.
+        let crew = match Crew::gather(
+            &target,
+            &settings.key_prefix,
+            count,
+            options.join_timeout,
+            cancel,
+        )
+        .await
+        {
+            Ok(crew) => crew,
+            // Ctrl-C while waiting is the user's way out, not an error to print: the exit code
+            // says it was interrupted.
+            Err(Error::Interrupted) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        settings.crew = Some(Arc::new(crew));
+    }
     let mut app = App::new(
         strategy,
         workload,
@@ -76,11 +99,24 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
         terminal::color_wanted(),
         Instant::now(),
     );
-    let mut screen = terminal::Screen::enter()?;
-    let result = Session::new(target.clone(), options.settings())
-        .run(&mut screen, &mut app, cancel)
-        .await;
-    drop(screen);
+    app.workers = settings.crew.as_ref().map(|crew| crew.size() as u32);
+    let result = match terminal::Screen::enter() {
+        Ok(mut screen) => {
+            let result = Session::new(target.clone(), settings.clone())
+                .run(&mut screen, &mut app, cancel)
+                .await;
+            drop(screen);
+            result
+        }
+        Err(e) => Err(e),
+    };
+    // Every run has ended (Session::run awaits them): the workers go back to waiting, or leave
+    // if they serve once. Also after an error, so they are not left claimed until the session
+    // key expires.
+    if let Some(crew) = &settings.crew {
+        crew.dismiss().await;
+    }
+    drop(settings);
     // Every run task has ended (Session::run awaits them), so this is the last reference: the
     // private redis-server stops here, after the runs deleted their keys.
     drop(target);
@@ -268,6 +304,16 @@ pub async fn run_one(
     tx: mpsc::Sender<Msg>,
     stop: CancellationToken,
 ) {
+    if let Some(crew) = &settings.crew {
+        // Before any event of the run, so every lane has its worker from the start. The engine
+        // shares the updaters the same way a moment later (the same live workers).
+        let _ = tx
+            .send(Msg::WorkersPlanned {
+                generation,
+                shares: crew.plan(workload.updaters),
+            })
+            .await;
+    }
     let run_id = Keys::new_run_id();
     let keys = Keys::new(&settings.key_prefix, &run_id, &workload.journey.id);
     let (events, events_rx) = mpsc::channel(EVENT_CHANNEL);

@@ -87,6 +87,16 @@ impl Theme {
         }
     }
 
+    /// A lane's worker tag (`w2`): a colour of its own, so the lanes of one worker stand out
+    /// from the phases and marks beside them; the tag's text says it either way.
+    pub fn worker(self) -> Style {
+        if self.color {
+            Style::new().fg(Color::Magenta)
+        } else {
+            Style::new()
+        }
+    }
+
     pub fn border(self) -> Style {
         self.dim()
     }

@@ -83,21 +83,41 @@ fn header(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
     } else {
         format!("think {}", fmt_ms(workload.think))
     };
-    let line1 = Line::from(vec![
-        Span::styled("racelab ", theme.title()),
-        Span::styled(
-            format!(" {} ", strategy.name()),
-            theme
-                .strong()
-                .add_modifier(ratatui::style::Modifier::REVERSED),
-        ),
-        Span::raw(format!(
-            "  {} updater{} · {} segments · {rounds} · {think}",
-            workload.updaters,
-            if workload.updaters == 1 { "" } else { "s" },
-            workload.segments(),
-        )),
-    ]);
+    let mut updaters = format!(
+        "{} updater{}",
+        workload.updaters,
+        if workload.updaters == 1 { "" } else { "s" }
+    );
+    // The workers of the run going on (its plan), else how many the next run gets.
+    let workers = match running {
+        Some(run) if !run.workers.is_empty() => Some(run.workers.len() as u32),
+        _ => app.workers,
+    };
+    match workers {
+        // Runs can no longer be made: the footer's error says so when one is tried.
+        Some(0) => updaters.push_str(", every worker vanished"),
+        Some(k) => updaters.push_str(&format!(" in {k} worker{}", if k == 1 { "" } else { "s" })),
+        None => {}
+    }
+    let settings_line = |parts: &[&str]| {
+        Line::from(vec![
+            Span::styled("racelab ", theme.title()),
+            Span::styled(
+                format!(" {} ", strategy.name()),
+                theme
+                    .strong()
+                    .add_modifier(ratatui::style::Modifier::REVERSED),
+            ),
+            Span::raw(format!("  {}", parts.join(" · "))),
+        ])
+    };
+    let segments = format!("{} segments", workload.segments());
+    let mut line1 = settings_line(&[&updaters, &segments, &rounds, &think]);
+    // One round is the default and goes without saying when the line is too long for the
+    // screen (the workers make it so at 80 columns).
+    if line1.width() > usize::from(area.width) && workload.rounds == 1 {
+        line1 = settings_line(&[&updaters, &segments, &think]);
+    }
     let redis = match (&app.target.cluster, app.target.private) {
         // Short, so the run state after it still fits 80 columns: the slot and its node are
         // what a cluster demo points at; the seed nodes are in the report.
@@ -260,8 +280,15 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
                 ));
             let inner = block.inner(lanes_area);
             block.render(lanes_area, buf);
+            let place = match app.workers {
+                Some(k) if k > 0 => format!(
+                    ", spread over {k} worker process{},",
+                    if k == 1 { "" } else { "es" }
+                ),
+                _ => String::new(),
+            };
             let text = format!(
-                "{} updaters will each change one segment: read, think, write. Their reads and writes show here on one time axis.",
+                "{} updaters{place} will each change one segment: read, think, write. Their reads and writes show here on one time axis.",
                 app.workload.updaters
             );
             for (k, line) in widgets::wrap(&text, usize::from(inner.width))

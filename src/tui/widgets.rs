@@ -354,7 +354,14 @@ pub fn lanes(
     let number_width = total.to_string().len() + 1;
     let wide = area.width >= 60;
     let phase_width = if wide { 16 } else { 10 };
-    let label_width = number_width + 1 + phase_width + 1;
+    // With workers, each lane says which one its updater runs in (`#7  w2 thinking`).
+    let worker_width = run
+        .workers
+        .iter()
+        .map(|s| s.worker.chars().count() + 1)
+        .max()
+        .unwrap_or(0);
+    let label_width = number_width + 1 + worker_width + phase_width + 1;
     let axis_width = area.width.saturating_sub(label_width as u16);
     let expected = run
         .workload
@@ -415,6 +422,24 @@ pub fn lanes(
             _ => theme.dim(),
         };
         let x = inner.x + number_width as u16 + 1;
+        if let Some(share) = run.worker_of(i as u32)
+            && x < inner.right()
+        {
+            // A worker that vanished left its updaters' outcomes unknown.
+            let style = if share.vanished.is_some() {
+                theme.bad()
+            } else {
+                theme.worker()
+            };
+            buf.set_stringn(
+                x,
+                y,
+                &share.worker,
+                usize::from(inner.right() - x).min(worker_width.saturating_sub(1)),
+                style,
+            );
+        }
+        let x = x + worker_width as u16;
         if x < inner.right() {
             buf.set_stringn(
                 x,
@@ -487,6 +512,8 @@ pub fn story(area: Rect, buf: &mut Buffer, lines: &[Story], hint: &str, theme: T
             Story::Verdict { lost: false, .. } => theme.good(),
             Story::Verdict { lost: true, .. } => theme.bad(),
             l if l.is_loss() => theme.bad(),
+            // Its updaters' outcomes are unknown: as serious as a loss to the reader.
+            Story::WorkerVanished { .. } => theme.bad(),
             Story::Failed { .. } | Story::Retries { .. } => theme.busy(),
             _ => Style::new(),
         };

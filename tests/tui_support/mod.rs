@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use racelab::crew::WorkerShare;
 use racelab::engine::{RunResult, Workload};
 use racelab::event::{Event, EventKind, WriteScope};
 use racelab::journey::{Journey, SegmentState, update_status};
@@ -110,11 +111,45 @@ pub fn naive_state(journey: &Journey, writer: Option<u32>) -> Vec<SegmentState> 
 /// stamped when received, observer reads after each write. Returns the tally the engine would
 /// have kept and the instant the script got to.
 pub fn play_naive(app: &mut App, base: Instant, writes: usize) -> (Tally, Instant, u64) {
+    play_naive_in(app, base, writes, None)
+}
+
+/// How a crew of `workers` shares `updaters`, as `Crew::plan` does: contiguous runs of updaters
+/// in the order the workers joined. Worker `wK` is pid 4241+K on `build-7`.
+pub fn plan(workers: u32, updaters: u32) -> Vec<WorkerShare> {
+    (0..workers)
+        .map(|w| {
+            let split = |w: u32| (u64::from(updaters) * u64::from(w) / u64::from(workers)) as u32;
+            let (start, end) = (split(w), split(w + 1));
+            WorkerShare {
+                worker: format!("w{}", w + 1),
+                id: format!("{:08x}", 0x4f1c_9a20 + w),
+                host: "build-7".into(),
+                pid: 4242 + w,
+                first_updater: (start < end).then_some(start + 1),
+                last_updater: (start < end).then_some(end),
+                vanished: None,
+            }
+        })
+        .collect()
+}
+
+/// [`play_naive`], its updaters run by the workers of `shares` when given: the runtime tells the
+/// app the plan before the first event.
+pub fn play_naive_in(
+    app: &mut App,
+    base: Instant,
+    writes: usize,
+    shares: Option<Vec<WorkerShare>>,
+) -> (Tally, Instant, u64) {
     let commands = app.update(key(crossterm::event::KeyCode::Enter), base);
     let generation = match commands.as_slice() {
         [Command::Run { generation, .. }] => *generation,
         other => panic!("Enter should start one run, got {} commands", other.len()),
     };
+    if let Some(shares) = shares {
+        app.update(Msg::WorkersPlanned { generation, shares }, base);
+    }
     let journey = Journey::seed_fixture().unwrap();
     let mut tally = Tally::new(journey.segments.len());
     let send = |app: &mut App, tally: &mut Tally, at_ms: f64, updater: u32, kind: EventKind| {
@@ -268,4 +303,83 @@ pub fn retry_kind(attempt: u32) -> EventKind {
 
 pub fn lock_wait_kind() -> EventKind {
     EventKind::WaitingForLock { round: 0 }
+}
+
+/// The reason the crew gives when worker `w2` vanished after the release.
+pub const W2_VANISHED: &str = "its card expired: the process is gone or cut off from Redis; 10 updates it had in flight are unknown";
+
+/// A naive run in two workers where `w2` vanished while its ten updaters were thinking: the crew
+/// reports their updates unknown, `w1`'s updaters write on, and the run ends stopped with the
+/// vanished worker in its shares, as the engine ends it.
+pub fn vanished_worker_run(base: Instant) -> App {
+    let mut app = app(base);
+    app.workers = Some(2);
+    let shares = plan(2, UPDATERS);
+    let (mut tally, _, generation) = play_naive_in(&mut app, base, 0, Some(shares.clone()));
+    let journey = Journey::seed_fixture().unwrap();
+    let mut send = |app: &mut App, at_ms: u64, updater: u32, kind: EventKind| {
+        let at = Duration::from_millis(at_ms);
+        let event = Event { at, updater, kind };
+        tally.record(&event);
+        let received = base + at + Duration::from_millis(1);
+        app.update(
+            Msg::Event {
+                generation,
+                received,
+                event,
+            },
+            received,
+        );
+    };
+    for u in 10..UPDATERS {
+        send(
+            &mut app,
+            700,
+            u,
+            EventKind::Failed {
+                round: 0,
+                segment: u,
+                status: update_status(u as usize, 0),
+                outcome: racelab::event::Outcome::Unknown,
+                reason: "worker w2 vanished".into(),
+                gave_up: false,
+            },
+        );
+        send(&mut app, 700, u, EventKind::Done);
+    }
+    let mut last = 0;
+    for (k, u) in (0..10).enumerate() {
+        let at = 800 + 60 * k as u64;
+        send(
+            &mut app,
+            at,
+            u,
+            ack_kind(u, Duration::from_millis(2), Duration::from_millis(at - 1)),
+        );
+        send(&mut app, at, u, EventKind::Done);
+        last = u;
+    }
+    let states = naive_state(&journey, Some(last));
+    let truth = verify(&tally, &journey, &states, 1000);
+    let mut workers = shares;
+    workers[1].vanished = Some(W2_VANISHED.into());
+    let result = RunResult {
+        strategy: Strategy::Naive,
+        run_id: "0a1b2c3d".into(),
+        tally,
+        truth,
+        states,
+        stopped: Some(format!("worker w2 vanished at 0.7s ({W2_VANISHED})")),
+        unverified: None,
+        keys_left: None,
+        workers,
+    };
+    app.update(
+        Msg::RunFinished {
+            generation,
+            result: Ok(result),
+        },
+        base + Duration::from_millis(1500),
+    );
+    app
 }
