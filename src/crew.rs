@@ -163,12 +163,14 @@ pub fn worker_of(shares: &[WorkerShare], updater: u32) -> Option<&str> {
         .map(|s| s.worker.as_str())
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Member {
     id: String,
     name: String,
     host: String,
     pid: u32,
+    /// It vanished or left: later runs go to the others.
+    gone: bool,
 }
 
 /// The workers a coordinator claimed for its session. Shared by every run of the session.
@@ -179,9 +181,10 @@ pub struct Crew {
     connector: Connector,
     timeout: Duration,
     cluster: bool,
-    members: Vec<Member>,
-    /// Members that vanished: later runs go to the others.
-    gone: Mutex<Vec<bool>>,
+    /// How many workers the session asked for.
+    wanted: usize,
+    /// Everyone who joined, in order; vanished ones stay listed (their `wN` is not reused).
+    members: Mutex<Vec<Member>>,
     renewal: tokio::task::JoinHandle<()>,
 }
 
@@ -189,7 +192,7 @@ impl std::fmt::Debug for Crew {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Crew")
             .field("session", &self.session)
-            .field("members", &self.members)
+            .field("members", &self.members())
             .finish_non_exhaustive()
     }
 }
@@ -233,15 +236,15 @@ impl Crew {
             .await
             .map_err(|e| target.refused(&e))?;
         let renewal = tokio::spawn(keep_session(conn.clone(), keys.clone(), session.clone()));
-        let mut crew = Crew {
+        let crew = Crew {
             keys,
             session,
             conn,
             connector: target.connector(),
             timeout: target.timeout(),
             cluster: target.is_cluster(),
-            members: Vec::new(),
-            gone: Mutex::new(Vec::new()),
+            wanted: count as usize,
+            members: Mutex::new(Vec::new()),
             renewal,
         };
         eprintln!(
@@ -250,7 +253,7 @@ impl Crew {
             worker_command(target, prefix)
         );
         let deadline = Instant::now() + wait;
-        while crew.members.len() < count as usize {
+        while crew.size() < crew.wanted {
             if cancel.is_cancelled() {
                 crew.dismiss().await;
                 return Err(Error::Interrupted);
@@ -259,22 +262,19 @@ impl Crew {
                 crew.dismiss().await;
                 return Err(Error::Usage(format!(
                     "{} of {count} workers joined within {}; start more with `{}`, or ask for fewer with --workers",
-                    crew.members.len(),
+                    crew.size(),
                     humantime::format_duration(wait),
                     worker_command(target, prefix)
                 )));
             }
             match crew.claim_one().await {
-                Ok(Some(member)) => {
-                    eprintln!(
-                        "racelab: worker {}/{count} joined: {} on {} (pid {})",
-                        crew.members.len() + 1,
-                        member.id,
-                        member.host,
-                        member.pid
-                    );
-                    crew.members.push(member);
-                }
+                Ok(Some(member)) => eprintln!(
+                    "racelab: worker {}/{count} joined: {} on {} (pid {})",
+                    crew.size(),
+                    member.id,
+                    member.host,
+                    member.pid
+                ),
                 Ok(None) => tokio::time::sleep(POLL).await,
                 Err(e) if crate::engine::is_transient(&e) => tokio::time::sleep(POLL).await,
                 Err(e) => {
@@ -283,42 +283,67 @@ impl Crew {
                 }
             }
         }
-        if let Ok(mut gone) = crew.gone.lock() {
-            *gone = vec![false; crew.members.len()];
-        }
         Ok(crew)
     }
 
-    /// Takes the next worker from the lobby, if one waits and can be claimed.
-    async fn claim_one(&mut self) -> redis::RedisResult<Option<Member>> {
+    fn members(&self) -> Vec<Member> {
+        self.members
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    fn live(&self) -> Vec<Member> {
+        self.members().into_iter().filter(|m| !m.gone).collect()
+    }
+
+    /// Takes the next worker from the lobby, if one waits and can be claimed, and adds it.
+    async fn claim_one(&self) -> redis::RedisResult<Option<Member>> {
+        let mut conn = self.conn.clone();
         loop {
-            let id: Option<String> = self.conn.lpop(self.keys.lobby(), None).await?;
+            let id: Option<String> = conn.lpop(self.keys.lobby(), None).await?;
             let Some(id) = id else {
                 return Ok(None);
             };
-            if self.members.iter().any(|m| m.id == id) {
+            if self.members().iter().any(|m| m.id == id) {
                 continue;
             }
             let card: Option<(String, u32)> = CLAIM
                 .key(self.keys.worker(&id))
                 .arg(&self.session)
-                .invoke_async(&mut self.conn)
+                .invoke_async(&mut conn)
                 .await?;
             // A worker that is gone, or that another session claimed first, is passed over.
-            if let Some((host, pid)) = card {
-                return Ok(Some(Member {
-                    name: format!("w{}", self.members.len() + 1),
-                    id,
-                    host,
-                    pid,
-                }));
+            let Some((host, pid)) = card else {
+                continue;
+            };
+            let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+            let member = Member {
+                name: format!("w{}", members.len() + 1),
+                id,
+                host,
+                pid,
+                gone: false,
+            };
+            members.push(member.clone());
+            return Ok(Some(member));
+        }
+    }
+
+    /// Replaces vanished workers with ones waiting in the lobby, without waiting for any: a
+    /// long session (the TUI) gets its crew back when workers are started again.
+    async fn top_up(&self) {
+        while self.size() < self.wanted {
+            match self.claim_one().await {
+                Ok(Some(_)) => {}
+                _ => return,
             }
         }
     }
 
-    /// How many workers the crew has.
+    /// How many live workers the crew has.
     pub fn size(&self) -> usize {
-        self.members.len()
+        self.live().len()
     }
 
     /// Ends the session: the workers leave it (and wait for another, unless they serve once).
@@ -344,7 +369,7 @@ impl Crew {
     /// Whether a worker still holds a card claimed by this session.
     async fn still_claimed(&self, conn: &mut Conn) -> bool {
         let mut pipe = redis::pipe();
-        for member in &self.members {
+        for member in self.members() {
             pipe.cmd("HGET")
                 .arg(self.keys.worker(&member.id))
                 .arg("session");
@@ -357,24 +382,18 @@ impl Crew {
         }
     }
 
-    /// How the crew's live workers would share `updaters`: contiguous runs of updaters, in the
-    /// order the workers joined.
-    pub fn plan(&self, updaters: u32) -> Vec<WorkerShare> {
+    /// How the crew's live workers (topped up from the lobby first, as a run does) would share
+    /// `updaters`: contiguous runs of updaters, in the order the workers joined.
+    pub async fn plan(&self, updaters: u32) -> Vec<WorkerShare> {
+        self.top_up().await;
         self.assign(updaters)
-            .into_iter()
-            .map(|(a, m)| share_of(&a, m, None))
+            .iter()
+            .map(|(a, m)| share_of(a, m, None))
             .collect()
     }
 
-    fn assign(&self, n: u32) -> Vec<(Assignment, &Member)> {
-        let gone = self.gone.lock().map(|g| g.clone()).unwrap_or_default();
-        let live: Vec<&Member> = self
-            .members
-            .iter()
-            .zip(gone.iter().chain(std::iter::repeat(&false)))
-            .filter(|(_, gone)| !**gone)
-            .map(|(m, _)| m)
-            .collect();
+    fn assign(&self, n: u32) -> Vec<(Assignment, Member)> {
+        let live = self.live();
         let k = live.len().max(1) as u64;
         live.into_iter()
             .enumerate()
@@ -405,11 +424,12 @@ impl Crew {
         stop: CancellationToken,
         phases: bool,
     ) -> Result<(Option<String>, Vec<WorkerShare>), Error> {
+        self.top_up().await;
         let n = workload.updaters;
         let assigned = self.assign(n);
         if assigned.is_empty() {
             return Err(Error::Usage(
-                "every worker of this run has vanished; start workers again and rerun".to_owned(),
+                "every worker of this run has vanished and none waits to replace them; start workers (racelab worker) and run again".to_owned(),
             ));
         }
         let shares: Vec<Assignment> = assigned.iter().map(|(a, _)| a.clone()).collect();
@@ -442,12 +462,10 @@ impl Crew {
                 reason: format!("handing the workers their job failed: {}", describe(&e)),
             })?;
         race.run(self, run_id).await;
-        if let Ok(mut gone) = self.gone.lock() {
-            for (i, member) in self.members.iter().enumerate() {
-                if race.vanished.contains_key(&member.id)
-                    && let Some(flag) = gone.get_mut(i)
-                {
-                    *flag = true;
+        if let Ok(mut members) = self.members.lock() {
+            for member in members.iter_mut() {
+                if race.vanished.contains_key(&member.id) {
+                    member.gone = true;
                 }
             }
         }

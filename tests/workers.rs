@@ -259,14 +259,15 @@ async fn fixes_hold_across_worker_processes_run_after_run() {
     assert_eq!(redis.all_keys().await, Vec::<String>::new());
 }
 
-/// Starts a two-worker lua run whose updaters think for 3 s, and waits until they are released.
-fn slow_run(url: &str) -> (Workers, Child) {
+/// Starts a two-worker run of `strategies` whose updaters think for 3 s, and waits until they
+/// are released.
+fn slow_run(url: &str, strategies: &str) -> (Workers, Child) {
     let workers = Workers::start(2, &["--redis-url", url, "--once"]);
     let coordinator = Command::new(BIN)
         .args([
             "run",
             "-s",
-            "lua",
+            strategies,
             "--think",
             "3s",
             "--workers",
@@ -294,8 +295,10 @@ fn slow_run(url: &str) -> (Workers, Child) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_vanishes_mid_run_leaves_its_in_flight_updates_unknown() {
     let redis = TestRedis::start();
-    let (mut workers, coordinator) = slow_run(&redis.url());
+    let (mut workers, coordinator) = slow_run(&redis.url(), "lua,hash");
     workers.signal(0, libc::SIGKILL);
+    // A worker started now replaces it for the next strategy.
+    let mut replacement = Workers::start(1, &["--redis-url", &redis.url(), "--once"]);
     let output = coordinator.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let report = report(&output);
@@ -325,13 +328,28 @@ async fn a_worker_that_vanishes_mid_run_leaves_its_in_flight_updates_unknown() {
         "{run}"
     );
     assert!(stderr(&output).contains("could not be completed"));
+    // The next strategy ran on the survivor and the replacement, and lost nothing.
+    let hash = &report["runs"][1];
+    assert_eq!(hash["applied"], 20, "{hash}");
+    assert_shares_cover(hash, 2, 20);
+    let names: Vec<&str> = hash["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["worker"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"w3"), "{hash}");
     assert_eq!(workers.exit_codes(Duration::from_secs(10))[1], Some(0));
+    assert_eq!(
+        replacement.exit_codes(Duration::from_secs(10)),
+        vec![Some(0)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_worker_reports_its_in_flight_updates_unknown_and_leaves() {
     let redis = TestRedis::start();
-    let (mut workers, coordinator) = slow_run(&redis.url());
+    let (mut workers, coordinator) = slow_run(&redis.url(), "lua");
     workers.signal(1, libc::SIGINT);
     let output = coordinator.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
@@ -352,7 +370,7 @@ async fn an_interrupted_worker_reports_its_in_flight_updates_unknown_and_leaves(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_notice_when_their_coordinator_is_gone() {
     let redis = TestRedis::start();
-    let (mut workers, mut coordinator) = slow_run(&redis.url());
+    let (mut workers, mut coordinator) = slow_run(&redis.url(), "lua");
     coordinator.kill().unwrap();
     let _ = coordinator.wait();
     // The session key expires; each worker stops its updaters and leaves.

@@ -1167,6 +1167,10 @@ impl App {
                     .as_mut()
                     .filter(|r| r.generation == generation && r.running())
                 {
+                    // Vanished workers may have been replaced from the lobby since the last run.
+                    if self.workers.is_some() {
+                        self.workers = Some(shares.len() as u32);
+                    }
                     run.on_planned(shares);
                 }
             }

@@ -310,7 +310,7 @@ pub async fn run_one(
         let _ = tx
             .send(Msg::WorkersPlanned {
                 generation,
-                shares: crew.plan(workload.updaters),
+                shares: crew.plan(workload.updaters).await,
             })
             .await;
     }
