@@ -16,6 +16,7 @@
 //! - a worker whose card expired has vanished: what its updaters had in flight is unknown.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,51 @@ pub(crate) const POLL: Duration = Duration::from_millis(100);
 
 static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../assets/claim_worker.lua")));
+
+/// A worker's hold on the runs it serves. Its card in Redis expires `TTL` after the last renewal;
+/// from then on the coordinator may take the worker for vanished, count its in-flight updates
+/// unknown and delete the run's keys. So a worker whose last renewal is older than
+/// [`Lease::LOCAL_LIMIT`] (a process stalled, a host cut off), or whose card was found gone,
+/// must not write any more: its updaters check before each write.
+#[derive(Debug)]
+pub struct Lease {
+    base: Instant,
+    /// When the last successful renewal was sent, in ms since `base`.
+    renewed_ms: AtomicU64,
+    /// A session claimed the worker.
+    pub(crate) claimed: AtomicBool,
+    /// The card expired after the claim.
+    pub(crate) evicted: AtomicBool,
+}
+
+impl Default for Lease {
+    fn default() -> Lease {
+        Lease {
+            base: Instant::now(),
+            renewed_ms: AtomicU64::new(0),
+            claimed: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Lease {
+    /// A renewal older than this counts as lapsed: a renewal period short of `TTL`, since the
+    /// card's own clock started when Redis received the renewal, after it was sent.
+    pub const LOCAL_LIMIT: Duration = Duration::from_secs(TTL.as_secs() - RENEW_EVERY.as_secs());
+
+    /// A renewal sent at `sent` succeeded.
+    pub(crate) fn renewed(&self, sent: Instant) {
+        let ms = sent.saturating_duration_since(self.base).as_millis() as u64;
+        self.renewed_ms.fetch_max(ms, Ordering::SeqCst);
+    }
+
+    /// Whether the worker may have been taken for vanished: it must stop writing.
+    pub fn lapsed(&self) -> bool {
+        let renewed = self.base + Duration::from_millis(self.renewed_ms.load(Ordering::SeqCst));
+        self.evicted.load(Ordering::SeqCst) || renewed.elapsed() >= Self::LOCAL_LIMIT
+    }
+}
 
 /// What the coordinator tells its workers on the control stream.
 #[derive(Debug)]
@@ -183,6 +229,8 @@ pub struct Crew {
     cluster: bool,
     /// How many workers the session asked for.
     wanted: usize,
+    /// `--join-timeout`: how long workers may take to join, and to get ready for a run.
+    wait: Duration,
     /// Everyone who joined, in order; vanished ones stay listed (their `wN` is not reused).
     members: Mutex<Vec<Member>>,
     renewal: tokio::task::JoinHandle<()>,
@@ -244,6 +292,7 @@ impl Crew {
             timeout: target.timeout(),
             cluster: target.is_cluster(),
             wanted: count as usize,
+            wait,
             members: Mutex::new(Vec::new()),
             renewal,
         };
@@ -308,11 +357,20 @@ impl Crew {
             if self.members().iter().any(|m| m.id == id) {
                 continue;
             }
-            let card: Option<(String, u32)> = CLAIM
+            let card: Option<(String, u32)> = match CLAIM
                 .key(self.keys.worker(&id))
                 .arg(&self.session)
                 .invoke_async(&mut conn)
-                .await?;
+                .await
+            {
+                Ok(card) => card,
+                // The answer was lost, not necessarily the claim: a worker claimed by us is
+                // adopted, one that was not goes back to the head of the line.
+                Err(e) => match self.recover_claim(&mut conn, &id).await {
+                    Ok(Some(card)) => Some(card),
+                    _ => return Err(e),
+                },
+            };
             // A worker that is gone, or that another session claimed first, is passed over.
             let Some((host, pid)) = card else {
                 continue;
@@ -327,6 +385,37 @@ impl Crew {
             };
             members.push(member.clone());
             return Ok(Some(member));
+        }
+    }
+
+    /// After a claim whose answer was lost: the card's host and pid if the claim went through,
+    /// else the id is put back in the lobby.
+    async fn recover_claim(
+        &self,
+        conn: &mut Conn,
+        id: &str,
+    ) -> redis::RedisResult<Option<(String, u32)>> {
+        let (session, host, pid): (Option<String>, Option<String>, Option<u32>) =
+            redis::cmd("HMGET")
+                .arg(self.keys.worker(id))
+                .arg("session")
+                .arg("host")
+                .arg("pid")
+                .query_async(conn)
+                .await?;
+        match (session, host, pid) {
+            (Some(session), Some(host), Some(pid)) if session == self.session => {
+                Ok(Some((host, pid)))
+            }
+            (None, Some(_), _) => {
+                let _: () = redis::cmd("LPUSH")
+                    .arg(self.keys.lobby())
+                    .arg(id)
+                    .query_async(conn)
+                    .await?;
+                Ok(None)
+            }
+            _ => Ok(None),
         }
     }
 
@@ -524,6 +613,9 @@ struct Race<'a> {
     released: Option<Instant>,
     /// Where the events stream was read up to.
     last_id: String,
+    /// The last event batch taken from each worker: a batch sent twice (a retry after a timeout
+    /// that had in fact gone through) is counted once.
+    batches: HashMap<String, u64>,
 }
 
 impl<'a> Race<'a> {
@@ -550,6 +642,7 @@ impl<'a> Race<'a> {
             stopped: None,
             released: None,
             last_id: "0-0".to_owned(),
+            batches: HashMap::new(),
         }
     }
 
@@ -565,6 +658,7 @@ impl<'a> Race<'a> {
     }
 
     async fn run(&mut self, crew: &Crew, run_id: &str) {
+        let sent = Instant::now();
         let control = crew.keys.control(&crew.session);
         let mut conn = crew.conn.clone();
         let block = (crew.timeout / 2).clamp(Duration::from_millis(1), Duration::from_millis(500));
@@ -582,12 +676,31 @@ impl<'a> Race<'a> {
                 aborted = Some(Instant::now());
             }
             if aborted.is_some_and(|at| at.elapsed() >= grace) {
+                if let Some(reader) = reader.as_mut() {
+                    self.drain(reader).await;
+                }
                 let why = format!(
                     "did not answer the stop within {}",
                     humantime::format_duration(grace)
                 );
                 self.give_up_on_the_rest(&why).await;
                 break;
+            }
+            if self.released.is_none() && !self.stop.is_cancelled() && sent.elapsed() >= crew.wait {
+                let unready: Vec<String> = self
+                    .phase
+                    .iter()
+                    .filter(|(_, p)| **p == Phase::Preparing)
+                    .map(|(w, _)| self.name(w))
+                    .collect();
+                self.stopped.get_or_insert_with(|| {
+                    format!(
+                        "{} did not get ready within --join-timeout ({})",
+                        unready.join(", "),
+                        humantime::format_duration(crew.wait)
+                    )
+                });
+                self.stop.cancel();
             }
             if answered.elapsed() >= silence {
                 let why = format!(
@@ -633,6 +746,17 @@ impl<'a> Race<'a> {
         }
     }
 
+    /// Reads the events stream to its end without waiting; false when Redis did not let it.
+    async fn drain(&mut self, reader: &mut redis::aio::MultiplexedConnection) -> bool {
+        loop {
+            match self.read(reader, None).await {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// Ends the run for every worker still in it.
     async fn give_up_on_the_rest(&mut self, why: &str) {
         let open: Vec<String> = self
@@ -667,11 +791,19 @@ impl<'a> Race<'a> {
                 let worker: Option<String> = entry.get("w");
                 let kind: Option<String> = entry.get("t");
                 let body: Option<String> = entry.get("b");
+                let batch: Option<u64> = entry.get("n");
                 let (Some(worker), Some(kind)) = (worker, kind) else {
                     continue;
                 };
                 if !self.open(&worker) {
                     continue;
+                }
+                if let Some(batch) = batch {
+                    let last = self.batches.entry(worker.clone()).or_insert(0);
+                    if batch <= *last {
+                        continue;
+                    }
+                    *last = batch;
                 }
                 self.receive(&worker, &kind, body.as_deref().unwrap_or(""))
                     .await;
@@ -700,11 +832,21 @@ impl<'a> Race<'a> {
                 }
             }
             "end" => {
-                self.phase.insert(worker.to_owned(), Phase::Ended);
                 if !body.is_empty() {
                     let reason = format!("{}: {body}", self.name(worker));
                     self.stopped.get_or_insert(reason);
                     self.stop.cancel();
+                }
+                // An end must account for every update of the share; what it does not (events
+                // lost on the way) is unknown, and the run is not complete.
+                let missing = self.settle(worker, "its events never arrived").await;
+                if missing > 0 && self.released.is_some() {
+                    let reason = format!(
+                        "{} ended with {missing} update{} unaccounted for, reported unknown",
+                        self.name(worker),
+                        if missing == 1 { "" } else { "s" }
+                    );
+                    self.stopped.get_or_insert(reason);
                 }
             }
             // It reported its own in-flight updates unknown before it went.
@@ -767,13 +909,13 @@ impl<'a> Race<'a> {
         if missing.is_empty() {
             return;
         }
-        // What the worker sent before it went is all in the stream by now.
-        if let Some(reader) = reader {
-            while let Ok(n) = self.read(reader, None).await {
-                if n == 0 {
-                    break;
-                }
-            }
+        // What the worker sent before it went is all in the stream by now: read it to the end
+        // first, or try again at the next look.
+        let Some(reader) = reader else {
+            return;
+        };
+        if !self.drain(reader).await {
+            return;
         }
         for worker in missing {
             if self.open(&worker) {
@@ -783,47 +925,60 @@ impl<'a> Race<'a> {
         }
     }
 
+    /// Ends `worker`'s part in the run: each of its updaters that did not finish has its next
+    /// update reported unknown (`why`) and is done. Returns how many updates that made unknown.
+    async fn settle(&mut self, worker: &str, why: &str) -> u32 {
+        self.phase.insert(worker.to_owned(), Phase::Ended);
+        let Some(share) = self.shares.iter().find(|a| a.worker_id == worker).cloned() else {
+            return 0;
+        };
+        if self.released.is_none() {
+            return 0;
+        }
+        let at = self.released.map_or(Duration::ZERO, |r| r.elapsed());
+        let mut unknown = 0;
+        for u in share.start..share.end {
+            let i = u as usize;
+            if self.done.get(i).copied().unwrap_or(true) {
+                continue;
+            }
+            let round = self.reported[i];
+            if round < self.workload.rounds {
+                unknown += 1;
+                self.forward(Event {
+                    at,
+                    updater: u,
+                    kind: EventKind::Failed {
+                        round,
+                        segment: self.workload.segment_of(u),
+                        status: update_status(u as usize, round),
+                        outcome: Outcome::Unknown,
+                        reason: why.into(),
+                        gave_up: false,
+                    },
+                })
+                .await;
+            }
+            self.forward(Event {
+                at,
+                updater: u,
+                kind: EventKind::Done,
+            })
+            .await;
+        }
+        unknown
+    }
+
     /// Ends `worker`'s part in the run before its share was done (`how`: it `vanished` or
     /// `left`).
     async fn vanish(&mut self, worker: &str, why: String, how: &str) {
-        self.phase.insert(worker.to_owned(), Phase::Ended);
         let Some(share) = self.shares.iter().find(|a| a.worker_id == worker).cloned() else {
             return;
         };
         let at = self.released.map_or(Duration::ZERO, |r| r.elapsed());
-        let mut in_flight = 0;
-        if self.released.is_some() {
-            for u in share.start..share.end {
-                let i = u as usize;
-                if self.done[i] {
-                    continue;
-                }
-                let round = self.reported[i];
-                if round < self.workload.rounds {
-                    in_flight += 1;
-                    let segment = self.workload.segment_of(u);
-                    self.forward(Event {
-                        at,
-                        updater: u,
-                        kind: EventKind::Failed {
-                            round,
-                            segment,
-                            status: update_status(u as usize, round),
-                            outcome: Outcome::Unknown,
-                            reason: format!("worker {} vanished", share.name).into(),
-                            gave_up: false,
-                        },
-                    })
-                    .await;
-                }
-                self.forward(Event {
-                    at,
-                    updater: u,
-                    kind: EventKind::Done,
-                })
-                .await;
-            }
-        }
+        let in_flight = self
+            .settle(worker, &format!("worker {} {how}", share.name))
+            .await;
         let note = if in_flight > 0 {
             format!(
                 "{why}; {in_flight} update{} it had in flight {} unknown",
@@ -854,8 +1009,12 @@ impl<'a> Race<'a> {
 /// Appends a message of kind `kind` to the control stream.
 async fn send(conn: &mut Conn, control: &str, kind: &str, body: &str) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
+    // Only the last messages matter (a worker reads them as they come); a long TUI session must
+    // not pile up every job it ever sent.
     pipe.cmd("XADD")
         .arg(control)
+        .arg("MAXLEN")
+        .arg(CONTROL_KEPT)
         .arg("*")
         .arg("t")
         .arg(kind)
@@ -892,6 +1051,9 @@ async fn keep_session(mut conn: Conn, keys: CrewKeys, session: String) {
         let _ = renew_session(&mut conn, &keys, &session).await;
     }
 }
+
+/// Control messages kept: about twenty runs' worth.
+const CONTROL_KEPT: usize = 64;
 
 /// How long the control stream outlives its last renewal: long enough for a worker to read
 /// the session's end.

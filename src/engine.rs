@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::crew::{Crew, WorkerShare};
+use crate::crew::{Crew, Lease, WorkerShare};
 use crate::error::Error;
 use crate::event::{Event, EventKind, Outcome, Probe, WriteScope};
 use crate::journey::{Journey, SegmentState, update_status};
@@ -324,6 +324,7 @@ async fn race(
                 &tx,
                 stop,
                 phases,
+                None,
             )
             .await?;
             // Completion is every updater's sender gone: drop ours so the collector can end.
@@ -367,6 +368,7 @@ impl Share {
         tx: &mpsc::Sender<Event>,
         stop: CancellationToken,
         phases: bool,
+        lease: Option<Arc<Lease>>,
     ) -> Result<Share, Error> {
         let (release, released) = watch::channel(None);
         let stopped: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
@@ -385,6 +387,7 @@ impl Share {
                 scope: strategy.scope(),
                 silence: silence.clone(),
                 phases,
+                lease: lease.clone(),
             };
             tasks.spawn(task.run(released.clone()));
         }
@@ -419,6 +422,8 @@ struct UpdaterTask {
     silence: Arc<Silence>,
     /// Phase events go out only when someone watches.
     phases: bool,
+    /// A worker's hold on the run: once lapsed, no more writes.
+    lease: Option<Arc<Lease>>,
 }
 
 /// How long Redis has gone without answering any updater. A fault that passes (a killed
@@ -486,6 +491,7 @@ impl UpdaterTask {
                 .mul_f64(1.0 + workload.jitter * rng.random::<f64>());
             let op = Op {
                 retry_until: workload.deadline,
+                lease: self.lease.as_deref(),
                 keys: &self.keys,
                 segment_id: &segment_id,
                 status,

@@ -119,7 +119,9 @@ fn status<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
 }
 
 impl EventKind {
-    /// Events that tell where an updater is, not what became of an update.
+    /// Events that tell where an updater is, not what became of an update. `Done` is not one:
+    /// it is sent once per updater, and a run's coordinator needs it to know a worker's
+    /// updaters all finished (see [`crate::crew`]).
     pub fn is_phase(&self) -> bool {
         matches!(
             self,
@@ -128,7 +130,6 @@ impl EventKind {
                 | EventKind::Read { .. }
                 | EventKind::WaitingForLock { .. }
                 | EventKind::Writing { .. }
-                | EventKind::Done
         )
     }
 }

@@ -137,6 +137,7 @@ impl JourneyService {
             segment_id,
             status,
             think: self.think,
+            lease: None,
         };
         self.updater
             .update(&op, &mut Probe::detached())

@@ -3,6 +3,7 @@
 //! described in [`crate::crew`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::streams::StreamReadReply;
@@ -10,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::WorkerArgs;
-use crate::crew::{Control, Job, POLL, RENEW_EVERY, TTL, parse_control};
+use crate::crew::{Control, Job, Lease, POLL, RENEW_EVERY, TTL, parse_control};
 use crate::engine::Share;
 use crate::error::Error;
 use crate::event::Event;
@@ -45,11 +46,20 @@ struct Worker {
     keys: CrewKeys,
     conn: Conn,
     renewal: tokio::task::JoinHandle<()>,
-    /// Since when Redis has not answered the coordinator check, and how long it may not.
-    unanswered: std::sync::Mutex<Option<Instant>>,
+    lease: Arc<Lease>,
+    /// What the last checks of the session found.
+    checks: std::sync::Mutex<Checks>,
     silence: Duration,
     /// Set once Redis went unanswered for longer than `silence`: the session is lost.
-    cut_off: std::sync::atomic::AtomicBool,
+    cut_off: AtomicBool,
+}
+
+#[derive(Default)]
+struct Checks {
+    /// Since when Redis has not answered.
+    unanswered: Option<Instant>,
+    /// The session key was missing at the last check.
+    missing: bool,
 }
 
 impl Worker {
@@ -61,16 +71,24 @@ impl Worker {
         mut conn: Conn,
     ) -> Result<Worker, Error> {
         let id = Keys::new_run_id();
+        let lease = Arc::new(Lease::default());
+        let sent = Instant::now();
         renew_card(&mut conn, keys, &id)
             .await
             .map_err(|e| target.refused(&e))?;
+        lease.renewed(sent);
         let _: () = redis::cmd("RPUSH")
             .arg(keys.lobby())
             .arg(&id)
             .query_async(&mut conn)
             .await
             .map_err(|e| target.refused(&e))?;
-        let renewal = tokio::spawn(keep_card(conn.clone(), keys.clone(), id.clone()));
+        let renewal = tokio::spawn(keep_card(
+            conn.clone(),
+            keys.clone(),
+            id.clone(),
+            lease.clone(),
+        ));
         eprintln!(
             "racelab worker {id}: waiting for a run on {} (start one with `racelab run --workers K` against the same Redis; Ctrl-C leaves)",
             target.display()
@@ -81,9 +99,10 @@ impl Worker {
             keys: keys.clone(),
             conn,
             renewal,
-            unanswered: std::sync::Mutex::new(None),
+            lease,
+            checks: std::sync::Mutex::new(Checks::default()),
             silence: (target.timeout() * 3).max(Duration::from_secs(2)),
-            cut_off: std::sync::atomic::AtomicBool::new(false),
+            cut_off: AtomicBool::new(false),
         })
     }
 
@@ -110,6 +129,7 @@ impl Worker {
         let Some(session) = self.claimed(cancel).await else {
             return Ok(false);
         };
+        self.lease.claimed.store(true, Ordering::SeqCst);
         eprintln!("racelab worker {}: joined session {session}", self.id);
         let (ctl_tx, ctl) = mpsc::channel(16);
         let reader = tokio::spawn(read_control(
@@ -125,7 +145,8 @@ impl Worker {
                 message = inbox.recv(None) => message,
                 () = cancel.cancelled() => break Ok(true),
                 () = tokio::time::sleep(RENEW_EVERY) => {
-                    if self.gone(&coordinator).await {
+                    if let Some(why) = self.session_lost(&coordinator).await {
+                        eprintln!("racelab worker {}: leaving the session: {why}", self.id);
                         break Ok(true);
                     }
                     continue;
@@ -161,13 +182,10 @@ impl Worker {
             }
         };
         reader.abort();
-        if self.cut_off.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.cut_off.load(Ordering::SeqCst) {
             return Err(Error::Run {
                 target: target.display().to_owned(),
-                reason: format!(
-                    "Redis stopped answering for {} during session {session}",
-                    humantime::format_duration(self.silence)
-                ),
+                reason: format!("Redis stopped answering during session {session}"),
             });
         }
         if !cancel.is_cancelled() {
@@ -213,37 +231,53 @@ impl Worker {
         }
     }
 
-    /// Whether the session's coordinator stopped renewing its key (and says so). Redis not
-    /// answering is not taken for that.
-    async fn gone(&self, session_key: &str) -> bool {
+    /// Why this worker must leave its session, if it must: its coordinator stopped renewing the
+    /// session key (missing at two checks in a row), Redis has not answered for too long, or the
+    /// worker's own card expired (the coordinator took it for vanished).
+    async fn session_lost(&self, session_key: &str) -> Option<String> {
         let mut conn = self.conn.clone();
         let exists: redis::RedisResult<bool> = redis::cmd("EXISTS")
             .arg(session_key)
             .query_async(&mut conn)
             .await;
-        let mut unanswered = self.unanswered.lock().unwrap_or_else(|e| e.into_inner());
+        if self.lease.lapsed() {
+            if exists.is_err() {
+                // Out of reach of Redis: the session is lost, and nothing will bring it back.
+                self.cut_off.store(true, Ordering::SeqCst);
+                return Some(format!(
+                    "Redis has not answered for {}",
+                    humantime::format_duration(Lease::LOCAL_LIMIT)
+                ));
+            }
+            return Some(format!(
+                "its card was not renewed for {} (the process stalled): the coordinator takes it for vanished",
+                humantime::format_duration(Lease::LOCAL_LIMIT)
+            ));
+        }
+        let mut checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
         match exists {
             Ok(true) => {
-                *unanswered = None;
-                false
+                *checks = Checks::default();
+                None
             }
             Ok(false) => {
-                eprintln!("racelab worker {}: the run's coordinator is gone", self.id);
-                true
+                checks.unanswered = None;
+                if std::mem::replace(&mut checks.missing, true) {
+                    Some("its coordinator is gone".to_owned())
+                } else {
+                    None
+                }
             }
             Err(_) => {
-                let since = *unanswered.get_or_insert_with(Instant::now);
-                let lost = since.elapsed() >= self.silence;
-                if lost {
-                    eprintln!(
-                        "racelab worker {}: Redis stopped answering for {}; leaving the session",
-                        self.id,
-                        humantime::format_duration(self.silence)
-                    );
-                    self.cut_off
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                let since = *checks.unanswered.get_or_insert_with(Instant::now);
+                if since.elapsed() < self.silence {
+                    return None;
                 }
-                lost
+                self.cut_off.store(true, Ordering::SeqCst);
+                Some(format!(
+                    "Redis stopped answering for {}",
+                    humantime::format_duration(self.silence)
+                ))
             }
         }
     }
@@ -287,6 +321,7 @@ impl Worker {
             &tx,
             stop.clone(),
             job.phases,
+            Some(self.lease.clone()),
         )
         .await;
         drop(tx);
@@ -337,9 +372,16 @@ impl Worker {
                     over = true;
                     break false;
                 }
-                () = tokio::time::sleep(RENEW_EVERY) => if self.gone(coordinator).await {
-                    over = true;
-                    break false;
+                () = tokio::time::sleep(RENEW_EVERY) => {
+                    if let Some(lost) = self.session_lost(coordinator).await {
+                        eprintln!("racelab worker {}: leaving the session: {lost}", self.id);
+                        why = Some(lost);
+                        over = true;
+                        break false;
+                    }
+                    // Said again until the release: a ready lost on the way must not leave the
+                    // coordinator waiting (it counts each worker once).
+                    let _ = say(&mut conn, &events, &self.id, "ready", "").await;
                 }
             }
         };
@@ -362,7 +404,9 @@ impl Worker {
                         stopper.cancel();
                     }
                     () = tokio::time::sleep(RENEW_EVERY), if !stopper.is_cancelled() => {
-                        if self.gone(coordinator).await {
+                        if let Some(lost) = self.session_lost(coordinator).await {
+                            eprintln!("racelab worker {}: leaving the session: {lost}", self.id);
+                            why = Some(lost);
                             over = true;
                             stopper.cancel();
                         }
@@ -375,8 +419,8 @@ impl Worker {
         };
         // Every event is in the stream before the end is.
         let _ = forwarder.await;
-        // A worker that leaves mid-run (interrupted) stops only itself, as a service instance
-        // shutting down would; an error no retry mends stops the whole run.
+        // A worker that leaves mid-run (interrupted, or its session lost) stops only itself, as a
+        // service instance shutting down would; an error no retry mends stops the whole run.
         let (kind, body) = match (why, stopped) {
             (Some(why), _) => ("left", why),
             (None, stopped) => ("end", stopped.unwrap_or_default()),
@@ -391,7 +435,8 @@ impl Worker {
 /// a stop for a run not yet started is remembered for when its job comes up.
 struct Inbox {
     rx: mpsc::Receiver<Control>,
-    jobs: std::collections::VecDeque<Box<Job>>,
+    /// Jobs (readable or not) waiting for the one at hand to end.
+    jobs: std::collections::VecDeque<Control>,
     aborted: std::collections::HashSet<String>,
 }
 
@@ -411,10 +456,12 @@ impl Inbox {
             if current.is_none()
                 && let Some(job) = self.jobs.pop_front()
             {
-                return Some(Control::Job(job));
+                return Some(job);
             }
             match self.rx.recv().await? {
-                Control::Job(job) if current.is_some() => self.jobs.push_back(job),
+                job @ (Control::Job(_) | Control::Unreadable(_)) if current.is_some() => {
+                    self.jobs.push_back(job);
+                }
                 Control::Abort { run_id } if current != Some(run_id.as_str()) => {
                     self.aborted.insert(run_id);
                 }
@@ -430,12 +477,16 @@ const EVENT_BATCH: usize = 512;
 
 /// Sends the share's events to the coordinator, batched: whatever piled up while the last batch
 /// was on its way goes in the next.
+/// Each batch is numbered, so one sent again after a timeout that had in fact gone through is
+/// counted once.
 async fn forward(mut conn: Conn, key: String, worker: String, mut rx: mpsc::Receiver<Event>) {
     let mut batch = Vec::with_capacity(EVENT_BATCH);
+    let mut number = 0u64;
     while rx.recv_many(&mut batch, EVENT_BATCH).await > 0 {
+        number += 1;
         if let Ok(body) = serde_json::to_string(&batch) {
             for attempt in 1..=3 {
-                match say(&mut conn, &key, &worker, "events", &body).await {
+                match say_numbered(&mut conn, &key, &worker, "events", &body, Some(number)).await {
                     Err(e) if attempt < 3 && crate::engine::is_transient(&e) => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -455,18 +506,33 @@ async fn say(
     kind: &str,
     body: &str,
 ) -> redis::RedisResult<()> {
-    redis::cmd("XADD")
+    say_numbered(conn, key, worker, kind, body, None).await
+}
+
+/// How long a run's events stream outlives the last message sent on it: the coordinator reads
+/// them as they come and deletes the stream with the run's keys, so a stream left by a worker
+/// whose coordinator is gone does not stay.
+const EVENTS_TTL: Duration = Duration::from_secs(60);
+
+async fn say_numbered(
+    conn: &mut Conn,
+    key: &str,
+    worker: &str,
+    kind: &str,
+    body: &str,
+    number: Option<u64>,
+) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    let add = pipe.cmd("XADD").arg(key).arg("*").arg("w").arg(worker);
+    if let Some(number) = number {
+        add.arg("n").arg(number);
+    }
+    add.arg("t").arg(kind).arg("b").arg(body).ignore();
+    pipe.cmd("PEXPIRE")
         .arg(key)
-        .arg("*")
-        .arg("w")
-        .arg(worker)
-        .arg("t")
-        .arg(kind)
-        .arg("b")
-        .arg(body)
-        .query_async::<String>(conn)
-        .await
-        .map(drop)
+        .arg(EVENTS_TTL.as_millis() as u64)
+        .ignore();
+    pipe.query_async(conn).await
 }
 
 /// Reads the session's control stream from its start, on a connection of its own (it blocks),
@@ -549,11 +615,35 @@ async fn renew_card(conn: &mut Conn, keys: &CrewKeys, id: &str) -> redis::RedisR
         .await
 }
 
-/// Renews the card every second until the worker leaves.
-async fn keep_card(mut conn: Conn, keys: CrewKeys, id: String) {
+/// Renews the card every second until the worker leaves. A card that expired before a session
+/// claimed it is simply written again; one that expired after means the coordinator took this
+/// worker for vanished, and it must stop (see [`Lease`]).
+async fn keep_card(mut conn: Conn, keys: CrewKeys, id: String, lease: Arc<Lease>) {
     loop {
         tokio::time::sleep(RENEW_EVERY).await;
-        let _ = renew_card(&mut conn, &keys, &id).await;
+        let sent = Instant::now();
+        let renewed: redis::RedisResult<(bool, bool)> = redis::pipe()
+            .cmd("PEXPIRE")
+            .arg(keys.worker(&id))
+            .arg(TTL.as_millis() as u64)
+            .cmd("PEXPIRE")
+            .arg(keys.lobby())
+            .arg(LOBBY_TTL.as_millis() as u64)
+            .query_async(&mut conn)
+            .await;
+        match renewed {
+            Ok((true, _)) => lease.renewed(sent),
+            Ok((false, _)) if lease.claimed.load(Ordering::SeqCst) => {
+                lease.evicted.store(true, Ordering::SeqCst);
+                return;
+            }
+            Ok((false, _)) => {
+                if renew_card(&mut conn, &keys, &id).await.is_ok() {
+                    lease.renewed(sent);
+                }
+            }
+            Err(_) => {}
+        }
     }
 }
 

@@ -511,3 +511,190 @@ async fn workers_race_on_a_redis_cluster() {
     );
     assert_eq!(cluster.all_keys().await, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_worker_taken_for_vanished_writes_nothing_when_it_wakes() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let mut workers = Workers::start(2, &["--redis-url", &url, "--once"]);
+    let coordinator = Command::new(BIN)
+        .args([
+            "run",
+            "-s",
+            "naive",
+            "--think",
+            "3s",
+            "--workers",
+            "2",
+            "--join-timeout",
+            "30s",
+            "--redis-url",
+            &url,
+            "--format",
+            "json",
+        ])
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for i in 0..2 {
+        workers.wait_for(i, "runs updaters", Duration::from_secs(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // Stalled mid-think, past its card's lease: the coordinator takes it for vanished, reports
+    // its updates unknown and deletes the run's keys.
+    workers.signal(0, libc::SIGSTOP);
+    let output = coordinator.wait_with_output().unwrap();
+    workers.signal(0, libc::SIGCONT);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let report = report(&output);
+    let run = &report["runs"][0];
+    assert_eq!(run["unknown"], 10, "{run}");
+    assert!(
+        run["stopped"].as_str().unwrap().contains("vanished"),
+        "{run}"
+    );
+    // Awake again, its updaters find their lease lapsed and write nothing: no journey comes
+    // back after the cleanup, and nothing is left without an expiry.
+    assert_eq!(
+        workers.exit_codes(Duration::from_secs(10)),
+        vec![Some(0); 2]
+    );
+    assert!(
+        workers.log(0).contains("lease") || workers.log(0).contains("not renewed"),
+        "{}",
+        workers.log(0)
+    );
+    let mut conn = redis.conn().await;
+    for key in redis.all_keys().await {
+        assert!(!key.ends_with(":journey"), "{key} came back");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{key} has no expiry");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_stops_early_never_makes_a_green_run() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let _workers = Workers::start(1, &["--redis-url", &url, "--once"]);
+    let coordinator = Command::new(BIN)
+        .args([
+            "run",
+            "-s",
+            "hash",
+            "-n",
+            "4",
+            "--segments",
+            "4",
+            "--rounds",
+            "1000",
+            "--think",
+            "1ms",
+            "--workers",
+            "1",
+            "--redis-url",
+            &url,
+            "--format",
+            "json",
+        ])
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Something deletes the coordinator's session key again and again: the worker takes the
+    // coordinator for gone and stops early.
+    let mut conn = redis.conn().await;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        for key in redis.all_keys().await {
+            if key.contains(":session:") && !key.ends_with(":control") {
+                let _: () = redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let output = coordinator.wait_with_output().unwrap();
+    let report = report(&output);
+    let run = &report["runs"][0];
+    if output.status.code() == Some(0) {
+        assert_eq!(
+            run["acknowledged"], 4000,
+            "a green run that did not make every update: {run}"
+        );
+    } else {
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(run["stopped"].is_string(), "{run}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_sent_again_after_a_timeout_are_counted_once() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let _workers = Workers::start(1, &["--redis-url", &url, "--once", "--timeout", "1s"]);
+    let coordinator = Command::new(BIN)
+        .args([
+            "run",
+            "-s",
+            "hash",
+            "-n",
+            "4",
+            "--segments",
+            "4",
+            "--rounds",
+            "300",
+            "--think",
+            "5ms",
+            "--workers",
+            "1",
+            "--timeout",
+            "1s",
+            "--redis-url",
+            &url,
+            "--format",
+            "json",
+        ])
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Writes wait 2.5 s: the worker's event batches time out on the way and are sent again.
+    let mut conn = redis.conn().await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(2500)
+        .arg("WRITE")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let output = coordinator.wait_with_output().unwrap();
+    let report = report(&output);
+    let run = &report["runs"][0];
+    let acked = run["acknowledged"].as_u64().unwrap();
+    let unknown = run["unknown"].as_u64().unwrap();
+    let errors = run["errors"].as_u64().unwrap();
+    assert!(
+        acked + unknown + errors <= 1200,
+        "more outcomes than updates: {run}"
+    );
+    if let Some(applied) = run["applied"].as_u64() {
+        assert!(
+            applied >= acked.saturating_sub(run["lost"].as_u64().unwrap()),
+            "{run}"
+        );
+        assert_eq!(run["lost"], 0, "hash lost an update: {run}");
+    }
+}

@@ -63,7 +63,7 @@ impl Cas {
             Err(missing) => return Ok(Some(missing)),
         };
         probe.read(Some(read.seen()), version.parse().ok()).await;
-        super::think(op.think).await;
+        super::think(op).await?;
         let (doc, count) = read.apply(op.status);
         probe.writing().await;
         let mut invocation = CAS_WRITE.key(&version_key);

@@ -85,7 +85,7 @@ impl Fenced {
             Err(missing) => return Ok(Some(missing)),
         };
         probe.read(Some(read.seen()), Some(token)).await;
-        super::think(op.think).await;
+        super::think(op).await?;
         let (doc, count) = read.apply(op.status);
         probe.writing().await;
         let mut invocation = FENCED_WRITE.key(op.keys.fence());

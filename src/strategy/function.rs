@@ -81,7 +81,7 @@ impl Function {
         op: &Op<'_>,
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
-        super::think(op.think).await;
+        super::think(op).await?;
         probe.writing().await;
         let mut reloads = 0;
         let reply = loop {

@@ -28,7 +28,7 @@ impl Hash {
     ) -> Result<UpdateStatus, UpdateError> {
         // The seed's "processing" time stays, so the workloads compare; there is just no read
         // before it whose result could go stale.
-        super::think(op.think).await;
+        super::think(op).await?;
         probe.writing().await;
         let key = op.keys.segments_hash();
         // MULTI/EXEC: status and count change together or not at all.

@@ -41,7 +41,7 @@ impl Keys {
             count: segment.update_count,
         };
         probe.read(Some(seen), None).await;
-        super::think(op.think).await;
+        super::think(op).await?;
         segment.status = op.status.to_owned();
         segment.update_count += 1;
         probe.writing().await;

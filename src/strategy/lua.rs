@@ -33,7 +33,7 @@ impl Lua {
     ) -> Result<UpdateStatus, UpdateError> {
         // The processing time comes before the script: there is no read whose result could go
         // stale while the updater thinks.
-        super::think(op.think).await;
+        super::think(op).await?;
         probe.writing().await;
         let mut invocation = UPDATE_SEGMENT.key(op.keys.journey());
         invocation.arg(op.segment_id).arg(op.status);

@@ -224,11 +224,17 @@ pub(crate) async fn transaction<C: redis::aio::ConnectionLike>(
 }
 
 /// The pause between read and write. A zero pause is no pause at all: a zero `sleep` still
-/// waits for the timer wheel's next millisecond tick.
-pub(crate) async fn think(pause: Duration) {
-    if !pause.is_zero() {
-        tokio::time::sleep(pause).await;
+/// waits for the timer wheel's next millisecond tick. Every strategy writes only after it, so
+/// this is where a worker whose lease lapsed during the pause (a stalled process the coordinator
+/// took for vanished) stops before writing into a run that may be over.
+pub(crate) async fn think(op: &Op<'_>) -> Result<(), UpdateError> {
+    if !op.think.is_zero() {
+        tokio::time::sleep(op.think).await;
     }
+    if op.lease.is_some_and(|lease| lease.lapsed()) {
+        return Err(UpdateError::lease_lapsed());
+    }
+    Ok(())
 }
 
 /// After optimistic attempt number `retries` met a conflict: gives up past `--max-retries`,
@@ -307,6 +313,8 @@ pub struct Op<'a> {
     /// Past this time (since the release), an update stops retrying: a timed run (`bench`)
     /// must end, however hot the contention.
     pub retry_until: Option<Duration>,
+    /// A worker's hold on the run (`racelab worker`): once it lapsed, nothing more is written.
+    pub lease: Option<&'a crate::crew::Lease>,
 }
 
 impl Op<'_> {
@@ -363,6 +371,17 @@ impl UpdateError {
             },
             reason: describe(&e),
             gave_up: false,
+        }
+    }
+
+    /// A worker's lease on the run lapsed before the write: nothing was written.
+    pub fn lease_lapsed() -> UpdateError {
+        UpdateError {
+            outcome: Outcome::NotApplied,
+            reason: "this worker's lease on the run lapsed (the process stalled or lost Redis): it writes nothing more".to_owned(),
+            fatal: true,
+            gave_up: false,
+            unreachable: false,
         }
     }
 

@@ -44,7 +44,7 @@ pub(super) async fn read_modify_write(
         Err(missing) => return Ok(missing),
     };
     probe.read(Some(read.seen()), None).await;
-    super::think(op.think).await;
+    super::think(op).await?;
     let (doc, count) = read.apply(op.status);
     probe.writing().await;
     let () = conn

@@ -190,7 +190,7 @@ impl Watch {
             }
         };
         probe.read(Some(read.seen()), None).await;
-        super::think(op.think).await;
+        super::think(op).await?;
         let (doc, count) = read.apply(op.status);
         probe.writing().await;
         // MULTI, SET, EXEC in one pipeline; a nil EXEC reply (None) means the WATCH tripped.
