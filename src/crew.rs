@@ -646,6 +646,15 @@ impl<'a> Race<'a> {
         }
     }
 
+    /// The workers still in the run.
+    fn open_workers(&self) -> Vec<String> {
+        self.phase
+            .iter()
+            .filter(|(_, p)| **p != Phase::Ended)
+            .map(|(w, _)| w.clone())
+            .collect()
+    }
+
     fn open(&self, worker: &str) -> bool {
         self.phase.get(worker).is_some_and(|p| *p != Phase::Ended)
     }
@@ -759,12 +768,7 @@ impl<'a> Race<'a> {
 
     /// Ends the run for every worker still in it.
     async fn give_up_on_the_rest(&mut self, why: &str) {
-        let open: Vec<String> = self
-            .phase
-            .iter()
-            .filter(|(_, p)| **p != Phase::Ended)
-            .map(|(w, _)| w.clone())
-            .collect();
+        let open = self.open_workers();
         for worker in open {
             self.vanish(&worker, why.to_owned(), "vanished").await;
         }
@@ -882,12 +886,7 @@ impl<'a> Race<'a> {
         crew: &Crew,
         reader: Option<&mut redis::aio::MultiplexedConnection>,
     ) {
-        let open: Vec<String> = self
-            .phase
-            .iter()
-            .filter(|(_, p)| **p != Phase::Ended)
-            .map(|(w, _)| w.clone())
-            .collect();
+        let open = self.open_workers();
         if open.is_empty() {
             return;
         }

@@ -157,20 +157,7 @@ fn racelab_shows_lost_updates_and_quits_cleanly() {
     assert!(screen.contains("naive done in"), "{screen}");
 
     tmux.run(&["send-keys", "-t", "e2e", "q"]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let code = loop {
-        if let Ok(code) = std::fs::read_to_string(&exit_file)
-            && !code.trim().is_empty()
-        {
-            break code.trim().to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "racelab did not exit after q; screen:\n{}",
-            tmux.capture()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = exit_code(&tmux, &exit_file, Duration::from_secs(15));
     assert_eq!(code, "0", "racelab's exit code after q");
     assert!(!alive(racelab), "racelab is still running");
     for pid in redis {

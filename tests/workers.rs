@@ -112,6 +112,18 @@ fn racelab(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Starts racelab with `args` in the background, its report and stderr captured.
+fn spawn_run(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_CLUSTER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn report(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
@@ -263,27 +275,21 @@ async fn fixes_hold_across_worker_processes_run_after_run() {
 /// are released.
 fn slow_run(url: &str, strategies: &str) -> (Workers, Child) {
     let workers = Workers::start(2, &["--redis-url", url, "--once"]);
-    let coordinator = Command::new(BIN)
-        .args([
-            "run",
-            "-s",
-            strategies,
-            "--think",
-            "3s",
-            "--workers",
-            "2",
-            "--join-timeout",
-            "30s",
-            "--redis-url",
-            url,
-            "--format",
-            "json",
-        ])
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = spawn_run(&[
+        "run",
+        "-s",
+        strategies,
+        "--think",
+        "3s",
+        "--workers",
+        "2",
+        "--join-timeout",
+        "30s",
+        "--redis-url",
+        url,
+        "--format",
+        "json",
+    ]);
     for i in 0..2 {
         workers.wait_for(i, "runs updaters", Duration::from_secs(20));
     }
@@ -392,27 +398,21 @@ fn when_redis_dies_mid_run_the_coordinator_and_its_workers_end_with_exit_2() {
     let mut redis = TestRedis::start();
     let url = redis.url();
     let workers = Workers::start(2, &["--redis-url", &url, "--once", "--timeout", "1s"]);
-    let coordinator = Command::new(BIN)
-        .args([
-            "run",
-            "-s",
-            "lua",
-            "--think",
-            "3s",
-            "--workers",
-            "2",
-            "--timeout",
-            "1s",
-            "--redis-url",
-            &url,
-            "--format",
-            "json",
-        ])
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = spawn_run(&[
+        "run",
+        "-s",
+        "lua",
+        "--think",
+        "3s",
+        "--workers",
+        "2",
+        "--timeout",
+        "1s",
+        "--redis-url",
+        &url,
+        "--format",
+        "json",
+    ]);
     for i in 0..2 {
         workers.wait_for(i, "runs updaters", Duration::from_secs(20));
     }
@@ -517,27 +517,21 @@ async fn a_stalled_worker_taken_for_vanished_writes_nothing_when_it_wakes() {
     let redis = TestRedis::start();
     let url = redis.url();
     let mut workers = Workers::start(2, &["--redis-url", &url, "--once"]);
-    let coordinator = Command::new(BIN)
-        .args([
-            "run",
-            "-s",
-            "naive",
-            "--think",
-            "3s",
-            "--workers",
-            "2",
-            "--join-timeout",
-            "30s",
-            "--redis-url",
-            &url,
-            "--format",
-            "json",
-        ])
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = spawn_run(&[
+        "run",
+        "-s",
+        "naive",
+        "--think",
+        "3s",
+        "--workers",
+        "2",
+        "--join-timeout",
+        "30s",
+        "--redis-url",
+        &url,
+        "--format",
+        "json",
+    ]);
     for i in 0..2 {
         workers.wait_for(i, "runs updaters", Duration::from_secs(20));
     }
@@ -583,31 +577,25 @@ async fn a_worker_that_stops_early_never_makes_a_green_run() {
     let redis = TestRedis::start();
     let url = redis.url();
     let _workers = Workers::start(1, &["--redis-url", &url, "--once"]);
-    let coordinator = Command::new(BIN)
-        .args([
-            "run",
-            "-s",
-            "hash",
-            "-n",
-            "4",
-            "--segments",
-            "4",
-            "--rounds",
-            "1000",
-            "--think",
-            "1ms",
-            "--workers",
-            "1",
-            "--redis-url",
-            &url,
-            "--format",
-            "json",
-        ])
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = spawn_run(&[
+        "run",
+        "-s",
+        "hash",
+        "-n",
+        "4",
+        "--segments",
+        "4",
+        "--rounds",
+        "1000",
+        "--think",
+        "1ms",
+        "--workers",
+        "1",
+        "--redis-url",
+        &url,
+        "--format",
+        "json",
+    ]);
     // Something deletes the coordinator's session key again and again: the worker takes the
     // coordinator for gone and stops early.
     let mut conn = redis.conn().await;
@@ -643,33 +631,27 @@ async fn events_sent_again_after_a_timeout_are_counted_once() {
     let redis = TestRedis::start();
     let url = redis.url();
     let _workers = Workers::start(1, &["--redis-url", &url, "--once", "--timeout", "1s"]);
-    let coordinator = Command::new(BIN)
-        .args([
-            "run",
-            "-s",
-            "hash",
-            "-n",
-            "4",
-            "--segments",
-            "4",
-            "--rounds",
-            "300",
-            "--think",
-            "5ms",
-            "--workers",
-            "1",
-            "--timeout",
-            "1s",
-            "--redis-url",
-            &url,
-            "--format",
-            "json",
-        ])
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = spawn_run(&[
+        "run",
+        "-s",
+        "hash",
+        "-n",
+        "4",
+        "--segments",
+        "4",
+        "--rounds",
+        "300",
+        "--think",
+        "5ms",
+        "--workers",
+        "1",
+        "--timeout",
+        "1s",
+        "--redis-url",
+        &url,
+        "--format",
+        "json",
+    ]);
     tokio::time::sleep(Duration::from_millis(800)).await;
     // Writes wait 2.5 s: the worker's event batches time out on the way and are sent again.
     let mut conn = redis.conn().await;
