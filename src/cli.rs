@@ -92,7 +92,7 @@ pub struct BenchArgs {
     pub strategy: StrategyList,
 
     /// The updater counts of the grid, a comma list.
-    #[arg(short = 'n', long, default_value = "1,50,1000", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(short = 'n', long, default_value = "1,50,1000", value_delimiter = ',', allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub updaters: Vec<u32>,
 
     /// How long each cell runs.
@@ -100,11 +100,11 @@ pub struct BenchArgs {
     pub duration: Duration,
 
     /// Pause between reading and writing.
-    #[arg(long, default_value = "0ms", value_parser = parse_think)]
+    #[arg(long, default_value = "0ms", allow_hyphen_values = true, value_parser = parse_think)]
     pub think: Duration,
 
     /// Segments in the journey.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub segments: Option<u32>,
 
     /// Redis to run against; without it racelab starts a private redis-server.
@@ -124,7 +124,7 @@ pub struct BenchArgs {
     pub lock_ttl: Option<Duration>,
 
     /// Retries (conflict, busy lock) before an update gives up.
-    #[arg(long, default_value_t = DEFAULT_MAX_RETRIES, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    #[arg(long, default_value_t = DEFAULT_MAX_RETRIES, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub max_retries: u32,
 
     /// Skip the redis-benchmark yardsticks.
@@ -148,19 +148,19 @@ pub struct Options {
     pub strategy: StrategyList,
 
     /// Concurrent updaters; updater i works on segment i mod the segment count.
-    #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(short = 'n', long, default_value_t = 20, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub updaters: u32,
 
     /// Segments in the journey (the seed fixture has 20; more are generated the same way).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub segments: Option<u32>,
 
     /// Updates each updater makes, one after another.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rounds: u32,
 
     /// Pause between reading and writing, like the seed's Task.Delay(10) [default: 10ms in run, 600ms with jitter in the TUI].
-    #[arg(long, value_parser = parse_think)]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_think)]
     pub think: Option<Duration>,
 
     /// Redis to run against; without it racelab starts a private redis-server.
@@ -195,7 +195,7 @@ pub struct Options {
     pub lock_ttl: Option<Duration>,
 
     /// Retries (conflict, busy lock) before an update gives up; give-ups are reported.
-    #[arg(long, default_value_t = DEFAULT_MAX_RETRIES, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    #[arg(long, default_value_t = DEFAULT_MAX_RETRIES, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub max_retries: u32,
 
     /// How long any Redis command may take before its outcome counts as unknown.
@@ -204,7 +204,7 @@ pub struct Options {
 
     /// Run the updaters in K worker processes (`racelab worker`, on this host or others, on the
     /// same Redis) instead of in this one; racelab waits for them to join.
-    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, value_name = "K", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub workers: Option<u32>,
 
     /// How long to wait for the --workers to join.

@@ -146,7 +146,13 @@ fn a_malformed_url_exits_2_without_showing_the_password() {
 fn bad_numbers_and_names_exit_2_with_one_clear_sentence() {
     for (args, mentions) in [
         (vec!["run", "-n", "0"], "--updaters"),
-        (vec!["run", "-n", "-3"], "-3"),
+        (vec!["run", "-n", "-3"], "-3 is not in 1..="),
+        (vec!["run", "--rounds", "-1"], "-1 is not in 1..="),
+        (vec!["run", "--think", "-5ms"], "write it like 10ms"),
+        (vec!["run", "--workers", "0"], "--workers"),
+        (vec!["run", "--workers", "-2"], "-2 is not in 1..="),
+        (vec!["run", "--join-timeout", "0s"], "timeout"),
+        (vec!["worker", "--timeout", "soon"], "write it like 10ms"),
         (vec!["run", "-n", "lots"], "--updaters"),
         (vec!["run", "-n", "99999999999"], "--updaters"),
         (vec!["run", "--segments", "0"], "--segments"),
