@@ -680,3 +680,36 @@ async fn events_sent_again_after_a_timeout_are_counted_once() {
         assert_eq!(run["lost"], 0, "hash lost an update: {run}");
     }
 }
+
+#[test]
+fn a_password_reaches_workers_and_is_never_printed() {
+    let redis = TestRedis::start_with(&["--requirepass", "w0rker-s3cret"]);
+    let url = format!("redis://:w0rker-s3cret@127.0.0.1:{}", redis.server.port());
+    let mut workers = Workers::start(2, &["--redis-url", &url, "--once"]);
+    let output = racelab(&[
+        "run",
+        "-s",
+        "naive,lua",
+        "--workers",
+        "2",
+        "--join-timeout",
+        "30s",
+        "--redis-url",
+        &url,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        workers.exit_codes(Duration::from_secs(10)),
+        vec![Some(0); 2]
+    );
+    let printed = [
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr(&output),
+        workers.log(0),
+        workers.log(1),
+    ];
+    for text in printed {
+        assert!(!text.contains("w0rker-s3cret"), "{text}");
+    }
+    assert!(stderr(&output).contains("racelab worker --redis-url redis://:***@"));
+}
