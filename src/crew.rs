@@ -104,8 +104,12 @@ pub(crate) enum Control {
     },
     /// The session is over.
     End,
-    /// A job this racelab cannot read (another version's).
-    Unreadable(String),
+    /// A job this racelab cannot read (another version's): why, and the run's events stream to
+    /// say so on.
+    Unreadable {
+        reason: String,
+        events: String,
+    },
 }
 
 /// One run, as the workers are told it.
@@ -171,8 +175,12 @@ pub struct WorkerShare {
     /// more workers than updaters.
     pub first_updater: Option<u32>,
     pub last_updater: Option<u32>,
-    /// Set when the worker vanished before its share was done: what it had in flight is unknown.
+    /// Set when the worker vanished (or left) before its share was done: why, and what became
+    /// unknown. What it had not reported is unknown.
     pub vanished: Option<String>,
+    /// It left on its own (interrupted, its lease lapsed, a job it could not read) rather than
+    /// vanishing without a word.
+    pub left: bool,
 }
 
 impl WorkerShare {
@@ -190,10 +198,11 @@ impl WorkerShare {
             (Some(first), Some(last)) => format!("updaters #{first}–#{last}"),
             _ => "no updaters".to_owned(),
         };
+        let how = if self.left { "left" } else { "vanished" };
         let vanished = self
             .vanished
             .as_ref()
-            .map_or_else(String::new, |why| format!(" · vanished: {why}"));
+            .map_or_else(String::new, |why| format!(" · {how}: {why}"));
         format!(
             "{} · {} on {} (pid {}) · {updaters}{vanished}",
             self.worker, self.id, self.host, self.pid
@@ -233,6 +242,8 @@ pub struct Crew {
     wait: Duration,
     /// Everyone who joined, in order; vanished ones stay listed (their `wN` is not reused).
     members: Mutex<Vec<Member>>,
+    /// Say on stderr who joins later (not under a full-screen TUI).
+    announce: AtomicBool,
     renewal: tokio::task::JoinHandle<()>,
 }
 
@@ -294,6 +305,7 @@ impl Crew {
             wanted: count as usize,
             wait,
             members: Mutex::new(Vec::new()),
+            announce: AtomicBool::new(true),
             renewal,
         };
         eprintln!(
@@ -424,10 +436,19 @@ impl Crew {
     async fn top_up(&self) {
         while self.size() < self.wanted {
             match self.claim_one().await {
+                Ok(Some(member)) if self.announce.load(Ordering::SeqCst) => eprintln!(
+                    "racelab: worker {} joined in place of a vanished one: {} on {} (pid {})",
+                    member.name, member.id, member.host, member.pid
+                ),
                 Ok(Some(_)) => {}
                 _ => return,
             }
         }
+    }
+
+    /// Stops saying on stderr who joins: the screen belongs to the TUI.
+    pub fn quiet(&self) {
+        self.announce.store(false, Ordering::SeqCst);
     }
 
     /// How many live workers the crew has.
@@ -544,7 +565,8 @@ impl Crew {
             reason: format!("the job could not be written: {e}"),
         })?;
         let mut conn = self.conn.clone();
-        send(&mut conn, &self.keys.control(&self.session), "job", &body)
+        let control = self.keys.control(&self.session);
+        send_naming(&mut conn, &control, "job", &body, Some(&keys.events()))
             .await
             .map_err(|e| Error::Run {
                 target: self.session.clone(),
@@ -560,7 +582,12 @@ impl Crew {
         }
         let shares = assigned
             .iter()
-            .map(|(a, m)| share_of(a, m, race.vanished.get(&m.id).cloned()))
+            .map(|(a, m)| {
+                let gone = race.vanished.get(&m.id);
+                let mut share = share_of(a, m, gone.map(|(why, _)| why.clone()));
+                share.left = gone.is_some_and(|(_, left)| *left);
+                share
+            })
             .collect();
         Ok((race.stopped, shares))
     }
@@ -582,6 +609,7 @@ fn share_of(a: &Assignment, m: &Member, vanished: Option<String>) -> WorkerShare
         first_updater: (a.start < a.end).then_some(a.start + 1),
         last_updater: (a.start < a.end).then_some(a.end),
         vanished,
+        left: false,
     }
 }
 
@@ -603,7 +631,8 @@ struct Race<'a> {
     events_key: String,
     shares: &'a [Assignment],
     phase: HashMap<String, Phase>,
-    vanished: HashMap<String, String>,
+    /// Workers gone before their share was done: why, and whether they said so (left).
+    vanished: HashMap<String, (String, bool)>,
     /// Per updater: updates reported (acknowledged or failed), and whether it is done.
     reported: Vec<u32>,
     done: Vec<bool>,
@@ -616,6 +645,8 @@ struct Race<'a> {
     /// The last event batch taken from each worker: a batch sent twice (a retry after a timeout
     /// that had in fact gone through) is counted once.
     batches: HashMap<String, u64>,
+    /// Workers a batch of whose events never arrived (a gap in the numbers).
+    gaps: std::collections::HashSet<String>,
 }
 
 impl<'a> Race<'a> {
@@ -643,6 +674,7 @@ impl<'a> Race<'a> {
             released: None,
             last_id: "0-0".to_owned(),
             batches: HashMap::new(),
+            gaps: Default::default(),
         }
     }
 
@@ -807,6 +839,9 @@ impl<'a> Race<'a> {
                     if batch <= *last {
                         continue;
                     }
+                    if batch > *last + 1 {
+                        self.gaps.insert(worker.clone());
+                    }
                     *last = batch;
                 }
                 self.receive(&worker, &kind, body.as_deref().unwrap_or(""))
@@ -843,7 +878,9 @@ impl<'a> Race<'a> {
                 }
                 // An end must account for every update of the share; what it does not (events
                 // lost on the way) is unknown, and the run is not complete.
-                let missing = self.settle(worker, "its events never arrived").await;
+                let missing = self
+                    .settle(worker, "its outcome never arrived (events lost on the way)")
+                    .await;
                 if missing > 0 && self.released.is_some() {
                     let reason = format!(
                         "{} ended with {missing} update{} unaccounted for, reported unknown",
@@ -926,7 +963,7 @@ impl<'a> Race<'a> {
 
     /// Ends `worker`'s part in the run: each of its updaters that did not finish has its next
     /// update reported unknown (`why`) and is done. Returns how many updates that made unknown.
-    async fn settle(&mut self, worker: &str, why: &str) -> u32 {
+    async fn settle(&mut self, worker: &str, why: &str) -> u64 {
         self.phase.insert(worker.to_owned(), Phase::Ended);
         let Some(share) = self.shares.iter().find(|a| a.worker_id == worker).cloned() else {
             return 0;
@@ -934,15 +971,19 @@ impl<'a> Race<'a> {
         if self.released.is_none() {
             return 0;
         }
+        // Events lost on the way (a gap in the batch numbers) may have held any of the share's
+        // outcomes: then an updater's Done proves nothing about the rounds it did not report.
+        let lost_events = self.gaps.contains(worker);
         let at = self.released.map_or(Duration::ZERO, |r| r.elapsed());
         let mut unknown = 0;
         for u in share.start..share.end {
             let i = u as usize;
-            if self.done.get(i).copied().unwrap_or(true) {
+            let done = self.done.get(i).copied().unwrap_or(true);
+            if done && !lost_events {
                 continue;
             }
-            let round = self.reported[i];
-            if round < self.workload.rounds {
+            // Every update it did not report may have been made, or not.
+            for round in self.reported[i]..self.workload.rounds {
                 unknown += 1;
                 self.forward(Event {
                     at,
@@ -958,12 +999,14 @@ impl<'a> Race<'a> {
                 })
                 .await;
             }
-            self.forward(Event {
-                at,
-                updater: u,
-                kind: EventKind::Done,
-            })
-            .await;
+            if !done {
+                self.forward(Event {
+                    at,
+                    updater: u,
+                    kind: EventKind::Done,
+                })
+                .await;
+            }
         }
         unknown
     }
@@ -980,7 +1023,7 @@ impl<'a> Race<'a> {
             .await;
         let note = if in_flight > 0 {
             format!(
-                "{why}; {in_flight} update{} it had in flight {} unknown",
+                "{why}; {in_flight} update{} it had not reported {} unknown",
                 if in_flight == 1 { "" } else { "s" },
                 if in_flight == 1 { "is" } else { "are" }
             )
@@ -996,7 +1039,8 @@ impl<'a> Race<'a> {
                 at.as_secs_f64()
             )
         });
-        self.vanished.insert(worker.to_owned(), note);
+        self.vanished
+            .insert(worker.to_owned(), (note, how == "left"));
         // Before the release the run cannot be made as asked: the others are stopped too.
         // After it, the others finish their share, which the final state still proves.
         if self.released.is_none() {
@@ -1007,10 +1051,23 @@ impl<'a> Race<'a> {
 
 /// Appends a message of kind `kind` to the control stream.
 async fn send(conn: &mut Conn, control: &str, kind: &str, body: &str) -> redis::RedisResult<()> {
+    send_naming(conn, control, kind, body, None).await
+}
+
+/// [`send`], naming the run's events stream too (a job does, so that even a worker that cannot
+/// read the job can answer on it).
+async fn send_naming(
+    conn: &mut Conn,
+    control: &str,
+    kind: &str,
+    body: &str,
+    events: Option<&str>,
+) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
     // Only the last messages matter (a worker reads them as they come); a long TUI session must
     // not pile up every job it ever sent.
-    pipe.cmd("XADD")
+    let add = pipe
+        .cmd("XADD")
         .arg(control)
         .arg("MAXLEN")
         .arg(CONTROL_KEPT)
@@ -1018,9 +1075,12 @@ async fn send(conn: &mut Conn, control: &str, kind: &str, body: &str) -> redis::
         .arg("t")
         .arg(kind)
         .arg("b")
-        .arg(body)
-        .ignore()
-        .cmd("PEXPIRE")
+        .arg(body);
+    if let Some(events) = events {
+        add.arg("e").arg(events);
+    }
+    add.ignore();
+    pipe.cmd("PEXPIRE")
         .arg(control)
         .arg(CONTROL_TTL.as_millis() as u64)
         .ignore();
@@ -1058,12 +1118,16 @@ const CONTROL_KEPT: usize = 64;
 /// the session's end.
 const CONTROL_TTL: Duration = Duration::from_secs(60);
 
-/// Parses a control-stream entry; `None` for a kind this racelab does not know.
-pub(crate) fn parse_control(kind: &str, body: &str) -> Option<Control> {
+/// Parses a control-stream entry (`events`: the run's events stream a job names beside its
+/// body); `None` for a kind this racelab does not know.
+pub(crate) fn parse_control(kind: &str, body: &str, events: String) -> Option<Control> {
     match kind {
         "job" => Some(match serde_json::from_str(body) {
             Ok(job) => Control::Job(Box::new(job)),
-            Err(e) => Control::Unreadable(e.to_string()),
+            Err(e) => Control::Unreadable {
+                reason: e.to_string(),
+                events,
+            },
         }),
         "go" => Some(Control::Go {
             run_id: body.to_owned(),

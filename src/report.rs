@@ -207,6 +207,21 @@ impl RunReport {
     }
 }
 
+/// Who ran which updaters and how they ended, to tell runs with other workers apart.
+fn shares_key(shares: &[WorkerShare]) -> Vec<(String, Option<u32>, Option<u32>, bool)> {
+    shares
+        .iter()
+        .map(|s| {
+            (
+                s.id.clone(),
+                s.first_updater,
+                s.last_updater,
+                s.vanished.is_some(),
+            )
+        })
+        .collect()
+}
+
 /// A count, or `?` when it cannot be known.
 fn count_or_unknown(count: Option<u64>) -> String {
     count.map_or_else(|| "?".to_owned(), |n| n.to_string())
@@ -307,7 +322,16 @@ impl Report {
                 paint(&run.verdict(), run.ok)
             );
         }
+        let first_shares = self.runs.first().map(|r| shares_key(&r.workers));
         for run in &self.runs {
+            // The header lists the first run's workers; a run whose workers differ (one vanished,
+            // another replaced it) lists its own.
+            if first_shares.as_ref() != Some(&shares_key(&run.workers)) {
+                let _ = writeln!(out, "\n{}: ran in", run.strategy);
+                for share in &run.workers {
+                    let _ = writeln!(out, "  {}", share.describe());
+                }
+            }
             if let Some(reason) = &run.stopped {
                 let _ = writeln!(out, "\n{}: stopped early: {reason}", run.strategy);
             }

@@ -25,9 +25,13 @@ const LOBBY_TTL: Duration = Duration::from_secs(60);
 pub async fn run(args: &WorkerArgs, cancel: &CancellationToken) -> Result<(), Error> {
     let target = args.target().await?;
     let keys = CrewKeys::new(&args.key_prefix);
+    // Two connections: the updaters' commands on one, and the card, the lobby and the session
+    // checks on the other, so a renewal never queues behind a hundred thousand updates.
     let conn = target.connection().await?;
+    let work = target.connection().await?;
     loop {
-        let worker = Worker::join(&target, &args.key_prefix, &keys, conn.clone()).await?;
+        let worker =
+            Worker::join(&target, &args.key_prefix, &keys, conn.clone(), work.clone()).await?;
         let served = worker.serve(&target, cancel).await;
         worker.leave().await;
         if cancel.is_cancelled() {
@@ -44,7 +48,10 @@ struct Worker {
     /// Its own --key-prefix: a worker writes only keys under it, whatever a job says.
     prefix: String,
     keys: CrewKeys,
+    /// For the card, the lobby, the session checks and what the worker says.
     conn: Conn,
+    /// For the updaters and their events.
+    work: Conn,
     renewal: tokio::task::JoinHandle<()>,
     lease: Arc<Lease>,
     /// What the last checks of the session found.
@@ -69,6 +76,7 @@ impl Worker {
         prefix: &str,
         keys: &CrewKeys,
         mut conn: Conn,
+        work: Conn,
     ) -> Result<Worker, Error> {
         let id = Keys::new_run_id();
         let lease = Arc::new(Lease::default());
@@ -98,6 +106,7 @@ impl Worker {
             prefix: prefix.to_owned(),
             keys: keys.clone(),
             conn,
+            work,
             renewal,
             lease,
             checks: std::sync::Mutex::new(Checks::default()),
@@ -126,7 +135,7 @@ impl Worker {
     /// Waits to be claimed, then serves the session's runs until it ends. `Ok(true)` when a
     /// session was served.
     async fn serve(&self, target: &Target, cancel: &CancellationToken) -> Result<bool, Error> {
-        let Some(session) = self.claimed(cancel).await else {
+        let Some(session) = self.claimed(target, cancel).await? else {
             return Ok(false);
         };
         self.lease.claimed.store(true, Ordering::SeqCst);
@@ -168,11 +177,20 @@ impl Worker {
                         break Ok(true);
                     }
                 }
-                Some(Control::Unreadable(reason)) => {
+                Some(Control::Unreadable { reason, events }) => {
                     eprintln!(
                         "racelab worker {}: cannot read the coordinator's job ({reason}); run the same racelab version on every host",
                         self.id
                     );
+                    // The coordinator hears why, instead of waiting for the card to expire. Only
+                    // a stream under this worker's own prefix is written.
+                    if events.starts_with(&format!("{}:", self.prefix)) {
+                        let mut conn = self.conn.clone();
+                        let why = format!(
+                            "cannot read the job ({reason}): run the same racelab version on every host"
+                        );
+                        let _ = say(&mut conn, &events, &self.id, "left", &why).await;
+                    }
                     break Err(Error::Usage(format!(
                         "the coordinator's job could not be read ({reason}); run the same racelab version on every host"
                     )));
@@ -194,13 +212,19 @@ impl Worker {
         outcome
     }
 
-    /// The session that claimed this worker, once one does; `None` when interrupted first.
-    async fn claimed(&self, cancel: &CancellationToken) -> Option<String> {
+    /// The session that claimed this worker, once one does; `None` when interrupted first, an
+    /// error when Redis stops answering for good.
+    async fn claimed(
+        &self,
+        target: &Target,
+        cancel: &CancellationToken,
+    ) -> Result<Option<String>, Error> {
         let mut conn = self.conn.clone();
         let mut listed = Instant::now();
+        let mut unanswered: Option<Instant> = None;
         loop {
             tokio::select! {
-                () = cancel.cancelled() => return None,
+                () = cancel.cancelled() => return Ok(None),
                 () = tokio::time::sleep(POLL) => {}
             }
             let session: redis::RedisResult<Option<String>> = redis::cmd("HGET")
@@ -208,8 +232,23 @@ impl Worker {
                 .arg("session")
                 .query_async(&mut conn)
                 .await;
-            if let Ok(Some(session)) = session {
-                return Some(session);
+            match session {
+                Ok(Some(session)) => return Ok(Some(session)),
+                Ok(None) => unanswered = None,
+                Err(e) => {
+                    let since = *unanswered.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.silence {
+                        return Err(Error::Run {
+                            target: target.display().to_owned(),
+                            reason: format!(
+                                "Redis stopped answering the waiting worker for {} ({}); start it again once Redis is back",
+                                humantime::format_duration(self.silence),
+                                describe(&e)
+                            ),
+                        });
+                    }
+                    continue;
+                }
             }
             // A coordinator may have taken the id from the lobby and died before claiming it:
             // the id goes back in line.
@@ -250,7 +289,7 @@ impl Worker {
                 ));
             }
             return Some(format!(
-                "its card was not renewed for {} (the process stalled): the coordinator takes it for vanished",
+                "its card was not renewed for {} (the process stalled, or was too busy to renew it): the coordinator takes it for vanished",
                 humantime::format_duration(Lease::LOCAL_LIMIT)
             ));
         }
@@ -317,7 +356,7 @@ impl Worker {
             &workload,
             &keys,
             share.start..share.end,
-            &self.conn,
+            &self.work,
             &tx,
             stop.clone(),
             job.phases,
@@ -335,7 +374,7 @@ impl Worker {
             }
         };
         let forwarder = tokio::spawn(forward(
-            self.conn.clone(),
+            self.work.clone(),
             events.clone(),
             self.id.clone(),
             rx,
@@ -459,7 +498,7 @@ impl Inbox {
                 return Some(job);
             }
             match self.rx.recv().await? {
-                job @ (Control::Job(_) | Control::Unreadable(_)) if current.is_some() => {
+                job @ (Control::Job(_) | Control::Unreadable { .. }) if current.is_some() => {
                     self.jobs.push_back(job);
                 }
                 Control::Abort { run_id } if current != Some(run_id.as_str()) => {
@@ -580,7 +619,8 @@ async fn read_control(
                 last = entry.id.clone();
                 let kind: String = entry.get("t").unwrap_or_default();
                 let body: String = entry.get("b").unwrap_or_default();
-                if let Some(control) = parse_control(&kind, &body)
+                let events: String = entry.get("e").unwrap_or_default();
+                if let Some(control) = parse_control(&kind, &body, events)
                     && tx.send(control).await.is_err()
                 {
                     return;

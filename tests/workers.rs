@@ -330,7 +330,7 @@ async fn a_worker_that_vanishes_mid_run_leaves_its_in_flight_updates_unknown() {
         vanished[0]["vanished"]
             .as_str()
             .unwrap()
-            .contains("10 updates it had in flight are unknown"),
+            .contains("10 updates it had not reported are unknown"),
         "{run}"
     );
     assert!(stderr(&output).contains("could not be completed"));

@@ -378,8 +378,9 @@ impl UpdateError {
     pub fn lease_lapsed() -> UpdateError {
         UpdateError {
             outcome: Outcome::NotApplied,
-            reason: "this worker's lease on the run lapsed (the process stalled or lost Redis): it writes nothing more".to_owned(),
-            fatal: true,
+            reason: "this worker's lease on the run lapsed: it writes nothing more".to_owned(),
+            // The worker leaves the run (see `crate::worker`); the other workers go on.
+            fatal: false,
             gave_up: false,
             unreachable: false,
         }

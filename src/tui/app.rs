@@ -320,9 +320,11 @@ pub enum Story {
     },
     /// Which worker runs which updaters, as the run starts: `w1 #1–#10 (pid 4242 on build-7)`.
     Workers { shares: Vec<String> },
-    /// A worker went away during the run: what its updaters had in flight is unknown.
+    /// A worker went away during the run (`how`: it vanished, or left): what its updaters had
+    /// not reported is unknown.
     WorkerVanished {
         worker: String,
+        how: &'static str,
         updaters: String,
         why: String,
     },
@@ -867,6 +869,7 @@ impl RunView {
             .filter_map(|s| {
                 s.vanished.as_ref().map(|why| Story::WorkerVanished {
                     worker: s.worker.clone(),
+                    how: if s.left { "left" } else { "vanished" },
                     updaters: format!("{} (pid {} on {})", updater_range(s), s.pid, s.host),
                     why: why.clone(),
                 })
@@ -1553,9 +1556,10 @@ impl Story {
             }
             Story::WorkerVanished {
                 worker,
+                how,
                 updaters,
                 why,
-            } => format!("worker {worker} vanished, with updaters {updaters}: {why}"),
+            } => format!("worker {worker} {how}, with updaters {updaters}: {why}"),
             Story::Verdict { text, .. } | Story::SeedMessage { text } => text.clone(),
         }
     }

@@ -89,6 +89,7 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
             Err(Error::Interrupted) => return Ok(()),
             Err(e) => return Err(e),
         };
+        crew.quiet();
         settings.crew = Some(Arc::new(crew));
     }
     let mut app = App::new(

@@ -129,6 +129,7 @@ pub fn plan(workers: u32, updaters: u32) -> Vec<WorkerShare> {
                 first_updater: (start < end).then_some(start + 1),
                 last_updater: (start < end).then_some(end),
                 vanished: None,
+                left: false,
             }
         })
         .collect()
