@@ -133,6 +133,17 @@ fn report(output: &Output) -> Value {
     })
 }
 
+/// Validates a report against `assets/report.schema.json`, as the CLI tests do.
+fn assert_schema(report: &Value) {
+    let schema: Value = serde_json::from_str(include_str!("../assets/report.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{report:#}");
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -184,6 +195,7 @@ async fn three_worker_processes_reach_the_single_process_verdicts() {
     );
 
     let (local, distributed) = (report(&local), report(&distributed));
+    assert_schema(&distributed);
     assert!(local["runs"][0].get("workers").is_none(), "{local}");
     for run in distributed["runs"].as_array().unwrap() {
         let name = run["strategy"].as_str().unwrap();
@@ -308,6 +320,7 @@ async fn a_worker_that_vanishes_mid_run_leaves_its_in_flight_updates_unknown() {
     let output = coordinator.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let report = report(&output);
+    assert_schema(&report);
     let run = &report["runs"][0];
     // Worker 0 held one half of the updaters: those updates are unknown, the others made and
     // proved by the final state.
