@@ -218,6 +218,9 @@ pub fn worker_of(shares: &[WorkerShare], updater: u32) -> Option<&str> {
         .map(|s| s.worker.as_str())
 }
 
+/// Who runs which updaters in a run: each worker's assignment beside the worker.
+type Shares = Vec<(Assignment, Member)>;
+
 #[derive(Debug, Clone)]
 struct Member {
     id: String,
@@ -244,6 +247,9 @@ pub struct Crew {
     members: Mutex<Vec<Member>>,
     /// Say on stderr who joins later (not under a full-screen TUI).
     announce: AtomicBool,
+    /// The share [`Crew::plan`] announced for the next run of this many updaters: that run
+    /// takes it as it is, so the lanes a screen tagged from the plan are the ones that run.
+    planned: Mutex<Option<(u32, Shares)>>,
     renewal: tokio::task::JoinHandle<()>,
 }
 
@@ -306,6 +312,7 @@ impl Crew {
             wait,
             members: Mutex::new(Vec::new()),
             announce: AtomicBool::new(true),
+            planned: Mutex::new(None),
             renewal,
         };
         eprintln!(
@@ -496,13 +503,33 @@ impl Crew {
     /// `updaters`: contiguous runs of updaters, in the order the workers joined.
     pub async fn plan(&self, updaters: u32) -> Vec<WorkerShare> {
         self.top_up().await;
-        self.assign(updaters)
-            .iter()
-            .map(|(a, m)| share_of(a, m, None))
-            .collect()
+        let assigned = self.assign(updaters);
+        let shares = assigned.iter().map(|(a, m)| share_of(a, m, None)).collect();
+        if let Ok(mut planned) = self.planned.lock() {
+            *planned = Some((updaters, assigned));
+        }
+        shares
     }
 
-    fn assign(&self, n: u32) -> Vec<(Assignment, Member)> {
+    /// The plan made for a run of `n` updaters, if there is one and all its workers are still
+    /// in the crew; else a fresh share, topped up from the lobby first.
+    async fn share_for(&self, n: u32) -> Shares {
+        let planned = self.planned.lock().ok().and_then(|mut p| p.take());
+        if let Some((planned_n, assigned)) = planned {
+            let live = self.live();
+            if planned_n == n
+                && assigned
+                    .iter()
+                    .all(|(_, m)| live.iter().any(|l| l.id == m.id))
+            {
+                return assigned;
+            }
+        }
+        self.top_up().await;
+        self.assign(n)
+    }
+
+    fn assign(&self, n: u32) -> Shares {
         let live = self.live();
         let k = live.len().max(1) as u64;
         live.into_iter()
@@ -534,9 +561,8 @@ impl Crew {
         stop: CancellationToken,
         phases: bool,
     ) -> Result<(Option<String>, Vec<WorkerShare>), Error> {
-        self.top_up().await;
         let n = workload.updaters;
-        let assigned = self.assign(n);
+        let assigned = self.share_for(n).await;
         if assigned.is_empty() {
             return Err(Error::Usage(
                 "every worker of this run has vanished and none waits to replace them; start workers (racelab worker) and run again".to_owned(),
@@ -647,6 +673,8 @@ struct Race<'a> {
     batches: HashMap<String, u64>,
     /// Workers a batch of whose events never arrived (a gap in the numbers).
     gaps: std::collections::HashSet<String>,
+    /// When the job went out: times before the release are told from here.
+    sent: Instant,
 }
 
 impl<'a> Race<'a> {
@@ -675,6 +703,7 @@ impl<'a> Race<'a> {
             last_id: "0-0".to_owned(),
             batches: HashMap::new(),
             gaps: Default::default(),
+            sent: Instant::now(),
         }
     }
 
@@ -699,7 +728,7 @@ impl<'a> Race<'a> {
     }
 
     async fn run(&mut self, crew: &Crew, run_id: &str) {
-        let sent = Instant::now();
+        let sent = self.sent;
         let control = crew.keys.control(&crew.session);
         let mut conn = crew.conn.clone();
         let block = (crew.timeout / 2).clamp(Duration::from_millis(1), Duration::from_millis(500));
@@ -1017,7 +1046,8 @@ impl<'a> Race<'a> {
         let Some(share) = self.shares.iter().find(|a| a.worker_id == worker).cloned() else {
             return;
         };
-        let at = self.released.map_or(Duration::ZERO, |r| r.elapsed());
+        // Since the release, or since the job went out when it never came.
+        let at = self.released.unwrap_or(self.sent).elapsed();
         let in_flight = self
             .settle(worker, &format!("worker {} {how}", share.name))
             .await;

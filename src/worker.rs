@@ -386,10 +386,10 @@ impl Worker {
                 describe(&e)
             );
         }
-        let range = if share.start < share.end {
-            format!("updaters #{}–#{}", share.start + 1, share.end)
-        } else {
-            "no updaters".to_owned()
+        let range = match share.end - share.start {
+            0 => "no updaters".to_owned(),
+            1 => format!("updater #{}", share.end),
+            _ => format!("updaters #{}–#{}", share.start + 1, share.end),
         };
         eprintln!(
             "racelab worker {}: {} runs {range} of {} run {}",

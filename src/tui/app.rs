@@ -900,6 +900,15 @@ impl RunView {
             {
                 s.erased_by = lost.erased_by;
             }
+            // The observer reads every 50 ms: two writes between reads look alike to it. The
+            // final state says which were lost, so their lanes say it too.
+            let updater = lost.updater.saturating_sub(1);
+            if let Some(w) = self.writes.iter().position(|w| {
+                w.updater == updater
+                    && (crate::truth::ms(w.at) - lost.acknowledged_ms).abs() < 0.001
+            }) {
+                self.flag_mark(self.writes[w], true);
+            }
         }
         self.applied_final = Some(result.truth.applied);
         self.lost_final = Some(result.truth.lost);
@@ -1117,11 +1126,15 @@ impl App {
         self.dirty = true;
     }
 
-    /// A run's workers that vanished take no part in the next runs (the crew passes them over).
+    /// The workers a run ended with: those that vanished take no part in the next runs, and
+    /// the crew may have replaced earlier ones (a comparison's later strategies, say).
     fn forget_vanished(&mut self, shares: &[WorkerShare]) {
-        let gone = shares.iter().filter(|s| s.vanished.is_some()).count() as u32;
+        if shares.is_empty() {
+            return;
+        }
+        let live = shares.iter().filter(|s| s.vanished.is_none()).count() as u32;
         if let Some(workers) = self.workers.as_mut() {
-            *workers = workers.saturating_sub(gone);
+            *workers = live;
         }
     }
 

@@ -307,7 +307,8 @@ pub async fn run_one(
 ) {
     if let Some(crew) = &settings.crew {
         // Before any event of the run, so every lane has its worker from the start. The engine
-        // shares the updaters the same way a moment later (the same live workers).
+        // takes this very plan for the run (the crew keeps it), unless a worker in it vanished
+        // in between; the result then says who ran what.
         let _ = tx
             .send(Msg::WorkersPlanned {
                 generation,

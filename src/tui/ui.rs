@@ -177,8 +177,14 @@ fn run_state(app: &App, theme: Theme) -> Vec<Span<'static>> {
             Span::raw(format!("{} done in {elapsed}: ", run.strategy)),
             Span::styled("no update lost", theme.good()),
         ],
+        // The header has one line: the reason's first clause ("worker w2 vanished"); the story
+        // tells it whole.
         RunState::Stopped(reason) => vec![Span::styled(
-            format!("{} stopped after {elapsed}: {reason}", run.strategy),
+            format!(
+                "{} stopped after {elapsed}: {}",
+                run.strategy,
+                reason.split(" (").next().unwrap_or(reason)
+            ),
             theme.busy(),
         )],
         RunState::Failed(reason) => vec![Span::styled(
