@@ -82,14 +82,7 @@ fn json_report_to_a_file_matches_the_schema() {
     assert!(output.stdout.is_empty(), "the report goes to the file only");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../assets/report.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&report)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}\n{report:#}");
+    common::assert_schema(&report);
     assert_eq!(report["seed"], 42);
     assert_eq!(report["ok"], true);
     assert_eq!(report["redis"]["private"], true);

@@ -68,17 +68,6 @@ fn racelab(args: &[&str]) -> Output {
         .expect("run racelab")
 }
 
-fn validate(report: &serde_json::Value) {
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../assets/report.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(report)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}\n{report:#}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_cluster_naive_loses_the_seed_scenario_and_every_fix_holds() {
     let cluster = TestCluster::start();
@@ -164,7 +153,7 @@ async fn run_all_on_a_private_cluster_reports_the_journeys_slot_and_node_and_exi
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    validate(&report);
+    common::assert_schema(&report);
     assert_eq!(report["ok"], true);
     assert_eq!(report["redis"]["private"], true);
     let place = &report["redis"]["cluster"];
@@ -209,7 +198,7 @@ async fn a_cluster_named_by_one_seed_node_is_discovered_and_left_without_keys() 
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    validate(&report);
+    common::assert_schema(&report);
     assert_eq!(report["redis"]["private"], false);
     let slot = key_slot("{JRN-TEST-001}");
     assert_eq!(

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestCluster, TestRedis};
+use common::{TestCluster, TestRedis, assert_schema};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_racelab");
@@ -131,17 +131,6 @@ fn report(output: &Output) -> Value {
             String::from_utf8_lossy(&output.stderr)
         )
     })
-}
-
-/// Validates a report against `assets/report.schema.json`, as the CLI tests do.
-fn assert_schema(report: &Value) {
-    let schema: Value = serde_json::from_str(include_str!("../assets/report.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(report)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}\n{report:#}");
 }
 
 fn stderr(output: &Output) -> String {
@@ -283,11 +272,13 @@ async fn fixes_hold_across_worker_processes_run_after_run() {
     assert_eq!(redis.all_keys().await, Vec::<String>::new());
 }
 
-/// Starts a two-worker run of `strategies` whose updaters think for 3 s, and waits until they
-/// are released.
-fn slow_run(url: &str, strategies: &str) -> (Workers, Child) {
-    let workers = Workers::start(2, &["--redis-url", url, "--once"]);
-    let coordinator = spawn_run(&[
+/// Starts a two-worker run of `strategies` whose updaters think for 3 s (workers and
+/// coordinator given `extra` too), and waits until they are released.
+fn slow_run_with(url: &str, strategies: &str, extra: &[&str]) -> (Workers, Child) {
+    let mut worker_args = vec!["--redis-url", url, "--once"];
+    worker_args.extend(extra);
+    let workers = Workers::start(2, &worker_args);
+    let mut args = vec![
         "run",
         "-s",
         strategies,
@@ -301,13 +292,19 @@ fn slow_run(url: &str, strategies: &str) -> (Workers, Child) {
         url,
         "--format",
         "json",
-    ]);
+    ];
+    args.extend(extra);
+    let coordinator = spawn_run(&args);
     for i in 0..2 {
         workers.wait_for(i, "runs updaters", Duration::from_secs(20));
     }
     // The release follows the last worker's ready within milliseconds.
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(300));
     (workers, coordinator)
+}
+
+fn slow_run(url: &str, strategies: &str) -> (Workers, Child) {
+    slow_run_with(url, strategies, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,26 +414,8 @@ async fn workers_notice_when_their_coordinator_is_gone() {
 fn when_redis_dies_mid_run_the_coordinator_and_its_workers_end_with_exit_2() {
     let mut redis = TestRedis::start();
     let url = redis.url();
-    let workers = Workers::start(2, &["--redis-url", &url, "--once", "--timeout", "1s"]);
-    let coordinator = spawn_run(&[
-        "run",
-        "-s",
-        "lua",
-        "--think",
-        "3s",
-        "--workers",
-        "2",
-        "--timeout",
-        "1s",
-        "--redis-url",
-        &url,
-        "--format",
-        "json",
-    ]);
-    for i in 0..2 {
-        workers.wait_for(i, "runs updaters", Duration::from_secs(20));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    let (workers, coordinator) = slow_run_with(&url, "lua", &["--timeout", "1s"]);
+    std::thread::sleep(Duration::from_millis(200));
     redis.server.stop();
     let output = coordinator.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
@@ -536,26 +515,7 @@ async fn workers_race_on_a_redis_cluster() {
 async fn a_stalled_worker_taken_for_vanished_writes_nothing_when_it_wakes() {
     let redis = TestRedis::start();
     let url = redis.url();
-    let mut workers = Workers::start(2, &["--redis-url", &url, "--once"]);
-    let coordinator = spawn_run(&[
-        "run",
-        "-s",
-        "naive",
-        "--think",
-        "3s",
-        "--workers",
-        "2",
-        "--join-timeout",
-        "30s",
-        "--redis-url",
-        &url,
-        "--format",
-        "json",
-    ]);
-    for i in 0..2 {
-        workers.wait_for(i, "runs updaters", Duration::from_secs(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut workers, coordinator) = slow_run(&url, "naive");
     // Stalled mid-think, past its card's lease: the coordinator takes it for vanished, reports
     // its updates unknown and deletes the run's keys.
     workers.signal(0, libc::SIGSTOP);

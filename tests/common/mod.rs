@@ -265,3 +265,15 @@ pub fn assert_intact(result: &RunResult, workload: &Workload) {
     let counted: u64 = result.states.iter().map(|s| s.update_count).sum();
     assert_eq!(counted, total, "{strategy}: the final state's counts");
 }
+
+/// Fails unless `report` validates against `assets/report.schema.json`.
+pub fn assert_schema(report: &serde_json::Value) {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../assets/report.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{report:#}");
+}
