@@ -139,8 +139,29 @@ impl History {
             let text = serde_json::to_string(&line).unwrap_or_default();
             writeln!(out, "{text}").map_err(|e| history_error(&self.path, e))?;
         }
+        // Which worker ran which updaters, when workers ran them (`--workers`).
+        for share in &result.workers {
+            let line = WorkerLine {
+                strategy: result.strategy.name(),
+                t_us,
+                kind: "worker",
+                share,
+            };
+            let text = serde_json::to_string(&line).unwrap_or_default();
+            writeln!(out, "{text}").map_err(|e| history_error(&self.path, e))?;
+        }
         out.flush().map_err(|e| history_error(&self.path, e))
     }
+}
+
+/// A `worker` line: the share of one worker of the run, as in the report.
+#[derive(serde::Serialize)]
+struct WorkerLine<'a> {
+    strategy: &'a str,
+    t_us: u64,
+    kind: &'static str,
+    #[serde(flatten)]
+    share: &'a crate::crew::WorkerShare,
 }
 
 fn poisoned() -> std::io::Error {

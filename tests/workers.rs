@@ -173,8 +173,19 @@ async fn three_worker_processes_reach_the_single_process_verdicts() {
     assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
 
     let mut workers = Workers::start(3, &["--redis-url", &url, "--once"]);
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("ops.jsonl");
+    let history_arg = history.to_str().unwrap().to_owned();
     let mut args = local_args.clone();
-    args.extend(["--workers", "3", "--join-timeout", "30s"]);
+    // A history wants every phase event: they all come through Redis too.
+    args.extend([
+        "--workers",
+        "3",
+        "--join-timeout",
+        "30s",
+        "--history",
+        &history_arg,
+    ]);
     let distributed = racelab(&args);
     assert_eq!(
         distributed.status.code(),
@@ -200,6 +211,24 @@ async fn three_worker_processes_reach_the_single_process_verdicts() {
         assert_eq!(run["acknowledged"], 80, "{name}: {run}");
         assert_eq!(run["unknown"], 0, "{name}: {run}");
         assert_shares_cover(run, 3, 40);
+    }
+    // The history has every update's start and acknowledgement, and says who ran what.
+    let lines: Vec<Value> = std::fs::read_to_string(&history)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for run in distributed["runs"].as_array().unwrap() {
+        let name = &run["strategy"];
+        let of = |kind: &str| {
+            lines
+                .iter()
+                .filter(|l| &l["strategy"] == name && l["kind"] == kind)
+                .count()
+        };
+        assert_eq!(of("ok") as u64, 80, "{name}");
+        assert_eq!(of("invoke") as u64, 80, "{name}");
+        assert_eq!(of("worker"), 3, "{name}");
     }
     // The seed's bug across processes: some update was erased by another process's stale write.
     let naive = run_named(&distributed, "naive");
