@@ -29,9 +29,9 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::Workload;
 use crate::error::Error;
 use crate::event::{Event, EventKind, Outcome};
-use crate::journey::{Journey, update_status};
+use crate::journey::update_status;
 use crate::keys::{CrewKeys, Keys};
-use crate::strategy::{Strategy, Tuning};
+use crate::strategy::Strategy;
 use crate::target::{Conn, Connector, Target, describe};
 
 /// How long a card or a session lives unless renewed: a process that stopped renewing for this
@@ -117,15 +117,7 @@ pub(crate) enum Control {
 pub(crate) struct Job {
     pub run_id: String,
     pub strategy: Strategy,
-    pub journey: Journey,
-    pub updaters: u32,
-    pub rounds: u32,
-    pub think: Duration,
-    pub jitter: f64,
-    pub seed: u64,
-    pub lock_ttl: Duration,
-    pub max_retries: u32,
-    pub deadline: Option<Duration>,
+    pub workload: Workload,
     /// Whether phase events (reading, writing…) are wanted: a screen or a history watches.
     pub phases: bool,
     pub cluster: bool,
@@ -142,22 +134,6 @@ pub(crate) struct Assignment {
 }
 
 impl Job {
-    pub(crate) fn workload(&self) -> Workload {
-        Workload {
-            journey: Arc::new(self.journey.clone()),
-            updaters: self.updaters,
-            rounds: self.rounds,
-            think: self.think,
-            jitter: self.jitter,
-            seed: self.seed,
-            tuning: Tuning {
-                lock_ttl: self.lock_ttl,
-                max_retries: self.max_retries,
-            },
-            deadline: self.deadline,
-        }
-    }
-
     pub(crate) fn share_of(&self, worker_id: &str) -> Option<&Assignment> {
         self.shares.iter().find(|a| a.worker_id == worker_id)
     }
@@ -184,20 +160,27 @@ pub struct WorkerShare {
 }
 
 impl WorkerShare {
+    /// The updaters it ran, 0-based.
+    fn updaters(&self) -> std::ops::Range<u32> {
+        match (self.first_updater, self.last_updater) {
+            (Some(first), Some(last)) => first - 1..last,
+            _ => 0..0,
+        }
+    }
+
     /// Whether updater `updater` (0-based) ran in this worker.
     pub fn runs(&self, updater: u32) -> bool {
-        matches!((self.first_updater, self.last_updater), (Some(first), Some(last)) if (first - 1..last).contains(&updater))
+        self.updaters().contains(&updater)
     }
-}
 
-impl WorkerShare {
+    /// `#1–#7`, `#7` or `no updaters`.
+    pub fn range(&self) -> String {
+        updater_range(self.updaters())
+    }
+
     /// `w1 · 4f1c9a2e on build-7 (pid 4242) · updaters #1–#7`, and why it vanished if it did.
     pub fn describe(&self) -> String {
-        let updaters = match (self.first_updater, self.last_updater) {
-            (Some(first), Some(last)) if first == last => format!("updater #{first}"),
-            (Some(first), Some(last)) => format!("updaters #{first}–#{last}"),
-            _ => "no updaters".to_owned(),
-        };
+        let updaters = updaters_label(self.updaters());
         let how = if self.left { "left" } else { "vanished" };
         let vanished = self
             .vanished
@@ -207,6 +190,24 @@ impl WorkerShare {
             "{} · {} on {} (pid {}) · {updaters}{vanished}",
             self.worker, self.id, self.host, self.pid
         )
+    }
+}
+
+/// Updaters `updaters` (0-based) as shown: `#1–#7`, `#7`, or `no updaters`.
+pub(crate) fn updater_range(updaters: std::ops::Range<u32>) -> String {
+    match updaters.len() {
+        0 => "no updaters".to_owned(),
+        1 => format!("#{}", updaters.end),
+        _ => format!("#{}–#{}", updaters.start + 1, updaters.end),
+    }
+}
+
+/// `updaters #1–#7`, `updater #7`, or `no updaters`.
+pub(crate) fn updaters_label(updaters: std::ops::Range<u32>) -> String {
+    match updaters.len() {
+        0 => "no updaters".to_owned(),
+        1 => format!("updater {}", updater_range(updaters)),
+        _ => format!("updaters {}", updater_range(updaters)),
     }
 }
 
@@ -572,15 +573,7 @@ impl Crew {
         let job = Job {
             run_id: run_id.to_owned(),
             strategy,
-            journey: (*workload.journey).clone(),
-            updaters: n,
-            rounds: workload.rounds,
-            think: workload.think,
-            jitter: workload.jitter,
-            seed: workload.seed,
-            lock_ttl: workload.tuning.lock_ttl,
-            max_retries: workload.tuning.max_retries,
-            deadline: workload.deadline,
+            workload: workload.clone(),
             phases,
             cluster: self.cluster,
             shares: shares.clone(),

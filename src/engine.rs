@@ -23,8 +23,8 @@ use crate::strategy::{Op, RaceShape, Strategy, Tuning, UpdateStatus, Updater};
 use crate::target::{Conn, Target};
 use crate::truth::{Tally, Truth, verify};
 
-/// What every strategy of a run is given to do.
-#[derive(Debug, Clone)]
+/// What every strategy of a run is given to do. It travels to workers in their job.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Workload {
     pub journey: Arc<Journey>,
     pub updaters: u32,

@@ -154,8 +154,7 @@ impl Worker {
                 message = inbox.recv(None) => message,
                 () = cancel.cancelled() => break Ok(true),
                 () = tokio::time::sleep(RENEW_EVERY) => {
-                    if let Some(why) = self.session_lost(&coordinator).await {
-                        eprintln!("racelab worker {}: leaving the session: {why}", self.id);
+                    if self.session_lost(&coordinator).await.is_some() {
                         break Ok(true);
                     }
                     continue;
@@ -165,7 +164,7 @@ impl Worker {
                 Some(Control::Job(job)) if inbox.aborted.remove(&job.run_id) => {
                     // Stopped before this worker got to it: nothing to run, but the
                     // coordinator waits to hear that.
-                    let keys = Keys::new(&self.prefix, &job.run_id, &job.journey.id);
+                    let keys = Keys::new(&self.prefix, &job.run_id, &job.workload.journey.id);
                     let mut conn = self.conn.clone();
                     let _ = say(&mut conn, &keys.events(), &self.id, "end", "").await;
                 }
@@ -272,8 +271,17 @@ impl Worker {
 
     /// Why this worker must leave its session, if it must: its coordinator stopped renewing the
     /// session key (missing at two checks in a row), Redis has not answered for too long, or the
-    /// worker's own card expired (the coordinator took it for vanished).
+    /// worker's own card expired (the coordinator took it for vanished). Says it on stderr.
     async fn session_lost(&self, session_key: &str) -> Option<String> {
+        let lost = self.check_session(session_key).await;
+        if let Some(why) = &lost {
+            eprintln!("racelab worker {}: leaving the session: {why}", self.id);
+        }
+        lost
+    }
+
+    /// [`Worker::session_lost`] without saying it.
+    async fn check_session(&self, session_key: &str) -> Option<String> {
         let mut conn = self.conn.clone();
         let exists: redis::RedisResult<bool> = redis::cmd("EXISTS")
             .arg(session_key)
@@ -334,7 +342,11 @@ impl Worker {
         let Some(share) = job.share_of(&self.id).cloned() else {
             return false;
         };
-        let keys = Arc::new(Keys::new(&self.prefix, &job.run_id, &job.journey.id));
+        let keys = Arc::new(Keys::new(
+            &self.prefix,
+            &job.run_id,
+            &job.workload.journey.id,
+        ));
         let events = keys.events();
         let mut conn = self.conn.clone();
         if job.cluster != target.is_cluster() {
@@ -347,7 +359,7 @@ impl Worker {
             let _ = say(&mut conn, &events, &self.id, "end", reason).await;
             return false;
         }
-        let workload = Arc::new(job.workload());
+        let workload = Arc::new(job.workload.clone());
         let (tx, rx) = mpsc::channel(EVENT_BATCH * 8);
         let stop = CancellationToken::new();
         let prepared = Share::prepare(
@@ -386,11 +398,7 @@ impl Worker {
                 describe(&e)
             );
         }
-        let range = match share.end - share.start {
-            0 => "no updaters".to_owned(),
-            1 => format!("updater #{}", share.end),
-            _ => format!("updaters #{}–#{}", share.start + 1, share.end),
-        };
+        let range = crate::crew::updaters_label(share.start..share.end);
         eprintln!(
             "racelab worker {}: {} runs {range} of {} run {}",
             self.id, share.name, job.strategy, job.run_id
@@ -413,7 +421,6 @@ impl Worker {
                 }
                 () = tokio::time::sleep(RENEW_EVERY) => {
                     if let Some(lost) = self.session_lost(coordinator).await {
-                        eprintln!("racelab worker {}: leaving the session: {lost}", self.id);
                         why = Some(lost);
                         over = true;
                         break false;
@@ -444,7 +451,6 @@ impl Worker {
                     }
                     () = tokio::time::sleep(RENEW_EVERY), if !stopper.is_cancelled() => {
                         if let Some(lost) = self.session_lost(coordinator).await {
-                            eprintln!("racelab worker {}: leaving the session: {lost}", self.id);
                             why = Some(lost);
                             over = true;
                             stopper.cancel();

@@ -190,7 +190,7 @@ impl fmt::Display for Strategy {
 }
 
 /// Knobs of the strategies that retry or lock.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
 pub struct Tuning {
     /// How long the `lock` and `fenced` strategies' lock lives.
     pub lock_ttl: Duration,

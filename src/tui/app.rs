@@ -494,15 +494,7 @@ impl RunView {
         let mut named: Vec<String> = shares
             .iter()
             .take(NAMED)
-            .map(|s| {
-                format!(
-                    "{} {} (pid {} on {})",
-                    s.worker,
-                    updater_range(s),
-                    s.pid,
-                    s.host
-                )
-            })
+            .map(|s| format!("{} {} (pid {} on {})", s.worker, s.range(), s.pid, s.host))
             .collect();
         if shares.len() > NAMED {
             named.push(format!("{} more", shares.len() - NAMED));
@@ -870,7 +862,7 @@ impl RunView {
                 s.vanished.as_ref().map(|why| Story::WorkerVanished {
                     worker: s.worker.clone(),
                     how: if s.left { "left" } else { "vanished" },
-                    updaters: format!("{} (pid {} on {})", updater_range(s), s.pid, s.host),
+                    updaters: format!("{} (pid {} on {})", s.range(), s.pid, s.host),
                     why: why.clone(),
                 })
             })
@@ -970,15 +962,6 @@ fn find_eraser(writes: &[Write], lost: usize) -> Option<usize> {
             covers && w.updater != l.updater && w.read_at.is_some_and(|r| r < l.at)
         })
         .map(|(i, _)| i)
-}
-
-/// `#1–#10`, `#7`, or `no updaters`: the updaters a worker runs.
-fn updater_range(share: &WorkerShare) -> String {
-    match (share.first_updater, share.last_updater) {
-        (Some(first), Some(last)) if first == last => format!("#{first}"),
-        (Some(first), Some(last)) => format!("#{first}–#{last}"),
-        _ => "no updaters".to_owned(),
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1128,7 +1111,7 @@ impl App {
 
     /// The workers a run ended with: those that vanished take no part in the next runs, and
     /// the crew may have replaced earlier ones (a comparison's later strategies, say).
-    fn forget_vanished(&mut self, shares: &[WorkerShare]) {
+    fn count_live_workers(&mut self, shares: &[WorkerShare]) {
         if shares.is_empty() {
             return;
         }
@@ -1192,7 +1175,7 @@ impl App {
             }
             Msg::RunFinished { generation, result } => {
                 if let Ok(result) = &result {
-                    self.forget_vanished(&result.workers);
+                    self.count_live_workers(&result.workers);
                 }
                 if let Some(run) = self.run.as_mut().filter(|r| r.generation == generation) {
                     run.on_finished(result, self.now);
@@ -1216,7 +1199,7 @@ impl App {
                 result,
             } => {
                 if let Ok(result) = &result {
-                    self.forget_vanished(&result.workers);
+                    self.count_live_workers(&result.workers);
                 }
                 if let Some(c) = self.compare.as_mut().filter(|c| c.generation == generation)
                     && let Some(row) = c.row(strategy)

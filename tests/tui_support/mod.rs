@@ -135,6 +135,20 @@ pub fn plan(workers: u32, updaters: u32) -> Vec<WorkerShare> {
         .collect()
 }
 
+/// Records `event` in `tally` and hands it to the app a millisecond after it happened.
+fn deliver(app: &mut App, tally: &mut Tally, base: Instant, generation: u64, event: Event) {
+    tally.record(&event);
+    let received = base + event.at + Duration::from_millis(1);
+    app.update(
+        Msg::Event {
+            generation,
+            received,
+            event,
+        },
+        received,
+    );
+}
+
 /// [`play_naive`], its updaters run by the workers of `shares` when given: the runtime tells the
 /// app the plan before the first event.
 pub fn play_naive_in(
@@ -155,17 +169,7 @@ pub fn play_naive_in(
     let mut tally = Tally::new(journey.segments.len());
     let send = |app: &mut App, tally: &mut Tally, at_ms: f64, updater: u32, kind: EventKind| {
         let at = Duration::from_secs_f64(at_ms / 1000.0);
-        let event = Event { at, updater, kind };
-        tally.record(&event);
-        let received = base + at + Duration::from_millis(1);
-        app.update(
-            Msg::Event {
-                generation,
-                received,
-                event,
-            },
-            received,
-        );
+        deliver(app, tally, base, generation, Event { at, updater, kind });
     };
     for u in 0..UPDATERS {
         send(app, &mut tally, 0.5, u, invoked_kind());
@@ -320,16 +324,12 @@ pub fn vanished_worker_run(base: Instant) -> App {
     let journey = Journey::seed_fixture().unwrap();
     let mut send = |app: &mut App, at_ms: u64, updater: u32, kind: EventKind| {
         let at = Duration::from_millis(at_ms);
-        let event = Event { at, updater, kind };
-        tally.record(&event);
-        let received = base + at + Duration::from_millis(1);
-        app.update(
-            Msg::Event {
-                generation,
-                received,
-                event,
-            },
-            received,
+        deliver(
+            app,
+            &mut tally,
+            base,
+            generation,
+            Event { at, updater, kind },
         );
     };
     for u in 10..UPDATERS {
