@@ -529,14 +529,33 @@ impl UpdaterTask {
                     latency: probe.now().saturating_sub(began),
                     scope: self.scope,
                 },
-                Ok(missing) => EventKind::Failed {
-                    round,
-                    segment,
-                    status,
-                    outcome: Outcome::NotApplied,
-                    reason: format!("{missing:?}").into(),
-                    gave_up: false,
-                },
+                Ok(missing) => {
+                    // racelab's own journey lost its data under the run (a FLUSHDB, a DEL, an
+                    // expiry): whatever the strategy, the run stops and says so, rather than
+                    // count the updates that found nothing as refused and go on to a verdict.
+                    let reason = match missing {
+                        UpdateStatus::SegmentNotFound => format!(
+                            "segment {segment_id} vanished from the journey at {} during the run",
+                            self.keys.journey()
+                        ),
+                        _ => format!(
+                            "the journey at {} vanished during the run",
+                            self.keys.journey()
+                        ),
+                    };
+                    if let Ok(mut stopped) = self.stopped.lock() {
+                        stopped.get_or_insert(reason.clone());
+                    }
+                    self.stop.cancel();
+                    EventKind::Failed {
+                        round,
+                        segment,
+                        status,
+                        outcome: Outcome::NotApplied,
+                        reason: reason.into(),
+                        gave_up: false,
+                    }
+                }
                 Err(e) => {
                     let gone = e.unreachable && self.silence.unanswered_for_too_long();
                     if e.fatal || gone {

@@ -53,6 +53,16 @@ pub enum Outcome {
     Unknown,
 }
 
+impl Outcome {
+    /// The outcome in a user's words.
+    pub fn words(self) -> &'static str {
+        match self {
+            Outcome::NotApplied => "certainly not made",
+            Outcome::Unknown => "outcome unknown",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum EventKind {
     /// Begins an update (round `round`): the history's `invoke`.

@@ -151,9 +151,19 @@ impl Journey {
         if count <= self.segments.len() {
             self.segments.truncate(count);
         } else {
+            // A generated id must not clash with one the journey already has (`SEG-001, SEG-002,
+            // SEG-005` grown to 5): two segments under one id would share a hash field or a key,
+            // and every fix would seem to lose updates. Numbers already taken are skipped.
             let template = self.segments[0].clone();
-            for i in self.segments.len() + 1..=count {
-                self.segments.push(generated_segment(&template, i));
+            let mut taken: std::collections::HashSet<String> =
+                self.segments.iter().map(|s| s.segment_id.clone()).collect();
+            let mut number = self.segments.len();
+            while self.segments.len() < count {
+                number += 1;
+                let segment = generated_segment(&template, number);
+                if taken.insert(segment.segment_id.clone()) {
+                    self.segments.push(segment);
+                }
             }
         }
         self.total_price = self.segments.iter().map(|s| s.price).sum();
@@ -287,6 +297,27 @@ mod tests {
         let fewer = Journey::seed_fixture().unwrap().with_segments(3);
         assert_eq!(fewer.segments.len(), 3);
         assert_eq!(fewer.total_price, 101.0 + 102.0 + 103.0);
+    }
+
+    #[test]
+    fn generated_ids_never_clash_with_the_journeys_own() {
+        let text = r#"{"Id":"J","Segments":[{"SegmentId":"SEG-001"},{"SegmentId":"SEG-002"},{"SegmentId":"SEG-005"}]}"#;
+        let journey = Journey::from_json(text, "t").unwrap().with_segments(5);
+        let ids: Vec<&str> = journey
+            .segments
+            .iter()
+            .map(|s| s.segment_id.as_str())
+            .collect();
+        assert_eq!(ids, ["SEG-001", "SEG-002", "SEG-005", "SEG-004", "SEG-006"]);
+        let text = r#"{"Id":"J","Segments":[{"SegmentId":"SEG-003"},{"SegmentId":"X"}]}"#;
+        let journey = Journey::from_json(text, "t").unwrap().with_segments(3);
+        let ids: Vec<&str> = journey
+            .segments
+            .iter()
+            .map(|s| s.segment_id.as_str())
+            .collect();
+        assert_eq!(ids, ["SEG-003", "X", "SEG-004"]);
+        assert!(journey.validate("t").is_ok());
     }
 
     #[test]

@@ -117,6 +117,14 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
             eprintln!("racelab: the run could not be completed ({why})");
             2
         }
+        Ok(report) if report.inconclusive() => {
+            for run in report.runs.iter() {
+                if let Some(why) = &run.inconclusive {
+                    eprintln!("racelab: inconclusive: {}: {why}", run.strategy);
+                }
+            }
+            2
+        }
         Ok(report) if report.ok => 0,
         Ok(_) => 1,
         Err(e) => {

@@ -115,6 +115,9 @@ pub struct RunReport {
     pub give_ups: u64,
     pub expected: Expected,
     pub ok: bool,
+    /// Set when the run was made but tested too little to decide (no update acknowledged, say):
+    /// the verdict is neither ok nor FAIL, and racelab exits 2. Says why in one sentence.
+    pub inconclusive: Option<String>,
     pub duration_ms: f64,
     pub updates_per_s: f64,
     pub latency_ms: Latency,
@@ -142,6 +145,11 @@ impl RunReport {
     pub fn new(result: &RunResult, workload: &Workload, expected: Expected) -> RunReport {
         let tally = &result.tally;
         let verified = result.unverified.is_none();
+        let inconclusive = if result.is_complete() {
+            inconclusive(result, workload, expected)
+        } else {
+            None
+        };
         let duration = tally.last_at;
         let secs = duration.as_secs_f64();
         RunReport {
@@ -160,7 +168,10 @@ impl RunReport {
             conflicts: tally.conflicts,
             give_ups: tally.give_ups,
             expected,
-            ok: result.is_complete() && expected.met_by(result.truth.lost),
+            ok: result.is_complete()
+                && inconclusive.is_none()
+                && expected.met_by(result.truth.lost),
+            inconclusive,
             duration_ms: round2(ms(duration)),
             updates_per_s: if secs > 0.0 {
                 round2(tally.acknowledged as f64 / secs)
@@ -201,10 +212,58 @@ impl RunReport {
         let word = if self.ok { "ok" } else { "FAIL" };
         match (&self.stopped, self.expected) {
             (Some(_), _) => "STOPPED".to_owned(),
+            (None, _) if self.inconclusive.is_some() => "INCONCLUSIVE".to_owned(),
             (None, Expected::Either) => format!("{word} ({seen}, either expected)"),
             (None, expected) => format!("{word} ({seen}, expected {})", expected.word()),
         }
     }
+}
+
+/// Why a completed run tested too little for a verdict, if it did. A lost update needs two
+/// acknowledged writes (the lost one and one that erased it), so with fewer than two nothing
+/// could have been lost, whatever the strategy; and a race a strategy is expected to show is
+/// only missing for real when every update it was given was acknowledged.
+fn inconclusive(result: &RunResult, workload: &Workload, expected: Expected) -> Option<String> {
+    let tally = &result.tally;
+    let total = workload.total_updates();
+    let acknowledged = tally.acknowledged;
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    let why = || {
+        let mut parts = Vec::new();
+        let refused = tally.errors - tally.give_ups;
+        if refused > 0 {
+            parts.push(format!("{refused} certainly not made"));
+        }
+        if tally.give_ups > 0 {
+            parts.push(format!("{} gave up retrying", tally.give_ups));
+        }
+        if tally.unknown > 0 {
+            parts.push(format!("{} with an unknown outcome", tally.unknown));
+        }
+        let first = tally
+            .failure_reasons
+            .first()
+            .map_or_else(String::new, |r| format!(", first because: {r}"));
+        format!("{}{first}", parts.join(", "))
+    };
+    if acknowledged == 0 && total > 0 {
+        return Some(format!("no update was acknowledged: {}", why()));
+    }
+    if acknowledged < 2 && total >= 2 {
+        return Some(format!(
+            "only {acknowledged} of {total} updates was acknowledged, too few for any to be lost: {}",
+            why()
+        ));
+    }
+    if expected == Expected::Lost && result.truth.lost == 0 && acknowledged < total {
+        return Some(format!(
+            "no update was lost, but only {acknowledged} of {total} update{} {} acknowledged, too few to show the race it expects: {}",
+            plural(total),
+            if acknowledged == 1 { "was" } else { "were" },
+            why()
+        ));
+    }
+    None
 }
 
 /// Who ran which updaters and how they ended, to tell runs with other workers apart.
@@ -232,6 +291,11 @@ fn round2(x: f64) -> f64 {
 }
 
 impl Report {
+    /// A run was made but tested too little for a verdict (exit 2).
+    pub fn inconclusive(&self) -> bool {
+        self.runs.iter().any(|r| r.inconclusive.is_some())
+    }
+
     pub fn json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
     }
@@ -273,9 +337,10 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "journey {} · {} segments · {} updater{}{workers} · {} round{} · think {}",
+                "journey {} · {} segment{} · {} updater{}{workers} · {} round{} · think {}",
                 self.journey,
                 first.segments,
+                if first.segments == 1 { "" } else { "s" },
                 first.updaters,
                 if first.updaters == 1 { "" } else { "s" },
                 first.rounds,
@@ -335,6 +400,9 @@ impl Report {
             if let Some(reason) = &run.stopped {
                 let _ = writeln!(out, "\n{}: stopped early: {reason}", run.strategy);
             }
+            if let Some(reason) = &run.inconclusive {
+                let _ = writeln!(out, "\n{}: inconclusive: {reason}", run.strategy);
+            }
             if !run.failures.is_empty() {
                 let plural = |n: u64| if n == 1 { "" } else { "s" };
                 let mut counts = Vec::new();
@@ -390,6 +458,8 @@ impl Report {
         let _ = writeln!(out);
         let summary = if !self.complete {
             "the run could not be completed: what is above is what was observed until then"
+        } else if self.inconclusive() {
+            "inconclusive: a strategy's run tested too little for a verdict"
         } else if self.ok {
             "every strategy behaved as expected"
         } else {

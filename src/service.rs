@@ -22,7 +22,7 @@ pub enum ServiceError {
     EmptyJourneyId,
     #[error("the segment id is empty")]
     EmptySegmentId,
-    #[error("the update failed ({:?}): {}", .0.outcome, .0.reason)]
+    #[error("the update failed ({}): {}", .0.outcome.words(), .0.reason)]
     Update(UpdateError),
     #[error("{0}")]
     Storage(#[from] crate::strategy::storage::StorageError),

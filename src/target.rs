@@ -576,8 +576,15 @@ pub fn redact(url: &str) -> String {
     // The last '@' ends the credentials, even when a password holds '/' or '@'.
     match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            if userinfo.contains(':') {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            if userinfo.contains(':') && password.is_empty() {
+                // No password to hide: `***` would claim there is one.
+                if user.is_empty() {
+                    format!("{scheme}://{host}")
+                } else {
+                    format!("{scheme}://{user}@{host}")
+                }
+            } else if userinfo.contains(':') {
                 format!("{scheme}://{user}:***@{host}")
             } else {
                 // `redis://secret@host`: redis-rs reads a lone userinfo as a user name, but users
@@ -612,6 +619,9 @@ mod tests {
         assert_eq!(redact("redis://p4ss@h"), "redis://***@h");
         assert_eq!(redact("redis://h:6379"), "redis://h:6379");
         assert_eq!(redact("redis://u:p@ss@h"), "redis://u:***@h");
+        // An empty password is no password: nothing to hide, nothing to suggest.
+        assert_eq!(redact("redis://:@h:6379"), "redis://h:6379");
+        assert_eq!(redact("redis://u:@h"), "redis://u@h");
         assert!(!redact("u:p4ss@h").contains("p4ss"));
         assert_eq!(
             redact("redis://h:6379/0?password=p4ss&x=1"),

@@ -93,10 +93,11 @@ impl Tally {
                 }
                 let micros = latency.as_micros().clamp(1, u64::MAX as u128) as u64;
                 self.latency.saturating_record(micros);
-                // Only a write based on a read can erase another, or be erased by one of its own
-                // kind; blind writes need no history. The cap keeps long runs in bounded
-                // memory: counts stay exact beyond it, only attribution stops.
-                if read_at.is_none() || self.writes.len() >= WRITES_KEPT {
+                // Every acknowledged write is kept, blind ones too: only a write based on a
+                // read can erase another, but any write can be lost, and the report lists every
+                // loss it counts. The cap keeps long runs in bounded memory: counts stay exact
+                // beyond it, only the listing stops.
+                if self.writes.len() >= WRITES_KEPT {
                     return;
                 }
                 self.writes.push(Write {
@@ -348,4 +349,106 @@ fn lost_update(
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(updater: u32, segment: u32, at_ms: u64, read_ms: Option<u64>) -> Event {
+        Event {
+            at: Duration::from_millis(at_ms),
+            updater,
+            kind: EventKind::Acknowledged {
+                round: 0,
+                segment,
+                status: "Departed",
+                read_at: read_ms.map(Duration::from_millis),
+                seen: None,
+                written_count: None,
+                latency: Duration::from_millis(1),
+                scope: if read_ms.is_some() {
+                    WriteScope::Journey
+                } else {
+                    WriteScope::Segment
+                },
+            },
+        }
+    }
+
+    fn journey(segments: usize) -> Journey {
+        Journey::seed_fixture().unwrap().with_segments(segments)
+    }
+
+    fn state(count: u64) -> SegmentState {
+        SegmentState {
+            status: "Scheduled".to_owned(),
+            update_count: count,
+        }
+    }
+
+    #[test]
+    fn a_stale_write_is_named_as_the_eraser() {
+        let mut tally = Tally::new(2);
+        // #1 read at 1 ms and wrote at 10 ms; #2 read at 2 ms, before #1's write, and wrote at
+        // 12 ms: its copy did not hold #1's update.
+        tally.record(&ack(0, 0, 10, Some(1)));
+        tally.record(&ack(1, 1, 12, Some(2)));
+        let truth = verify(&tally, &journey(2), &[state(0), state(1)], 100);
+        assert_eq!((truth.applied, truth.lost), (1, 1));
+        let lost = &truth.lost_updates[0];
+        assert_eq!((lost.updater, lost.erased_by), (1, Some(2)));
+        assert_eq!(
+            lost.seed_message(),
+            "Segment SEG-001: expected 'Departed', got 'Scheduled'"
+        );
+    }
+
+    #[test]
+    fn every_counted_loss_is_listed_even_of_blind_writes() {
+        // Blind writes (hash) have no read to go stale; a loss among them is still listed,
+        // without an eraser.
+        let mut tally = Tally::new(1);
+        tally.record(&ack(0, 0, 5, None));
+        tally.record(&ack(1, 0, 6, None));
+        let truth = verify(&tally, &journey(1), &[state(1)], 100);
+        assert_eq!(truth.lost, 1);
+        assert_eq!(truth.lost_updates.len(), 1);
+        assert_eq!(truth.lost_updates[0].erased_by, None);
+    }
+
+    #[test]
+    fn unknown_updates_are_never_counted_lost_or_applied_beyond_the_count() {
+        let mut tally = Tally::new(1);
+        tally.record(&ack(0, 0, 5, Some(1)));
+        tally.record(&Event {
+            at: Duration::from_millis(6),
+            updater: 1,
+            kind: EventKind::Failed {
+                round: 0,
+                segment: 0,
+                status: "Boarding",
+                outcome: Outcome::Unknown,
+                reason: "timeout".into(),
+                gave_up: false,
+            },
+        });
+        // The count shows two writes: the acknowledged one and the unknown one both landed.
+        let truth = verify(&tally, &journey(1), &[state(2)], 100);
+        assert_eq!((truth.applied, truth.lost, truth.foreign_writes), (2, 0, 0));
+        // A count above anything racelab could have written is someone else's write.
+        let truth = verify(&tally, &journey(1), &[state(3)], 100);
+        assert_eq!(truth.foreign_writes, 1);
+    }
+
+    #[test]
+    fn the_listing_is_capped_but_the_count_is_exact() {
+        let mut tally = Tally::new(1);
+        for i in 0..10 {
+            tally.record(&ack(i, 0, 10 + u64::from(i), Some(1)));
+        }
+        let truth = verify(&tally, &journey(1), &[state(1)], 3);
+        assert_eq!(truth.lost, 9);
+        assert_eq!(truth.lost_updates.len(), 3);
+    }
 }

@@ -11,9 +11,16 @@ pub struct Hash {
     conn: Conn,
 }
 
+/// The hash field that holds a segment's status. Status and count fields each carry their own
+/// prefix, so no segment id can name another segment's field: with bare `A` and `A:count`, a
+/// journey with segments `A` and `A:count` would have had two segments write one field.
+pub fn status_field(segment_id: &str) -> String {
+    format!("status:{segment_id}")
+}
+
 /// The hash field that counts a segment's applied updates.
 pub fn count_field(segment_id: &str) -> String {
-    format!("{segment_id}:count")
+    format!("count:{segment_id}")
 }
 
 impl Hash {
@@ -33,7 +40,7 @@ impl Hash {
         let key = op.keys.segments_hash();
         // MULTI/EXEC: status and count change together or not at all.
         let exec = transaction(&mut self.conn, |pipe| {
-            pipe.hset(&key, op.segment_id, op.status)
+            pipe.hset(&key, status_field(op.segment_id), op.status)
                 .ignore()
                 .hincr(&key, count_field(op.segment_id), 1)
                 .ignore();
@@ -47,5 +54,20 @@ impl Hash {
             probe.wrote(*count as u64);
         }
         Ok(UpdateStatus::Applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_segment_id_names_another_segments_field() {
+        let ids = ["A", "A:count", "count:A", "status:A", "count", "status"];
+        let mut fields = std::collections::HashSet::new();
+        for id in ids {
+            assert!(fields.insert(status_field(id)), "{id}");
+            assert!(fields.insert(count_field(id)), "{id}");
+        }
     }
 }

@@ -126,14 +126,22 @@ impl Strategy {
         }
     }
 
-    /// Whether this strategy can lose updates on a workload (`--expect auto`). `None`: it may
-    /// or may not, the race is possible but not forced.
+    /// Whether this strategy loses updates on a workload (`--expect auto`): `Some(true)` only
+    /// where a loss is forced, `Some(false)` only where none is possible, and `None` (either)
+    /// wherever a race is possible but not forced: at a boundary, timing decides.
     pub fn loses_updates(self, shape: &RaceShape) -> Option<bool> {
-        let racing = |contenders: bool| match (contenders, shape.think.is_zero()) {
-            (false, _) => Some(false),
-            // Without a pause the window is one round trip: a race may or may not happen.
-            (true, true) => None,
-            (true, false) => Some(true),
+        let racing = |contenders: bool| {
+            if !contenders {
+                Some(false)
+            } else if shape.think >= FORCED_RACE_THINK {
+                // Every updater reads at its release and writes a think time later, so any two
+                // that share what they write overlap: the later write erases the earlier one.
+                Some(true)
+            } else {
+                // Without a real pause the window is about one round trip: a race may or may
+                // not happen.
+                None
+            }
         };
         match self {
             // Whole-journey read-modify-write: any two updaters that overlap race.
@@ -141,12 +149,14 @@ impl Strategy {
             // A segment's own read-modify-write races only with its segment's other updaters.
             Strategy::Keys => racing(shape.updaters > shape.segments),
             // The lock only excludes while it lives: past its ttl, the next holder reads a copy
-            // the old holder is about to overwrite (Kleppmann's critique of Redis locks).
+            // the old holder is about to overwrite (Kleppmann's critique of Redis locks). The
+            // holder's work is its think time plus a few round trips, and a waiter polls for
+            // the lock every few milliseconds, so near the ttl either can happen.
             Strategy::Lock => {
                 let longest = shape.think.mul_f64(1.0 + shape.jitter);
-                if shape.updaters < 2 || longest < shape.lock_ttl {
+                if shape.updaters < 2 || longest + LOCK_MARGIN <= shape.lock_ttl {
                     Some(false)
-                } else if shape.think >= shape.lock_ttl {
+                } else if shape.think >= shape.lock_ttl + LOCK_MARGIN {
                     Some(true)
                 } else {
                     None
@@ -291,6 +301,15 @@ pub(crate) fn backoff(attempt: u32, cap: Duration) -> Duration {
         .min(cap);
     ceiling.mul_f64(rand::rng().random::<f64>())
 }
+
+/// The think time from which a read-modify-write race is forced (README "Strategies"): well
+/// above a round trip, so every updater's read lands before any updater's write.
+pub const FORCED_RACE_THINK: Duration = Duration::from_millis(1);
+
+/// How far the `lock` strategy's think time must be from its ttl for the outcome to be forced
+/// (README "Strategies"): the holder's round trips, a waiter's poll interval (at most 5 ms) and
+/// scheduling all fit in it.
+pub const LOCK_MARGIN: Duration = Duration::from_millis(20);
 
 /// What `--expect auto` needs to know about a workload.
 #[derive(Debug, Clone, Copy)]

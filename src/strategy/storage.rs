@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use crate::target::Conn;
 use redis::{AsyncCommands, RedisError};
 
-use super::hash::count_field;
+use super::hash::{count_field, status_field};
 use crate::journey::{Journey, SegmentState};
 use crate::keys::Keys;
 
@@ -46,7 +46,7 @@ impl Storage {
             Storage::Hash => {
                 let mut fields = Vec::with_capacity(journey.segments.len() * 2);
                 for segment in &journey.segments {
-                    fields.push((segment.segment_id.clone(), segment.status.clone()));
+                    fields.push((status_field(&segment.segment_id), segment.status.clone()));
                     fields.push((count_field(&segment.segment_id), "0".to_owned()));
                 }
                 pipe.hset_multiple(keys.segments_hash(), &fields).ignore();
@@ -79,7 +79,7 @@ impl Storage {
             Storage::Hash => {
                 let fields: HashMap<String, String> = conn.hgetall(keys.segments_hash()).await?;
                 for segment in &mut journey.segments {
-                    if let Some(status) = fields.get(&segment.segment_id) {
+                    if let Some(status) = fields.get(&status_field(&segment.segment_id)) {
                         segment.status = status.clone();
                     }
                     segment.update_count = fields
