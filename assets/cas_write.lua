@@ -7,5 +7,5 @@
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
-redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
 return redis.call('INCR', KEYS[1])

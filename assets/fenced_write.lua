@@ -8,5 +8,5 @@
 if tonumber(redis.call('GET', KEYS[1])) ~= tonumber(ARGV[1]) then
   return 0
 end
-redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
 return 1

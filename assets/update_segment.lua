@@ -12,7 +12,7 @@ for _, segment in ipairs(journey['Segments']) do
   if segment['SegmentId'] == ARGV[1] then
     segment['Status'] = ARGV[2]
     segment['UpdateCount'] = (tonumber(segment['UpdateCount']) or 0) + 1
-    redis.call('SET', KEYS[1], cjson.encode(journey))
+    redis.call('SET', KEYS[1], cjson.encode(journey), 'KEEPTTL')
     return segment['UpdateCount']
   end
 end

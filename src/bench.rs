@@ -86,6 +86,9 @@ struct Cost {
 }
 
 pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchReport, Error> {
+    if args.output.is_none() {
+        crate::output::check_stdout("bench report")?;
+    }
     let mut output = match &args.output {
         Some(path) => Some(std::fs::File::create(path).map_err(|e| Error::Output {
             path: path.display().to_string(),
@@ -205,7 +208,7 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
             path: path.display().to_string(),
             reason: e.to_string(),
         })?,
-        _ => print!("{text}"),
+        _ => crate::output::stdout(&text, "bench report")?,
     }
     Ok(report)
 }
@@ -343,9 +346,9 @@ impl Progress {
 
     fn say(&self, what: &str) {
         if self.terminal {
-            eprint!("\r\x1b[2Kbench: {what}…");
+            crate::note_inline!("\r\x1b[2Kbench: {what}…");
         } else {
-            eprintln!("bench: {what}");
+            crate::note!("bench: {what}");
         }
     }
 
@@ -361,7 +364,7 @@ impl Progress {
 
     fn done(&self) {
         if self.terminal {
-            eprint!("\r\x1b[2K");
+            crate::note_inline!("\r\x1b[2K");
         }
     }
 }

@@ -96,7 +96,7 @@ pub struct BenchArgs {
     pub updaters: Vec<u32>,
 
     /// How long each cell runs.
-    #[arg(long, default_value = "1s", value_parser = parse_timeout)]
+    #[arg(long, default_value = "1s", value_parser = parse_bench_duration)]
     pub duration: Duration,
 
     /// Pause between reading and writing.
@@ -326,10 +326,22 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     Ok(timeout)
 }
 
+fn parse_bench_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text, "duration")?;
+    if duration.is_zero() || duration > Duration::from_secs(3600) {
+        return Err(format!("{text} is not a cell duration between 1ms and 1h"));
+    }
+    Ok(duration)
+}
+
 fn parse_prefix(text: &str) -> Result<String, String> {
-    if text.is_empty() || text.contains(['{', '}', ' ', '*', '?', '[', ']']) {
+    // Exactly the characters the message names: no glob characters (the cleanup hint is a
+    // SCAN pattern), no braces (the journey's hash tag), no spaces or control characters.
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '.');
+    if text.is_empty() || !text.chars().all(allowed) {
         return Err(format!(
-            "'{text}' cannot prefix racelab's keys; use letters, digits, ':' '-' or '_'"
+            "{:?} cannot prefix racelab's keys; use letters, digits, ':' '-' '_' or '.'",
+            text
         ));
     }
     Ok(text.to_owned())
@@ -360,6 +372,43 @@ fn redis_choice<'a>(
         (false, false) => Err(Error::Usage(
             "--redis-url and --cluster both name a Redis; give one of them".to_owned(),
         )),
+    }
+}
+
+/// The environment as the options read it (README "Options"): an empty variable counts as unset
+/// (`REDIS_URL= racelab run` starts a private server), and an option given on the command line
+/// wins over the other option's variable, so `REDIS_CLUSTER=junk racelab run --redis-url …` is
+/// not refused for a `--cluster` the user never gave.
+///
+/// Call it before parsing, while the process has one thread: it changes the environment.
+pub fn settle_environment(args: &[std::ffi::OsString]) {
+    let given = |option: &str| {
+        args.iter().any(|arg| {
+            arg.to_str().is_some_and(|arg| {
+                arg == option || arg.strip_prefix(option).is_some_and(|r| r.starts_with('='))
+            })
+        })
+    };
+    let mut unset = Vec::new();
+    for name in [
+        "REDIS_URL",
+        "REDIS_CLUSTER",
+        "RACELAB_REDIS_SERVER",
+        "RACELAB_REDIS_CLI",
+    ] {
+        if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+            unset.push(name);
+        }
+    }
+    if given("--redis-url") {
+        unset.push("REDIS_CLUSTER");
+    }
+    if given("--cluster") {
+        unset.push("REDIS_URL");
+    }
+    for name in unset {
+        // SAFETY: called at the start of `main`, before any other thread exists.
+        unsafe { std::env::remove_var(name) };
     }
 }
 

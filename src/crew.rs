@@ -316,7 +316,7 @@ impl Crew {
             planned: Mutex::new(None),
             renewal,
         };
-        eprintln!(
+        crate::note!(
             "racelab: waiting for {count} worker{} to join; start each with: {}",
             if count == 1 { "" } else { "s" },
             worker_command(target, prefix)
@@ -337,7 +337,7 @@ impl Crew {
                 )));
             }
             match crew.claim_one().await {
-                Ok(Some(member)) => eprintln!(
+                Ok(Some(member)) => crate::note!(
                     "racelab: worker {}/{count} joined: {} on {} (pid {})",
                     crew.size(),
                     member.id,
@@ -444,9 +444,12 @@ impl Crew {
     async fn top_up(&self) {
         while self.size() < self.wanted {
             match self.claim_one().await {
-                Ok(Some(member)) if self.announce.load(Ordering::SeqCst) => eprintln!(
+                Ok(Some(member)) if self.announce.load(Ordering::SeqCst) => crate::note!(
                     "racelab: worker {} joined in place of a vanished one: {} on {} (pid {})",
-                    member.name, member.id, member.host, member.pid
+                    member.name,
+                    member.id,
+                    member.host,
+                    member.pid
                 ),
                 Ok(Some(_)) => {}
                 _ => return,

@@ -17,7 +17,7 @@ use crate::crew::{Crew, Lease, WorkerShare};
 use crate::error::Error;
 use crate::event::{Event, EventKind, Outcome, Probe, WriteScope};
 use crate::journey::{Journey, SegmentState, update_status};
-use crate::keys::Keys;
+use crate::keys::{Keys, SAFETY_TTL};
 use crate::strategy::storage::StorageError;
 use crate::strategy::{Op, RaceShape, Strategy, Tuning, UpdateStatus, Updater};
 use crate::target::{Conn, Target};
@@ -144,25 +144,46 @@ pub async fn run_as(
     let journey = &workload.journey;
     let keys = Arc::new(Keys::new(&settings.key_prefix, &run_id, &journey.id));
     strategy.check_journey(journey)?;
+    if target.major_version().is_some_and(|major| major < 6) {
+        return Err(Error::Unsupported {
+            strategy: strategy.name().to_owned(),
+            reason: format!(
+                "racelab needs Redis 6.0 or newer, and this one is {}: every write keeps its key's safety-net expiry with SET … KEEPTTL; use a newer Redis, or leave out --redis-url for a private one",
+                target.version()
+            ),
+        });
+    }
     let mut conn = target.connection().await?;
     strategy.prepare(target, &mut conn).await?;
     seed(target, strategy, &mut conn, &keys, journey).await?;
 
-    let outcome = race(
-        target, strategy, workload, &keys, &run_id, &conn, settings, watcher, cancel,
-    )
-    .await;
+    let outcome = tokio::select! {
+        outcome = race(
+            target, strategy, workload, &keys, &run_id, &conn, settings, watcher, cancel,
+        ) => outcome,
+        never = renew_expiry(conn.clone(), &keys, journey) => match never {},
+    };
 
     let final_states = read_final(strategy, &mut conn, &keys).await;
+    if settings.keep {
+        // Kept on purpose: for as long as the user wants, not as long as the safety net.
+        let all = keys.all(journey.segments.iter().map(|s| s.segment_id.as_str()));
+        let mut pipe = redis::pipe();
+        for key in all.iter().filter(|key| **key != keys.lock()) {
+            pipe.persist(key).ignore();
+        }
+        let _: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+    }
     let pattern = format!("{}:{run_id}:*", settings.key_prefix);
     let keys_left = if settings.keep {
         Some(format!("kept under {pattern}"))
-    } else if cleanup(&mut conn, &keys, journey).await {
-        None
     } else {
-        Some(format!(
-            "left under {pattern}: Redis did not answer their deletion; delete them with redis-cli --scan --pattern '{pattern}' | xargs redis-cli del"
-        ))
+        cleanup(&mut conn, &keys, journey).await.err().map(|why| {
+            format!(
+                "left under {pattern}: {why}; they expire within {} by themselves, or delete them with redis-cli --scan --pattern '{pattern}' | xargs redis-cli del",
+                humantime::format_duration(SAFETY_TTL)
+            )
+        })
     };
     let (tally, stopped, workers) = outcome?;
     let (states, unverified) = match final_states {
@@ -195,6 +216,31 @@ pub async fn run_as(
         keys_left,
         workers,
     })
+}
+
+/// Renews the safety-net expiry of the run's keys every quarter of [`SAFETY_TTL`] while the run
+/// goes on, so a run of any length keeps its keys and a killed racelab's keys still go. Never
+/// ends; failures are left to the next renewal (a missing key is not created by PEXPIRE).
+async fn renew_expiry(mut conn: Conn, keys: &Keys, journey: &Journey) -> std::convert::Infallible {
+    let ttl = SAFETY_TTL.as_millis() as i64;
+    // Not the lock: its own short ttl is the lesson of `lock`. Not the events stream: the crew
+    // keeps its expiry.
+    let (lock, events) = (keys.lock(), keys.events());
+    let all: Vec<String> = keys
+        .all(journey.segments.iter().map(|s| s.segment_id.as_str()))
+        .into_iter()
+        .filter(|key| *key != lock && *key != events)
+        .collect();
+    loop {
+        tokio::time::sleep(SAFETY_TTL / 4).await;
+        for chunk in all.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.pexpire(key, ttl).ignore();
+            }
+            let _: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+        }
+    }
 }
 
 /// Writes the journey under the run's keys, after making sure none of them exists: racelab only
@@ -235,8 +281,10 @@ async fn seed(
             Err(e) if attempt < SETUP_ATTEMPTS && is_transient(&e) => attempt += 1,
             Ok(()) => return Ok(()),
             Err(e) => {
+                let advised = crate::target::advice(&e, target.is_cluster()).is_some();
                 return Err(match e.code() {
                     Some("NOPERM" | "NOAUTH" | "WRONGPASS") => target.refused(&e),
+                    _ if advised => target.refused(&e),
                     _ => fail(format!(
                         "seeding the journey under {} failed: {}",
                         keys.journey(),
@@ -374,8 +422,12 @@ impl Share {
         let stopped: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         let silence = Arc::new(Silence::new(target.timeout()));
         let mut tasks = tokio::task::JoinSet::new();
+        let needed = updaters.len();
         for i in updaters {
-            let updater = Updater::new(strategy, conn, target, workload.tuning).await?;
+            let updater = match Updater::new(strategy, conn, target, workload.tuning).await {
+                Ok(updater) => updater,
+                Err(e) => return Err(explain_connections(e, strategy, needed, conn).await),
+            };
             let task = UpdaterTask {
                 index: i,
                 updater,
@@ -407,6 +459,56 @@ impl Share {
     pub(crate) async fn finish(mut self) -> Option<String> {
         while self.tasks.join_next().await.is_some() {}
         self.stopped.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// A `watch` updater could not get its own connection. A server at its `maxclients` answers a
+/// new connection with an error and closes it, which reaches the client as a broken pipe, so
+/// the server's own count of clients says whether that is why. Either way, says how many
+/// connections the run needs.
+async fn explain_connections(e: Error, strategy: Strategy, needed: usize, conn: &Conn) -> Error {
+    if strategy != Strategy::Watch {
+        return e;
+    }
+    let need = format!(
+        "this run's {needed} watch updaters need {needed} connections besides racelab's shared one"
+    );
+    match e {
+        Error::Answer { target, reason } => Error::Answer {
+            target,
+            reason: format!("{reason} ({need})"),
+        },
+        Error::Connect { target, reason } => {
+            let info: redis::RedisResult<String> = redis::cmd("INFO")
+                .arg("clients")
+                .query_async(&mut conn.clone())
+                .await;
+            let field = |info: &str, name: &str| -> Option<u64> {
+                info.lines()
+                    .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                    .and_then(|v| v.trim().parse().ok())
+            };
+            let full = info.ok().and_then(|info| {
+                let (clients, max) = (
+                    field(&info, "connected_clients")?,
+                    field(&info, "maxclients")?,
+                );
+                (clients + 1 >= max).then_some((clients, max))
+            });
+            match full {
+                Some((clients, max)) => Error::Answer {
+                    target,
+                    reason: format!(
+                        "max number of clients reached ({clients} of maxclients {max}): raise maxclients (CONFIG SET maxclients, or redis.conf) or run fewer updaters: {need}"
+                    ),
+                },
+                None => Error::Connect {
+                    target,
+                    reason: format!("{reason} ({need})"),
+                },
+            }
+        }
+        other => other,
     }
 }
 
@@ -591,8 +693,9 @@ impl UpdaterTask {
 
 /// Deletes every key the run may have created. Best effort: a failure here must not hide the
 /// run's verdict, and the keys are all under the run's own prefix and id.
-/// Returns whether every key is gone; a connection that dropped is tried a few times more.
-async fn cleanup(conn: &mut Conn, keys: &Keys, journey: &Journey) -> bool {
+/// Says why, when not every key is gone: what Redis answered (NOPERM, READONLY), or that it did
+/// not answer; a connection that dropped is tried a few times more.
+async fn cleanup(conn: &mut Conn, keys: &Keys, journey: &Journey) -> Result<(), String> {
     let all = keys.all(journey.segments.iter().map(|s| s.segment_id.as_str()));
     for chunk in all.chunks(1000) {
         let mut attempt = 1;
@@ -600,10 +703,21 @@ async fn cleanup(conn: &mut Conn, keys: &Keys, journey: &Journey) -> bool {
             match redis::cmd("DEL").arg(chunk).query_async::<i64>(conn).await {
                 Ok(_) => break,
                 Err(e) if attempt < SETUP_ATTEMPTS && is_transient(&e) => attempt += 1,
-                Err(_) => return false,
+                Err(e) if is_transient(&e) => {
+                    return Err(format!(
+                        "Redis did not answer their deletion ({})",
+                        crate::target::describe(&e)
+                    ));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "Redis refused to delete them: {}",
+                        crate::target::describe(&e)
+                    ));
+                }
             }
             tokio::time::sleep(SETUP_RETRY_PAUSE).await;
         }
     }
-    true
+    Ok(())
 }

@@ -42,6 +42,11 @@ pub enum Error {
     #[error("Redis at {target} refused the connection: {reason}")]
     Refused { target: String, reason: String },
 
+    /// Redis answered, with an error that says what to change (WRONGTYPE, READONLY, MOVED,
+    /// maxclients): not a connection problem, so not told as one.
+    #[error("Redis at {target} answered {reason}")]
+    Answer { target: String, reason: String },
+
     #[error("strategy {strategy} cannot run on this Redis: {reason}")]
     Unsupported { strategy: String, reason: String },
 

@@ -26,12 +26,22 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
     for &strategy in &args.options.strategy.0 {
         strategy.check_journey(&workload.journey)?;
     }
-    if args.history.is_some() && args.history == args.output {
-        return Err(Error::Usage(
-            "--history and --output name the same file; give each its own".to_owned(),
-        ));
+    if let Some(history) = &args.history {
+        let clash = match &args.output {
+            Some(output) => same_file(history, output).then_some("--output names"),
+            None => same_file(history, Path::new("/dev/stdout")).then_some("stdout goes to"),
+        };
+        if let Some(clash) = clash {
+            return Err(Error::Usage(format!(
+                "--history {} is the file {clash} too, and the two would interleave; give each its own file",
+                history.display()
+            )));
+        }
     }
     // Open the output first: a path that can't be written fails before any work is done.
+    if args.output.is_none() {
+        crate::output::check_stdout("report")?;
+    }
     let output = match &args.output {
         Some(path) => Some((
             path,
@@ -42,7 +52,7 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
     let history = args.history.as_deref().map(History::create).transpose()?;
     let target = args.options.target().await?;
     if args.options.keep && target.is_private() {
-        eprintln!(
+        crate::note!(
             "racelab: --keep on the private redis-server keeps the keys only until racelab exits and the server with them; use --redis-url to inspect them afterwards"
         );
     }
@@ -71,6 +81,18 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
     if let Some(crew) = &settings.crew {
         crew.dismiss().await;
     }
+    // Keys left behind on someone's Redis are worth a line where CI shows it, whatever the
+    // verdict (README "Exit codes").
+    if !settings.keep {
+        for run in &report.runs {
+            if let Some(left) = &run.keys_left {
+                crate::note!(
+                    "racelab: warning: {}: the run's keys are {left}",
+                    run.strategy
+                );
+            }
+        }
+    }
     // What was observed before a failure is still reported; a failure before any run is only
     // the error.
     let failure = match failure {
@@ -86,13 +108,13 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
             file.write_all(text.as_bytes())
                 .map_err(|e| output_error(path, e))?;
         }
-        None => print!(
-            "{}",
-            match args.format {
+        None => crate::output::stdout(
+            &match args.format {
                 Format::Json => report.json(),
                 Format::Text => report.text(use_color()),
-            }
-        ),
+            },
+            "report",
+        )?,
     }
     match failure {
         Some(e) => Err(e),
@@ -177,6 +199,29 @@ pub async fn run_strategies(
         runs,
     };
     (report, failure)
+}
+
+/// Whether two paths are one file: the same device and inode once both exist (hard links,
+/// symlinks, `./h.jsonl` and `h.jsonl`, /dev/stdout), else the same place in the file system
+/// once their folders are resolved.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        use std::os::unix::fs::MetadataExt;
+        return x.dev() == y.dev() && x.ino() == y.ino();
+    }
+    let place = |path: &Path| -> Option<std::path::PathBuf> {
+        let name = path.file_name()?;
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.canonicalize().ok()?,
+            _ => std::env::current_dir().ok()?,
+        };
+        Some(parent.join(name))
+    };
+    match (place(a), place(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 fn output_error(path: &Path, e: std::io::Error) -> Error {

@@ -7,6 +7,12 @@
 
 use rand::Rng;
 
+/// Every key of a run expires this long after its last renewal: a safety net for a racelab that
+/// was killed (SIGKILL runs no cleanup). The engine renews it every quarter of it while the run
+/// goes on, every write keeps it, and the keys are deleted at the end (or made permanent with
+/// `--keep`), so it only ever fires on keys nobody is left to delete.
+pub const SAFETY_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
 #[derive(Debug, Clone)]
 pub struct Keys {
     base: String,

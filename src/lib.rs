@@ -22,6 +22,7 @@
 //! - [`truth`]: acknowledged, applied, lost, unknown; who erased each lost update.
 //! - [`report`]: the text and JSON report of a headless run.
 //! - [`headless`]: `racelab run`, the headless consumer of the engine.
+//! - [`output`]: every line racelab prints, safe against closed pipes and full disks.
 //! - [`history`]: `--history`, every operation as JSON lines streamed to disk.
 //! - [`tui`]: `racelab` and `racelab tui`, the interactive consumer: live grid, lanes, story.
 //! - [`crew`]: `--workers`: a run's updaters in several processes or hosts, met through Redis.
@@ -37,6 +38,7 @@ pub mod headless;
 pub mod history;
 pub mod journey;
 pub mod keys;
+pub mod output;
 pub mod report;
 pub mod server;
 pub mod service;
@@ -63,7 +65,7 @@ pub fn main(cli: Cli) -> i32 {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("racelab: cannot start the async runtime: {e}");
+            crate::note!("racelab: cannot start the async runtime: {e}");
             return 2;
         }
     };
@@ -86,7 +88,7 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
             return match bench::run(&args, cancel).await {
                 Ok(_) => interrupted_code(cancel).unwrap_or(0),
                 Err(e) => {
-                    eprintln!("racelab: {e}");
+                    crate::note!("racelab: {e}");
                     interrupted_code(cancel).unwrap_or(e.exit_code())
                 }
             };
@@ -96,7 +98,7 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
                 Ok(()) => interrupted_code(cancel).unwrap_or(0),
                 Err(e) => {
                     if !matches!(e, Error::Interrupted) {
-                        eprintln!("racelab: {e}");
+                        crate::note!("racelab: {e}");
                     }
                     interrupted_code(cancel).unwrap_or(e.exit_code())
                 }
@@ -114,13 +116,13 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
                 .iter()
                 .find_map(|r| r.stopped.as_deref().map(|s| format!("{}: {s}", r.strategy)))
                 .unwrap_or_else(|| "a run stopped early".to_owned());
-            eprintln!("racelab: the run could not be completed ({why})");
+            crate::note!("racelab: the run could not be completed ({why})");
             2
         }
         Ok(report) if report.inconclusive() => {
             for run in report.runs.iter() {
                 if let Some(why) = &run.inconclusive {
-                    eprintln!("racelab: inconclusive: {}: {why}", run.strategy);
+                    crate::note!("racelab: inconclusive: {}: {why}", run.strategy);
                 }
             }
             2
@@ -128,7 +130,7 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
         Ok(report) if report.ok => 0,
         Ok(_) => 1,
         Err(e) => {
-            eprintln!("racelab: {e}");
+            crate::note!("racelab: {e}");
             interrupted.unwrap_or(e.exit_code())
         }
     }
@@ -141,13 +143,14 @@ fn tui_exit(result: Result<(), Error>, cancel: &CancellationToken) -> i32 {
     match result {
         Ok(()) => interrupted.unwrap_or(0),
         Err(e) => {
-            eprintln!("racelab: {e}");
+            crate::note!("racelab: {e}");
             interrupted.unwrap_or(e.exit_code())
         }
     }
 }
 
-/// Which signal interrupted us, as a shell reports it: 130 for SIGINT, 143 for SIGTERM.
+/// Which signal interrupted us, as a shell reports it: 130 for SIGINT, 143 for SIGTERM, 129 for
+/// SIGHUP.
 static SIGNAL_CODE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 fn interrupted_code(cancel: &CancellationToken) -> Option<i32> {
@@ -160,18 +163,24 @@ fn interrupted_code(cancel: &CancellationToken) -> Option<i32> {
     }
 }
 
-/// One cancellation signal for everyone: Ctrl-C and SIGTERM cancel it, and every part of the run
+/// One cancellation signal for everyone: Ctrl-C, SIGTERM and SIGHUP cancel it, and every part of the run
 /// winds down from there, so destructors run and the private redis-server dies with us.
 async fn watch_signals(cancel: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let (Ok(mut term), Ok(mut hangup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
             return;
         };
+        // SIGHUP comes when the terminal racelab runs in is closed: the run's keys must go and
+        // the private server must stop, exactly as on SIGTERM.
         let code = tokio::select! {
             _ = tokio::signal::ctrl_c() => 130,
             _ = term.recv() => 143,
+            _ = hangup.recv() => 129,
         };
         SIGNAL_CODE.store(code, std::sync::atomic::Ordering::SeqCst);
     }

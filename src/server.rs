@@ -13,6 +13,47 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 
+/// A private server's temporary directory is `racelab-redis-<pid of racelab>-<random>`, so a later
+/// racelab can tell the directories of a racelab that was killed (SIGKILL runs no destructor)
+/// from those of one still running, and remove them.
+const DIR_PREFIX: &str = "racelab-redis-";
+
+/// Removes the temporary directories of private servers whose racelab is gone.
+fn sweep_orphaned_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if owner > 0 && !process_alive(owner) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` exists (it may belong to another user: then it is alive all the same).
+fn process_alive(pid: i32) -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: signal 0 only asks whether the process exists.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
 /// How long a fresh redis-server gets to answer PING.
 const READY_DEADLINE: Duration = Duration::from_secs(10);
 /// A free port can be taken by someone else between our probe and redis-server's bind.
@@ -27,7 +68,10 @@ pub struct RedisServer {
 impl RedisServer {
     /// The binary to run: `RACELAB_REDIS_SERVER`, else `redis-server` on PATH.
     pub fn binary() -> String {
-        std::env::var("RACELAB_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
+        std::env::var("RACELAB_REDIS_SERVER")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "redis-server".to_owned())
     }
 
     /// Starts a private redis-server and waits until it answers.
@@ -51,8 +95,9 @@ impl RedisServer {
     /// Outer error: cannot go on at all. Inner error: this attempt failed, another may work.
     fn try_start(binary: &str, extra: &[&str]) -> Result<Result<RedisServer, String>, Error> {
         let port = free_port().map_err(|e| Error::RedisServerStart(e.to_string()))?;
+        sweep_orphaned_dirs();
         let dir = tempfile::Builder::new()
-            .prefix("racelab-redis-")
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
             .tempdir()
             .map_err(|e| Error::RedisServerStart(format!("no temporary directory: {e}")))?;
         let log = dir.path().join("redis.log");
@@ -159,7 +204,10 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// The `redis-cli` that forms the cluster: `RACELAB_REDIS_CLI`, else `redis-cli` on PATH.
     pub fn cli_binary() -> String {
-        std::env::var("RACELAB_REDIS_CLI").unwrap_or_else(|_| "redis-cli".to_owned())
+        std::env::var("RACELAB_REDIS_CLI")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "redis-cli".to_owned())
     }
 
     /// Starts three primaries, forms the cluster, and waits until every node says it is ok.

@@ -79,6 +79,22 @@ impl Worker {
         work: Conn,
     ) -> Result<Worker, Error> {
         let id = Keys::new_run_id();
+        // The lobby is the one crew key with a fixed name, so a key of the user's may sit there.
+        // racelab never changes a key it did not create: not even its expiry.
+        let kind: String = redis::cmd("TYPE")
+            .arg(keys.lobby())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| target.refused(&e))?;
+        if kind != "none" && kind != "list" {
+            return Err(Error::Answer {
+                target: target.display().to_owned(),
+                reason: format!(
+                    "that {} holds a {kind}, where racelab keeps its list of waiting workers; it is not racelab's, and racelab never changes a key it did not create: remove it, or choose another --key-prefix for the workers and the run",
+                    keys.lobby()
+                ),
+            });
+        }
         let lease = Arc::new(Lease::default());
         let sent = Instant::now();
         renew_card(&mut conn, keys, &id)
@@ -97,7 +113,7 @@ impl Worker {
             id.clone(),
             lease.clone(),
         ));
-        eprintln!(
+        crate::note!(
             "racelab worker {id}: waiting for a run on {} (start one with `racelab run --workers K` against the same Redis; Ctrl-C leaves)",
             target.display()
         );
@@ -139,7 +155,7 @@ impl Worker {
             return Ok(false);
         };
         self.lease.claimed.store(true, Ordering::SeqCst);
-        eprintln!("racelab worker {}: joined session {session}", self.id);
+        crate::note!("racelab worker {}: joined session {session}", self.id);
         let (ctl_tx, ctl) = mpsc::channel(16);
         let reader = tokio::spawn(read_control(
             target.connector(),
@@ -177,7 +193,7 @@ impl Worker {
                     }
                 }
                 Some(Control::Unreadable { reason, events }) => {
-                    eprintln!(
+                    crate::note!(
                         "racelab worker {}: cannot read the coordinator's job ({reason}); run the same racelab version on every host",
                         self.id
                     );
@@ -206,7 +222,7 @@ impl Worker {
             });
         }
         if !cancel.is_cancelled() {
-            eprintln!("racelab worker {}: session {session} is over", self.id);
+            crate::note!("racelab worker {}: session {session} is over", self.id);
         }
         outcome
     }
@@ -275,7 +291,7 @@ impl Worker {
     async fn session_lost(&self, session_key: &str) -> Option<String> {
         let lost = self.check_session(session_key).await;
         if let Some(why) = &lost {
-            eprintln!("racelab worker {}: leaving the session: {why}", self.id);
+            crate::note!("racelab worker {}: leaving the session: {why}", self.id);
         }
         lost
     }
@@ -355,7 +371,7 @@ impl Worker {
             } else {
                 "the run is on a single Redis server: start the worker with --redis-url"
             };
-            eprintln!("racelab worker {}: {reason}", self.id);
+            crate::note!("racelab worker {}: {reason}", self.id);
             let _ = say(&mut conn, &events, &self.id, "end", reason).await;
             return false;
         }
@@ -380,7 +396,7 @@ impl Worker {
             Ok(updaters) => updaters,
             Err(e) => {
                 let reason = format!("could not prepare its updaters: {e}");
-                eprintln!("racelab worker {}: {reason}", self.id);
+                crate::note!("racelab worker {}: {reason}", self.id);
                 let _ = say(&mut conn, &events, &self.id, "end", &reason).await;
                 return false;
             }
@@ -392,16 +408,19 @@ impl Worker {
             rx,
         ));
         if let Err(e) = say(&mut conn, &events, &self.id, "ready", "").await {
-            eprintln!(
+            crate::note!(
                 "racelab worker {}: cannot reach Redis: {}",
                 self.id,
                 describe(&e)
             );
         }
         let range = crate::crew::updaters_label(share.start..share.end);
-        eprintln!(
+        crate::note!(
             "racelab worker {}: {} runs {range} of {} run {}",
-            self.id, share.name, job.strategy, job.run_id
+            self.id,
+            share.name,
+            job.strategy,
+            job.run_id
         );
 
         let mut over = false;

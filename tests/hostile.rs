@@ -236,9 +236,305 @@ async fn a_journey_that_vanishes_mid_run_stops_lock_like_every_strategy() {
     assert!(err.contains("vanished during the run"), "{err}");
 }
 
-#[allow(dead_code)]
-fn piped(args: &[&str]) -> Command {
-    let mut command = racelab_cmd(args);
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    command
+#[test]
+fn a_reader_that_goes_away_ends_the_run_quietly() {
+    // 1000 updaters' report is far bigger than a pipe's buffer; the reader takes a few bytes
+    // and goes.
+    let mut child = racelab_cmd(&["run", "-n", "1000", "-s", "hash", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    assert_no_panic(&output);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stderr), "", "a broken pipe is no error");
+}
+
+#[test]
+fn a_full_disk_or_a_closed_stdout_is_one_sentence_and_exit_2() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    for args in [
+        vec!["run", "-s", "hash"],
+        vec![
+            "bench",
+            "-s",
+            "hash",
+            "-n",
+            "1",
+            "--duration",
+            "50ms",
+            "--no-redis-benchmark",
+        ],
+    ] {
+        let output = racelab_cmd(&args)
+            .stdout(full.try_clone().unwrap())
+            .output()
+            .unwrap();
+        assert_no_panic(&output);
+        let err = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("No space left on device"), "{args:?}: {err}");
+    }
+    // A closed stdout: refused before anything runs.
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec '{}' run -s hash >&-",
+            env!("CARGO_BIN_EXE_racelab")
+        ))
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    assert_no_panic(&output);
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("stdout is closed"), "{err}");
+    // Discarding the report on purpose is fine.
+    let output = racelab_cmd(&["run", "-s", "hash"])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_cleans_up_like_sigterm_and_every_key_has_a_safety_ttl() {
+    let redis = TestRedis::start();
+    let child = racelab_cmd(&[
+        "run",
+        "-s",
+        "naive,keys",
+        "--redis-url",
+        &redis.url(),
+        "--think",
+        "2s",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let journey = wait_for_journey(&redis).await;
+    // Every key racelab made has an expiry, before and after the updaters' writes.
+    let mut conn = redis.conn().await;
+    for key in redis.all_keys().await {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{key} has no expiry ({ttl})");
+    }
+    // SAFETY: sending SIGHUP to the child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(129), "{}", text(&output.stderr));
+    assert_eq!(redis.all_keys().await, Vec::<String>::new(), "{journey}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_keep_the_safety_ttl_and_keep_makes_keys_permanent() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    for strategy in [
+        "naive", "hash", "keys", "watch", "lua", "lock", "fenced", "cas", "function",
+    ] {
+        let output = racelab(&[
+            "run",
+            "-s",
+            strategy,
+            "--redis-url",
+            &url,
+            "--keep",
+            "--key-prefix",
+            strategy,
+        ]);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    }
+    // --keep: every key kept for as long as the user wants.
+    let mut conn = redis.conn().await;
+    let keys = redis.all_keys().await;
+    assert!(keys.len() > 9 * 3, "{keys:?}");
+    for key in keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(ttl, -1, "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_delete_says_what_redis_said_and_which_keys_are_left() {
+    let redis = TestRedis::start();
+    let mut conn = redis.conn().await;
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("nodel")
+        .arg("on")
+        .arg(">pw")
+        .arg("~*")
+        .arg("+@all")
+        .arg("-del")
+        .arg("-unlink")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("redis://nodel:pw@127.0.0.1:{}", redis.server.port());
+    let output = racelab(&["run", "-s", "naive,hash", "--redis-url", &url]);
+    assert_no_panic(&output);
+    let err = text(&output.stderr);
+    assert!(
+        err.contains("racelab: warning: naive: the run's keys are left under racelab:"),
+        "{err}"
+    );
+    assert!(err.contains("Redis refused to delete them"), "{err}");
+    assert!(err.contains("NOPERM"), "{err}");
+    assert!(!err.contains("did not answer"), "{err}");
+    assert!(!err.contains(":pw@"), "{err}");
+    // The verdict stands: the exit code is the verdict's.
+    assert_eq!(output.status.code(), Some(0), "{err}");
+}
+
+#[test]
+fn history_and_report_in_one_file_are_refused_however_the_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = dir.path().join("h.jsonl");
+    let dotted = format!("{}/./h.jsonl", dir.path().display());
+    let output = racelab(&["run", "--history", h.to_str().unwrap(), "-o", &dotted]);
+    assert_no_panic(&output);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("interleave"));
+    // A hard link to the same file, once it exists.
+    std::fs::write(&h, "").unwrap();
+    let link = dir.path().join("link.jsonl");
+    std::fs::hard_link(&h, &link).unwrap();
+    let output = racelab(&[
+        "run",
+        "--history",
+        h.to_str().unwrap(),
+        "-o",
+        link.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    // Stdout redirected into the history file.
+    let output = racelab_cmd(&["run", "--history", h.to_str().unwrap()])
+        .stdout(std::fs::File::create(&link).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("stdout goes to"));
+}
+
+#[test]
+fn empty_variables_count_as_unset_and_an_option_wins_over_the_other_variable() {
+    let output = racelab_cmd(&["run", "-s", "hash"])
+        .env("REDIS_URL", "")
+        .env("REDIS_CLUSTER", "")
+        .env("RACELAB_REDIS_SERVER", "")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let redis = TestRedis::start();
+    let output = racelab_cmd(&["run", "-s", "hash", "--redis-url", &redis.url()])
+        .env("REDIS_CLUSTER", "junk,,://")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}
+
+#[test]
+fn papercuts() {
+    // A prefix with a newline is not letters, digits, ':' '-' '_' or '.'.
+    let output = racelab(&["run", "--key-prefix", "nl\nx"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("cannot prefix"));
+    let output = racelab(&["bench", "--duration", "0s"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        !text(&output.stderr).contains("timeout"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = racelab(&["run", "-s", "hash", "--segments", "1", "-n", "2"]);
+    assert!(
+        text(&output.stdout).contains("· 1 segment ·"),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_key_where_the_lobby_goes_is_reported_and_left_untouched() {
+    let redis = TestRedis::start();
+    let mut conn = redis.conn().await;
+    let lobby = "racelab:crew:{crew}:lobby";
+    let () = redis::cmd("SET")
+        .arg(lobby)
+        .arg("the user's")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let output = racelab(&["worker", "--redis-url", &redis.url(), "--once"]);
+    assert_no_panic(&output);
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("holds a string"), "{err}");
+    assert!(!err.contains("cannot connect"), "{err}");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(lobby)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(ttl, -1, "racelab changed a key it did not create");
+}
+
+#[test]
+fn each_redis_error_gets_its_own_sentence_not_cannot_connect() {
+    // A replica: READONLY.
+    let primary = TestRedis::start();
+    let port = primary.server.port().to_string();
+    let replica = TestRedis::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let output = racelab(&["run", "-s", "hash", "--redis-url", &replica.url()]);
+    assert_no_panic(&output);
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("READONLY"), "{err}");
+    assert!(err.contains("its primary"), "{err}");
+    assert!(!err.contains("cannot connect"), "{err}");
+
+    // A cluster node named as a plain server.
+    let node = TestRedis::start_with(&["--cluster-enabled", "yes"]);
+    let output = racelab(&["run", "-s", "hash", "--redis-url", &node.url()]);
+    assert_no_panic(&output);
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("--cluster"), "{err}");
+    assert!(!err.contains("cannot connect"), "{err}");
+
+    // maxclients reached: watch needs a connection per updater, and says how many.
+    let small = TestRedis::start_with(&["--maxclients", "8"]);
+    let output = racelab(&[
+        "run",
+        "-s",
+        "watch",
+        "-n",
+        "20",
+        "--redis-url",
+        &small.url(),
+    ]);
+    assert_no_panic(&output);
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("maxclients"), "{err}");
+    assert!(err.contains("need 20 connections"), "{err}");
+    assert!(!err.contains("cannot connect"), "{err}");
 }

@@ -45,9 +45,12 @@ impl Keys {
         segment.status = op.status.to_owned();
         segment.update_count += 1;
         probe.writing().await;
-        let () = self
-            .conn
-            .set(&key, segment_json(&segment))
+        // KEEPTTL: the key keeps its safety-net expiry (`keys::SAFETY_TTL`).
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg(segment_json(&segment))
+            .arg("KEEPTTL")
+            .query_async(&mut self.conn)
             .await
             .map_err(UpdateError::during_write)?;
         probe.wrote(segment.update_count);

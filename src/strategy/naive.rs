@@ -47,8 +47,12 @@ pub(super) async fn read_modify_write(
     super::think(op).await?;
     let (doc, count) = read.apply(op.status);
     probe.writing().await;
-    let () = conn
-        .set(&key, doc)
+    // KEEPTTL: the journey keeps the safety-net expiry it was seeded with (`keys::SAFETY_TTL`).
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg(doc)
+        .arg("KEEPTTL")
+        .query_async(conn)
         .await
         .map_err(UpdateError::during_write)?;
     probe.wrote(count);

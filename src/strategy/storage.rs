@@ -35,11 +35,23 @@ impl Storage {
             segment.update_count = 0;
         }
         // A plain pipeline: the keys are new and the run has not started, so nothing can come
-        // between these writes.
+        // between these writes. Every key gets the safety-net expiry here, and every later write
+        // keeps it (SET … KEEPTTL; HSET, HINCRBY and INCR keep it anyway); the engine renews it
+        // while the run goes on.
+        let ttl = crate::keys::SAFETY_TTL.as_millis() as u64;
         let mut pipe = redis::pipe();
         pipe.set(keys.journey(), journey.to_json())
             .ignore()
+            .pexpire(keys.journey(), ttl as i64)
+            .ignore()
             .set(keys.version(), 0)
+            .ignore()
+            .pexpire(keys.version(), ttl as i64)
+            .ignore()
+            // The fencing counter too: INCR on a missing key would make one without expiry.
+            .set(keys.fence(), 0)
+            .ignore()
+            .pexpire(keys.fence(), ttl as i64)
             .ignore();
         match self {
             Storage::Document => {}
@@ -49,7 +61,10 @@ impl Storage {
                     fields.push((status_field(&segment.segment_id), segment.status.clone()));
                     fields.push((count_field(&segment.segment_id), "0".to_owned()));
                 }
-                pipe.hset_multiple(keys.segments_hash(), &fields).ignore();
+                pipe.hset_multiple(keys.segments_hash(), &fields)
+                    .ignore()
+                    .pexpire(keys.segments_hash(), ttl as i64)
+                    .ignore();
             }
             Storage::Keys => {
                 let pairs: Vec<(String, String)> = journey
@@ -58,6 +73,9 @@ impl Storage {
                     .map(|s| (keys.segment(&s.segment_id), segment_json(s)))
                     .collect();
                 pipe.mset(&pairs).ignore();
+                for (key, _) in &pairs {
+                    pipe.pexpire(key, ttl as i64).ignore();
+                }
             }
         }
         pipe.query_async(conn).await

@@ -195,7 +195,7 @@ impl Watch {
         probe.writing().await;
         // MULTI, SET, EXEC in one pipeline; a nil EXEC reply (None) means the WATCH tripped.
         let exec = transaction(conn, |pipe| {
-            pipe.set(&key, doc).ignore();
+            pipe.cmd("SET").arg(&key).arg(doc).arg("KEEPTTL").ignore();
         })
         .await
         .map_err(during_write)?;

@@ -1,0 +1,84 @@
+//! Everything racelab prints goes through here, so a closed pipe, a full disk or a closed stdout
+//! is handled the same way everywhere: `racelab run | head -3` ends quietly, `racelab run >
+//! /dev/full` is one sentence and exit 2, and nothing panics. (`print!` and `eprintln!` panic when
+//! a write fails, and Rust's stdout treats a closed descriptor as a bottomless sink.)
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::Error;
+
+/// Whether the process started with stdout closed (`racelab run >&-`).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Called first thing in `main`: notes whether racelab was started with stdout closed.
+///
+/// Rust's runtime puts `/dev/null`, opened read-write, on a standard descriptor that is closed
+/// before `main` runs (so no file or socket can take its place). A shell's `> /dev/null` opens
+/// it write-only, so `/dev/null` open read-write on descriptor 1 is how a closed stdout looks by
+/// the time racelab runs.
+pub fn guard_standard_streams() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let (Ok(stdout), Ok(null)) = (
+            std::fs::metadata("/proc/self/fd/1").or_else(|_| std::fs::metadata("/dev/fd/1")),
+            std::fs::metadata("/dev/null"),
+        ) else {
+            return;
+        };
+        // SAFETY: fcntl(F_GETFL) only reads the descriptor's flags.
+        let flags = unsafe { libc::fcntl(1, libc::F_GETFL) };
+        let read_write = flags >= 0 && flags & libc::O_ACCMODE == libc::O_RDWR;
+        if stdout.file_type().is_char_device() && stdout.rdev() == null.rdev() && read_write {
+            STDOUT_CLOSED.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Refuses, before any work is done, a report that would go to a closed stdout.
+pub fn check_stdout(what: &str) -> Result<(), Error> {
+    if STDOUT_CLOSED.load(Ordering::SeqCst) {
+        return Err(Error::Usage(format!(
+            "stdout is closed, so the {what} would be lost; write it to a file with --output FILE, or leave stdout open"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `text` to stdout. A reader that went away (a broken pipe: `| head`) is not an error,
+/// as for any command-line tool; anything else (a full disk) is one.
+pub fn stdout(text: &str, what: &str) -> Result<(), Error> {
+    check_stdout(what)?;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::Output {
+            path: "stdout".to_owned(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Writes a message to stderr. Failures are ignored: there is nowhere left to report them.
+pub fn stderr(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
+}
+
+/// `eprintln!` that never panics (see [`stderr`]).
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {
+        $crate::output::stderr(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `eprint!` that never panics (see [`stderr`]).
+#[macro_export]
+macro_rules! note_inline {
+    ($($arg:tt)*) => {
+        $crate::output::stderr(&format!($($arg)*))
+    };
+}
