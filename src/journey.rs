@@ -102,6 +102,16 @@ impl Journey {
     }
 
     pub fn from_json(text: &str, origin: &str) -> Result<Journey, Error> {
+        // Unknown fields are carried through untouched, so a number that would come back changed
+        // (beyond 64 bits, or more digits than a double holds) is refused rather than rounded.
+        if let Some((literal, back)) = inexact_number(text) {
+            return Err(Error::Journey {
+                path: origin.to_owned(),
+                reason: format!(
+                    "the number {literal} would be written back as {back} (JSON numbers are kept as 64-bit integers or doubles); quote it as a string or round it"
+                ),
+            });
+        }
         let journey: Journey = serde_json::from_str(text).map_err(|e| Error::Journey {
             path: origin.to_owned(),
             reason: e.to_string(),
@@ -253,6 +263,74 @@ fn shift_days(timestamp: &str, days: u64) -> String {
     }
 }
 
+/// The first number in the JSON `text` that would not be written back as the same number, and
+/// what it would become.
+fn inexact_number(text: &str) -> Option<(String, String)> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Skip the string, escapes included.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let literal = &text[start..i];
+                if let Some(back) = written_back(literal)
+                    && !same_number(literal, &back)
+                {
+                    return Some((literal.to_owned(), back));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// How serde_json writes `literal` back after reading it.
+fn written_back(literal: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(literal).ok()?;
+    Some(value.to_string())
+}
+
+/// Whether two JSON number literals are the same number: the same significant digits at the
+/// same decimal exponent (`12.50` and `12.5`, `1e3` and `1000.0` are).
+fn same_number(a: &str, b: &str) -> bool {
+    fn normal(literal: &str) -> Option<(bool, String, i64)> {
+        let negative = literal.starts_with('-');
+        let literal = literal.trim_start_matches('-');
+        let (mantissa, exponent) = match literal.find(['e', 'E']) {
+            Some(at) => (&literal[..at], literal[at + 1..].parse::<i64>().ok()?),
+            None => (literal, 0),
+        };
+        let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let digits = format!("{whole}{fraction}");
+        // The value is 0.digits × 10^(exponent + whole.len()); leading zeros shift it.
+        let leading = digits.len() - digits.trim_start_matches('0').len();
+        let significant = digits.trim_start_matches('0').trim_end_matches('0');
+        if significant.is_empty() {
+            return Some((false, String::new(), 0));
+        }
+        let scale = exponent + whole.len() as i64 - leading as i64;
+        Some((negative, significant.to_owned(), scale))
+    }
+    match (normal(a), normal(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
 /// The status as a `'static` name for events: one of the seed's, or `"(other)"`.
 pub fn intern_status(status: &str) -> &'static str {
     std::iter::once(INITIAL_STATUS)
@@ -329,6 +407,30 @@ mod tests {
         assert_eq!(back["Segments"][0]["Gate"], "B12");
         assert_eq!(back["Segments"][0]["Status"], "Scheduled");
         assert_eq!(back["Status"], "Pending");
+    }
+
+    #[test]
+    fn numbers_that_would_come_back_changed_are_refused() {
+        for text in [
+            r#"{"Id":"J","Segments":[{"SegmentId":"A"}],"Big":12345678901234567890123}"#,
+            r#"{"Id":"J","Segments":[{"SegmentId":"A","Fine":1.00000000000000000001}]}"#,
+        ] {
+            let err = Journey::from_json(text, "t").unwrap_err().to_string();
+            assert!(err.contains("would be written back as"), "{err}");
+        }
+        for text in [
+            r#"{"Id":"J","Segments":[{"SegmentId":"A","Price":12.50}],"N":18446744073709551615,"M":-9223372036854775808,"E":1e3,"Z":0.0,"S":"12345678901234567890123"}"#,
+            r#"{"Id":"J","Segments":[{"SegmentId":"A","Escaped":"\" 123456789012345678901234 \""}],"Small":-0.000123}"#,
+        ] {
+            assert!(Journey::from_json(text, "t").is_ok(), "{text}");
+        }
+        assert!(same_number("12.50", "12.5"));
+        assert!(same_number("1e3", "1000.0"));
+        assert!(same_number("-0.00120", "-1.2e-3"));
+        assert!(!same_number(
+            "12345678901234567890123",
+            "1.2345678901234568e22"
+        ));
     }
 
     #[test]
