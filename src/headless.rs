@@ -23,8 +23,11 @@ pub const RUN_JITTER: f64 = 0.1;
 pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, Error> {
     let workload = args.options.workload(RUN_THINK, RUN_JITTER)?;
     // A journey a strategy can't store faithfully is refused before anything runs.
+    // With --workers the updaters, and their memory, are the workers'.
+    let memory = crate::budget::limit().filter(|_| args.options.workers.is_none());
     for &strategy in &args.options.strategy.0 {
         strategy.check_journey(&workload.journey)?;
+        crate::budget::check(strategy, &workload, memory).map_err(Error::Usage)?;
     }
     if let Some(history) = &args.history {
         let clash = match &args.output {

@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - [`bench`]: `racelab bench`, the strategies' costs beside redis-benchmark.
+//! - [`budget`]: how much memory a run will take, and whether the machine has it.
 //! - [`cli`]: command-line options and their checks.
 //! - [`journey`]: the seed's data model and fixture (`assets/journey.json`).
 //! - [`keys`]: the key layout; every key racelab touches is built there.
@@ -29,6 +30,7 @@
 //! - [`worker`]: `racelab worker`, a process that runs the updaters a crew hands it.
 
 pub mod bench;
+pub mod budget;
 pub mod cli;
 pub mod crew;
 pub mod engine;

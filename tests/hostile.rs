@@ -538,3 +538,67 @@ fn each_redis_error_gets_its_own_sentence_not_cannot_connect() {
     assert!(err.contains("need 20 connections"), "{err}");
     assert!(!err.contains("cannot connect"), "{err}");
 }
+
+#[test]
+fn a_run_too_big_for_the_machine_is_refused_before_it_starts() {
+    // 20,000 copies of a 100,000-segment journey: far beyond any machine's memory.
+    let output = racelab(&["run", "-n", "20000", "--segments", "100000"]);
+    assert_no_panic(&output);
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("would need about"), "{err}");
+    assert!(err.contains("fewer updaters or segments"), "{err}");
+    // hash holds no copy, so the journey's size does not multiply.
+    let output = racelab(&["run", "-s", "hash", "-n", "2000", "--segments", "2000"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}
+
+#[test]
+fn a_killed_racelabs_server_directory_is_removed_by_the_next_run() {
+    // A process that has ended: its pid is free (the kernel hands pids out in turn).
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let tmp = std::env::temp_dir();
+    let orphan = tmp.join(format!("racelab-redis-{dead}-test"));
+    let alive = tmp.join(format!("racelab-redis-{}-test", std::process::id()));
+    for dir in [&orphan, &alive] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("redis.log"), "x").unwrap();
+    }
+    let output = racelab(&["run", "-s", "hash"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(!orphan.exists(), "the dead racelab's directory stays");
+    assert!(alive.exists(), "a live racelab's directory was removed");
+    std::fs::remove_dir_all(&alive).unwrap();
+}
+
+#[test]
+fn sigkill_leaves_no_server_behind_and_the_next_run_sweeps_its_directory() {
+    let mut child = racelab_cmd(&["run", "-s", "naive", "--think", "5s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let dir_of = |pid: u32| {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("racelab-redis-{pid}-"))
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dir_of(pid) {
+        assert!(Instant::now() < deadline, "no server directory appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let output = racelab(&["run", "-s", "hash"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(!dir_of(pid), "the killed racelab's directory was not swept");
+}

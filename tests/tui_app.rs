@@ -602,3 +602,23 @@ fn a_worker_that_vanished_in_a_comparison_is_not_counted_for_the_next_runs() {
         row.state
     );
 }
+
+#[test]
+fn a_run_too_big_for_the_machine_is_refused_with_a_line_that_fits_80_columns() {
+    let base = Instant::now();
+    let mut app = app(base);
+    // A machine that lets runs plan 1 MiB: twenty updaters of naive need more.
+    app.memory_limit = Some(1 << 20);
+    app.workload.updaters = 1000;
+    assert!(app.update(key(KeyCode::Enter), base).is_empty());
+    assert!(!app.busy());
+    let notice = app.notice_text().unwrap().to_owned();
+    assert!(notice.contains("limit"), "{notice}");
+    assert!(notice.chars().count() <= 80, "{notice}");
+    assert!(app.update(ch('c'), base).is_empty());
+    // hash holds no journey copies, but the comparison runs every strategy: refused too.
+    app.update(ch('s'), base);
+    assert_eq!(app.strategy, Strategy::Hash);
+    app.memory_limit = Some(8 << 20);
+    assert_eq!(app.update(key(KeyCode::Enter), base).len(), 1);
+}

@@ -1042,6 +1042,8 @@ pub struct App {
     pub now: Instant,
     /// Something changed since the last frame.
     pub dirty: bool,
+    /// The memory a run may plan to use ([`crate::budget`]); `None`: no limit known.
+    pub memory_limit: Option<u64>,
     next_generation: u64,
     quit: bool,
 }
@@ -1070,6 +1072,7 @@ impl App {
             notice: None,
             now,
             dirty: true,
+            memory_limit: None,
             next_generation: 1,
             quit: false,
         }
@@ -1308,9 +1311,29 @@ impl App {
         g
     }
 
+    /// Whether the machine has the memory for `strategies` on the workload; says why not.
+    fn fits(&mut self, strategies: &[Strategy]) -> bool {
+        if self.workers.is_some() {
+            // The updaters, and their memory, are the workers'.
+            return true;
+        }
+        for &strategy in strategies {
+            if let Some((need, limit)) =
+                crate::budget::shortfall(strategy, &self.workload, self.memory_limit)
+            {
+                self.say(crate::budget::short_reason(strategy, need, limit));
+                return false;
+            }
+        }
+        true
+    }
+
     fn start_run(&mut self) -> Vec<Command> {
         if self.busy() {
             self.say("a run is going on; it ends in a moment");
+            return Vec::new();
+        }
+        if !self.fits(&[self.strategy]) {
             return Vec::new();
         }
         let generation = self.generation();
@@ -1342,6 +1365,9 @@ impl App {
         }
         if self.busy() {
             self.say("a run is going on; compare when it ends");
+            return Vec::new();
+        }
+        if !self.fits(Strategy::ALL) {
             return Vec::new();
         }
         let generation = self.generation();

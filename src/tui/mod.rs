@@ -101,9 +101,19 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
         Instant::now(),
     );
     app.workers = settings.crew.as_ref().map(|crew| crew.size() as u32);
+    app.memory_limit = crate::budget::limit();
+    // The runs go on a runtime of their own, on a thread of its own: thousands of updaters
+    // parsing journeys must never starve the frame loop and the keyboard (with everything on
+    // one thread, `q` once took ten seconds to answer).
+    let engine = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("racelab-engine")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the runs' runtime: {e}")))?;
     let result = match terminal::Screen::enter() {
         Ok(mut screen) => {
-            let result = Session::new(target.clone(), settings.clone())
+            let result = Session::new(target.clone(), settings.clone(), engine.handle().clone())
                 .run(&mut screen, &mut app, cancel)
                 .await;
             drop(screen);
@@ -111,6 +121,8 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
         }
         Err(e) => Err(e),
     };
+    // Every run has ended (Session::run awaits them); only idle connection tasks remain.
+    engine.shutdown_background();
     // Every run has ended (Session::run awaits them): the workers go back to waiting, or leave
     // if they serve once. Also after an error, so they are not left claimed until the session
     // key expires.
@@ -134,14 +146,17 @@ struct Session {
     target: Arc<Target>,
     settings: Settings,
     jobs: Vec<Job>,
+    /// Where the runs go: off the thread that draws the screen.
+    engine: tokio::runtime::Handle,
 }
 
 impl Session {
-    fn new(target: Arc<Target>, settings: Settings) -> Session {
+    fn new(target: Arc<Target>, settings: Settings, engine: tokio::runtime::Handle) -> Session {
         Session {
             target,
             settings,
             jobs: Vec::new(),
+            engine,
         }
     }
 
@@ -228,7 +243,7 @@ impl Session {
                 generation,
                 strategy,
                 workload,
-            } => tokio::spawn(run_one(
+            } => self.engine.spawn(run_one(
                 target,
                 settings,
                 strategy,
@@ -241,7 +256,7 @@ impl Session {
                 generation,
                 strategies,
                 workload,
-            } => tokio::spawn(compare(
+            } => self.engine.spawn(compare(
                 target,
                 settings,
                 strategies,
