@@ -284,6 +284,15 @@ async fn yardstick(target: &Target, prefix: &str, conn: &mut Conn) -> Yardstick 
         );
     };
     let key = format!("{prefix}:{}:{{bench}}:hset", Keys::new_run_id());
+    // Made here with the safety-net expiry, which redis-benchmark's HSETs keep: a racelab killed
+    // during the yardstick leaves nothing for good.
+    let _: redis::RedisResult<()> = redis::pipe()
+        .hset(&key, "field", "value")
+        .ignore()
+        .pexpire(&key, crate::keys::SAFETY_TTL.as_millis() as i64)
+        .ignore()
+        .query_async(conn)
+        .await;
     let c50 = redis_benchmark(&url, &key, 100_000, None).await;
     let p16 = redis_benchmark(&url, &key, 1_000_000, Some(16)).await;
     let _: Result<i64, _> = redis::cmd("DEL").arg(&key).query_async(conn).await;
@@ -383,10 +392,10 @@ impl BenchReport {
         };
         let _ = writeln!(
             out,
-            "racelab bench · Redis {} ({where_}) · {} CPUs · {} segments · think {} · {} per cell",
+            "racelab bench · Redis {} ({where_}) · {} · {} · think {} · {} per cell",
             self.redis.version,
-            self.cpus,
-            self.segments,
+            crate::output::counted(self.cpus as u64, "CPU"),
+            crate::output::counted(self.segments, "segment"),
             humantime::format_duration(Duration::from_secs_f64(self.think_ms / 1000.0)),
             humantime::format_duration(Duration::from_secs_f64(self.duration_ms / 1000.0)),
         );

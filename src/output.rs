@@ -67,6 +67,16 @@ pub fn stderr(text: &str) {
     let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
 }
 
+/// `n` things, in words: `1 segment`, `20 segments` (nouns that add an s).
+pub fn counted(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// `eprintln!` that never panics (see [`stderr`]).
 #[macro_export]
 macro_rules! note {

@@ -146,7 +146,12 @@ impl RunReport {
         let tally = &result.tally;
         let verified = result.unverified.is_none();
         let inconclusive = if result.is_complete() {
-            inconclusive(result, workload, expected)
+            crate::truth::inconclusive(
+                &result.tally,
+                &result.truth,
+                workload.total_updates(),
+                expected == Expected::Lost,
+            )
         } else {
             None
         };
@@ -217,53 +222,6 @@ impl RunReport {
             (None, expected) => format!("{word} ({seen}, expected {})", expected.word()),
         }
     }
-}
-
-/// Why a completed run tested too little for a verdict, if it did. A lost update needs two
-/// acknowledged writes (the lost one and one that erased it), so with fewer than two nothing
-/// could have been lost, whatever the strategy; and a race a strategy is expected to show is
-/// only missing for real when every update it was given was acknowledged.
-fn inconclusive(result: &RunResult, workload: &Workload, expected: Expected) -> Option<String> {
-    let tally = &result.tally;
-    let total = workload.total_updates();
-    let acknowledged = tally.acknowledged;
-    let plural = |n: u64| if n == 1 { "" } else { "s" };
-    let why = || {
-        let mut parts = Vec::new();
-        let refused = tally.errors - tally.give_ups;
-        if refused > 0 {
-            parts.push(format!("{refused} certainly not made"));
-        }
-        if tally.give_ups > 0 {
-            parts.push(format!("{} gave up retrying", tally.give_ups));
-        }
-        if tally.unknown > 0 {
-            parts.push(format!("{} with an unknown outcome", tally.unknown));
-        }
-        let first = tally
-            .failure_reasons
-            .first()
-            .map_or_else(String::new, |r| format!(", first because: {r}"));
-        format!("{}{first}", parts.join(", "))
-    };
-    if acknowledged == 0 && total > 0 {
-        return Some(format!("no update was acknowledged: {}", why()));
-    }
-    if acknowledged < 2 && total >= 2 {
-        return Some(format!(
-            "only {acknowledged} of {total} updates was acknowledged, too few for any to be lost: {}",
-            why()
-        ));
-    }
-    if expected == Expected::Lost && result.truth.lost == 0 && acknowledged < total {
-        return Some(format!(
-            "no update was lost, but only {acknowledged} of {total} update{} {} acknowledged, too few to show the race it expects: {}",
-            plural(total),
-            if acknowledged == 1 { "was" } else { "were" },
-            why()
-        ));
-    }
-    None
 }
 
 /// Who ran which updaters and how they ended, to tell runs with other workers apart.
@@ -337,14 +295,11 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "journey {} · {} segment{} · {} updater{}{workers} · {} round{} · think {}",
+                "journey {} · {} · {}{workers} · {} · think {}",
                 self.journey,
-                first.segments,
-                if first.segments == 1 { "" } else { "s" },
-                first.updaters,
-                if first.updaters == 1 { "" } else { "s" },
-                first.rounds,
-                if first.rounds == 1 { "" } else { "s" },
+                crate::output::counted(first.segments, "segment"),
+                crate::output::counted(first.updaters, "updater"),
+                crate::output::counted(first.rounds, "round"),
                 humantime::format_duration(std::time::Duration::from_secs_f64(
                     first.think_ms / 1000.0
                 )),

@@ -161,6 +161,54 @@ fn unreachable_histogram() -> Histogram<u64> {
     Histogram::new(2).unwrap_or_else(|_| std::process::abort())
 }
 
+/// Why a completed run tested too little for a verdict, if it did (README "Exit codes"). A lost
+/// update needs two acknowledged writes (the lost one and one that erased it), so with fewer
+/// than two nothing could have been lost, whatever the strategy; and a race a strategy is
+/// expected to show (`expects_loss`) is only missing for real when every update it was given
+/// was acknowledged. The report and the TUI both ask here.
+pub fn inconclusive(
+    tally: &Tally,
+    truth: &Truth,
+    total: u64,
+    expects_loss: bool,
+) -> Option<String> {
+    let acknowledged = tally.acknowledged;
+    let why = || {
+        let mut parts = Vec::new();
+        let refused = tally.errors - tally.give_ups;
+        if refused > 0 {
+            parts.push(format!("{refused} certainly not made"));
+        }
+        if tally.give_ups > 0 {
+            parts.push(format!("{} gave up retrying", tally.give_ups));
+        }
+        if tally.unknown > 0 {
+            parts.push(format!("{} with an unknown outcome", tally.unknown));
+        }
+        let first = tally
+            .failure_reasons
+            .first()
+            .map_or_else(String::new, |r| format!(", first because: {r}"));
+        format!("{}{first}", parts.join(", "))
+    };
+    if acknowledged == 0 && total > 0 {
+        return Some(format!("no update was acknowledged: {}", why()));
+    }
+    if acknowledged < 2 && total >= 2 {
+        return Some(format!(
+            "only {acknowledged} of {total} updates was acknowledged, too few for any to be lost: {}",
+            why()
+        ));
+    }
+    if expects_loss && truth.lost == 0 && acknowledged < total {
+        return Some(format!(
+            "no update was lost, but only {acknowledged} of {total} updates were acknowledged, too few to show the race it expects: {}",
+            why()
+        ));
+    }
+    None
+}
+
 /// One lost update, told the way the seed's test tells it, and who erased it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LostUpdate {

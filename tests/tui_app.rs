@@ -622,3 +622,27 @@ fn a_run_too_big_for_the_machine_is_refused_with_a_line_that_fits_80_columns() {
     app.memory_limit = Some(8 << 20);
     assert_eq!(app.update(key(KeyCode::Enter), base).len(), 1);
 }
+
+#[test]
+fn a_run_where_no_update_was_acknowledged_is_inconclusive_on_screen_too() {
+    let base = Instant::now();
+    let mut app = app(base);
+    let generation = match app.update(key(KeyCode::Enter), base).as_slice() {
+        [Command::Run { generation, .. }] => *generation,
+        _ => panic!("Enter must start a run"),
+    };
+    app.update(
+        Msg::RunFinished {
+            generation,
+            result: Ok(tui_support::intact_result(Strategy::Naive, 0, 0)),
+        },
+        base + Duration::from_secs(2),
+    );
+    let run = app.run.as_ref().unwrap();
+    let verdict = run.story.back().map(Story::text).unwrap_or_default();
+    assert!(
+        verdict.contains("inconclusive: no update was acknowledged"),
+        "{verdict}"
+    );
+    assert!(!verdict.contains("none lost"), "{verdict}");
+}

@@ -905,8 +905,19 @@ impl RunView {
         self.applied_final = Some(result.truth.applied);
         self.lost_final = Some(result.truth.lost);
         let total = self.tally.acknowledged;
+        let inconclusive = crate::truth::inconclusive(
+            &self.tally,
+            &result.truth,
+            self.workload.total_updates(),
+            self.strategy.loses_updates(&self.workload.shape()) == Some(true),
+        );
         let text = match (&result.stopped, result.truth.lost) {
             (Some(reason), _) => format!("{}: stopped early ({reason})", self.strategy),
+            (None, _) if inconclusive.is_some() => format!(
+                "{}: inconclusive: {}",
+                self.strategy,
+                inconclusive.as_deref().unwrap_or_default()
+            ),
             (None, 0) => format!(
                 "{}: all {total} acknowledged updates applied, none lost",
                 self.strategy

@@ -111,7 +111,7 @@ fn header(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
             Span::raw(format!("  {}", parts.join(" · "))),
         ])
     };
-    let segments = format!("{} segments", workload.segments());
+    let segments = crate::output::counted(workload.segments(), "segment");
     let mut line1 = settings_line(&[&updaters, &segments, &rounds, &think]);
     // One round is the default and goes without saying when the line is too long for the
     // screen (the workers make it so at 80 columns).
@@ -294,8 +294,8 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
                 _ => String::new(),
             };
             let text = format!(
-                "{} updaters{place} will each change one segment: read, think, write. Their reads and writes show here on one time axis.",
-                app.workload.updaters
+                "{}{place} will each change one segment: read, think, write. Their reads and writes show here on one time axis.",
+                crate::output::counted(app.workload.updaters, "updater")
             );
             for (k, line) in widgets::wrap(&text, usize::from(inner.width))
                 .into_iter()

@@ -556,9 +556,9 @@ pub fn compare(
 ) {
     let w = &view.workload;
     let title = format!(
-        " Compare: every strategy on {} updaters × {} segments, think {} ",
-        w.updaters,
-        w.segments(),
+        " Compare: every strategy on {} × {}, think {} ",
+        crate::output::counted(w.updaters, "updater"),
+        crate::output::counted(w.segments(), "segment"),
         fmt_ms(w.think)
     );
     let block = Block::new()
