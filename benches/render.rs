@@ -4,12 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use racelab::engine::Workload;
 use racelab::event::{Event, EventKind, WriteScope};
 use racelab::journey::{Journey, SegmentState, update_status};
-use racelab::strategy::{Strategy, Tuning};
+use racelab::strategy::Strategy;
 use racelab::tui::app::{App, Msg, TargetInfo};
 use racelab::tui::ui;
+use racelab::workload::Tuning;
+use racelab::workload::Workload;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 

@@ -14,14 +14,15 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::BenchArgs;
-use crate::engine::{self, Settings, Workload};
+use crate::engine::{self, Settings};
 use crate::error::Error;
 use crate::journey::Journey;
 use crate::keys::Keys;
 use crate::report::{Format, RedisInfo};
-use crate::strategy::{Strategy, Tuning};
+use crate::strategy::Strategy;
 use crate::target::{Conn, Target};
 use crate::truth::ms;
+use crate::workload::{Tuning, Workload};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
@@ -105,7 +106,7 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
         key_prefix: args.key_prefix.clone(),
         keep: false,
         lost_limit: 0,
-        crew: None,
+        remote: None,
     };
 
     let progress = Progress::new(args.strategy.0.len() * args.updaters.len());

@@ -2,8 +2,8 @@
 //! sentence, before it starts rather than killed halfway (or, in the TUI, left to starve the
 //! screen): CI runners have a few GB.
 
-use crate::engine::Workload;
 use crate::strategy::Strategy;
+use crate::workload::Workload;
 
 /// What an updater costs however it works: its task, its boxed update and state, its request
 /// in flight (README "Performance": about 4 KiB, measured with `/usr/bin/time -v`).
@@ -101,7 +101,7 @@ fn size(bytes: u64) -> String {
 mod tests {
     use super::*;
     use crate::journey::Journey;
-    use crate::strategy::Tuning;
+    use crate::workload::Tuning;
     use std::sync::Arc;
     use std::time::Duration;
 

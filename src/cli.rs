@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::engine::{Settings, Workload};
+use crate::engine::Settings;
 use crate::error::Error;
 use crate::journey::Journey;
 use crate::report::{Expect, Format};
-use crate::strategy::{Strategy, Tuning};
+use crate::strategy::Strategy;
+use crate::workload::{Tuning, Workload};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -464,7 +465,7 @@ impl Options {
             key_prefix: self.key_prefix.clone(),
             keep: self.keep,
             lost_limit: LOST_LISTED,
-            crew: None,
+            remote: None,
         }
     }
 }

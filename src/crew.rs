@@ -16,7 +16,7 @@
 //! - a worker whose card expired has vanished: what its updaters had in flight is unknown.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,69 +26,23 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Workload;
+use crate::engine::{RaceOutcome, RemoteUpdaters};
 use crate::error::Error;
 use crate::event::{Event, EventKind, Outcome};
 use crate::journey::update_status;
 use crate::keys::{CrewKeys, Keys};
+use crate::lease::{RENEW_EVERY, TTL};
+use crate::redis_errors::describe;
+use crate::roster::WorkerShare;
 use crate::strategy::Strategy;
-use crate::target::{Conn, Connector, Target, describe};
+use crate::target::{Conn, Connector, Target};
+use crate::workload::Workload;
 
-/// How long a card or a session lives unless renewed: a process that stopped renewing for this
-/// long is gone.
-pub(crate) const TTL: Duration = Duration::from_secs(5);
-/// How often cards and sessions are renewed, and liveness looked at.
-pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// How often a waiting side polls (a coordinator its lobby, a worker its card).
 pub(crate) const POLL: Duration = Duration::from_millis(100);
 
 static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../assets/claim_worker.lua")));
-
-/// A worker's hold on the runs it serves. Its card in Redis expires `TTL` after the last renewal;
-/// from then on the coordinator may take the worker for vanished, count its in-flight updates
-/// unknown and delete the run's keys. So a worker whose last renewal is older than
-/// [`Lease::LOCAL_LIMIT`] (a process stalled, a host cut off), or whose card was found gone,
-/// must not write any more: its updaters check before each write.
-#[derive(Debug)]
-pub struct Lease {
-    base: Instant,
-    /// When the last successful renewal was sent, in ms since `base`.
-    renewed_ms: AtomicU64,
-    /// A session claimed the worker.
-    pub(crate) claimed: AtomicBool,
-    /// The card expired after the claim.
-    pub(crate) evicted: AtomicBool,
-}
-
-impl Default for Lease {
-    fn default() -> Lease {
-        Lease {
-            base: Instant::now(),
-            renewed_ms: AtomicU64::new(0),
-            claimed: AtomicBool::new(false),
-            evicted: AtomicBool::new(false),
-        }
-    }
-}
-
-impl Lease {
-    /// A renewal older than this counts as lapsed: a renewal period short of `TTL`, since the
-    /// card's own clock started when Redis received the renewal, after it was sent.
-    pub const LOCAL_LIMIT: Duration = Duration::from_secs(TTL.as_secs() - RENEW_EVERY.as_secs());
-
-    /// A renewal sent at `sent` succeeded.
-    pub(crate) fn renewed(&self, sent: Instant) {
-        let ms = sent.saturating_duration_since(self.base).as_millis() as u64;
-        self.renewed_ms.fetch_max(ms, Ordering::SeqCst);
-    }
-
-    /// Whether the worker may have been taken for vanished: it must stop writing.
-    pub fn lapsed(&self) -> bool {
-        let renewed = self.base + Duration::from_millis(self.renewed_ms.load(Ordering::SeqCst));
-        self.evicted.load(Ordering::SeqCst) || renewed.elapsed() >= Self::LOCAL_LIMIT
-    }
-}
 
 /// What the coordinator tells its workers on the control stream.
 #[derive(Debug)]
@@ -137,86 +91,6 @@ impl Job {
     pub(crate) fn share_of(&self, worker_id: &str) -> Option<&Assignment> {
         self.shares.iter().find(|a| a.worker_id == worker_id)
     }
-}
-
-/// Which worker ran which updaters, for the report and the TUI's lanes.
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkerShare {
-    /// `w1`, `w2`, … in the order the workers joined.
-    pub worker: String,
-    pub id: String,
-    pub host: String,
-    pub pid: u32,
-    /// The first and last updater it ran, 1-based as shown everywhere; `null` when there were
-    /// more workers than updaters.
-    pub first_updater: Option<u32>,
-    pub last_updater: Option<u32>,
-    /// Set when the worker vanished (or left) before its share was done: why, and what became
-    /// unknown. What it had not reported is unknown.
-    pub vanished: Option<String>,
-    /// It left on its own (interrupted, its lease lapsed, a job it could not read) rather than
-    /// vanishing without a word.
-    pub left: bool,
-}
-
-impl WorkerShare {
-    /// The updaters it ran, 0-based.
-    fn updaters(&self) -> std::ops::Range<u32> {
-        match (self.first_updater, self.last_updater) {
-            (Some(first), Some(last)) => first - 1..last,
-            _ => 0..0,
-        }
-    }
-
-    /// Whether updater `updater` (0-based) ran in this worker.
-    pub fn runs(&self, updater: u32) -> bool {
-        self.updaters().contains(&updater)
-    }
-
-    /// `#1–#7`, `#7` or `no updaters`.
-    pub fn range(&self) -> String {
-        updater_range(self.updaters())
-    }
-
-    /// `w1 · 4f1c9a2e on build-7 (pid 4242) · updaters #1–#7`, and why it vanished if it did.
-    pub fn describe(&self) -> String {
-        let updaters = updaters_label(self.updaters());
-        let how = if self.left { "left" } else { "vanished" };
-        let vanished = self
-            .vanished
-            .as_ref()
-            .map_or_else(String::new, |why| format!(" · {how}: {why}"));
-        format!(
-            "{} · {} on {} (pid {}) · {updaters}{vanished}",
-            self.worker, self.id, self.host, self.pid
-        )
-    }
-}
-
-/// Updaters `updaters` (0-based) as shown: `#1–#7`, `#7`, or `no updaters`.
-pub(crate) fn updater_range(updaters: std::ops::Range<u32>) -> String {
-    match updaters.len() {
-        0 => "no updaters".to_owned(),
-        1 => format!("#{}", updaters.end),
-        _ => format!("#{}–#{}", updaters.start + 1, updaters.end),
-    }
-}
-
-/// `updaters #1–#7`, `updater #7`, or `no updaters`.
-pub(crate) fn updaters_label(updaters: std::ops::Range<u32>) -> String {
-    match updaters.len() {
-        0 => "no updaters".to_owned(),
-        1 => format!("updater {}", updater_range(updaters)),
-        _ => format!("updaters {}", updater_range(updaters)),
-    }
-}
-
-/// The worker (`w2`) that ran updater `updater` (0-based), if workers ran the run.
-pub fn worker_of(shares: &[WorkerShare], updater: u32) -> Option<&str> {
-    shares
-        .iter()
-        .find(|s| s.runs(updater))
-        .map(|s| s.worker.as_str())
 }
 
 /// Who runs which updaters in a run: each worker's assignment beside the worker.
@@ -345,7 +219,7 @@ impl Crew {
                     member.pid
                 ),
                 Ok(None) => tokio::time::sleep(POLL).await,
-                Err(e) if crate::engine::is_transient(&e) => tokio::time::sleep(POLL).await,
+                Err(e) if crate::redis_errors::is_transient(&e) => tokio::time::sleep(POLL).await,
                 Err(e) => {
                     crew.dismiss().await;
                     return Err(target.refused(&e));
@@ -555,7 +429,7 @@ impl Crew {
     /// are ready, and forwards their events to `tx` until every worker ended or vanished. Returns
     /// why the run stopped early, if it did, and who ran what.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn race(
+    async fn race(
         &self,
         strategy: Strategy,
         workload: &Workload,
@@ -617,6 +491,31 @@ impl Crew {
 
 /// Worker `w`'s updaters when `n` are shared by `k` workers: contiguous, sizes differing by
 /// one at most.
+impl RemoteUpdaters for Crew {
+    fn race<'a>(
+        &'a self,
+        strategy: Strategy,
+        workload: &'a Workload,
+        keys: &'a Arc<Keys>,
+        run_id: &'a str,
+        tx: mpsc::Sender<Event>,
+        stop: CancellationToken,
+        phases: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RaceOutcome, Error>> + Send + 'a>>
+    {
+        Box::pin(Crew::race(
+            self, strategy, workload, keys, run_id, tx, stop, phases,
+        ))
+    }
+
+    fn plan(
+        &self,
+        updaters: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<WorkerShare>> + Send + '_>> {
+        Box::pin(Crew::plan(self, updaters))
+    }
+}
+
 fn share_range(n: u32, k: u64, w: u64) -> std::ops::Range<u32> {
     let split = |w: u64| (u64::from(n) * w / k) as u32;
     split(w)..split(w + 1)

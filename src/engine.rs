@@ -13,60 +13,18 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::crew::{Crew, Lease, WorkerShare};
 use crate::error::Error;
 use crate::event::{Event, EventKind, Outcome, Probe, WriteScope};
 use crate::journey::{Journey, SegmentState, update_status};
 use crate::keys::{Keys, SAFETY_TTL};
+use crate::lease::Lease;
+use crate::redis_errors::{is_refusal, is_transient};
+use crate::roster::WorkerShare;
 use crate::strategy::storage::StorageError;
-use crate::strategy::{Op, RaceShape, Strategy, Tuning, UpdateStatus, Updater};
+use crate::strategy::{Op, Strategy, UpdateStatus, Updater};
 use crate::target::{Conn, Target};
 use crate::truth::{Tally, Truth, verify};
-
-/// What every strategy of a run is given to do. It travels to workers in their job.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Workload {
-    pub journey: Arc<Journey>,
-    pub updaters: u32,
-    pub rounds: u32,
-    /// The pause between an updater's read and its write.
-    pub think: Duration,
-    /// Each pause is lengthened by up to this fraction of `think`, at random.
-    pub jitter: f64,
-    /// Seeds the jitter, so a run can be repeated.
-    pub seed: u64,
-    /// Lock ttl and retry bound of the strategies that lock or retry.
-    pub tuning: Tuning,
-    /// When set, updaters start no new update this long after the release (`bench` runs for a
-    /// time rather than a number of rounds).
-    pub deadline: Option<Duration>,
-}
-
-impl Workload {
-    pub fn segments(&self) -> u32 {
-        self.journey.segments.len() as u32
-    }
-
-    /// Updater `i` (0-based) works on segment `i mod S`, as PRODUCT.md says.
-    pub fn segment_of(&self, updater: u32) -> u32 {
-        updater % self.segments()
-    }
-
-    pub fn total_updates(&self) -> u64 {
-        u64::from(self.updaters) * u64::from(self.rounds)
-    }
-
-    /// What `--expect auto` looks at.
-    pub fn shape(&self) -> RaceShape {
-        RaceShape {
-            updaters: self.updaters,
-            segments: self.segments(),
-            think: self.think,
-            jitter: self.jitter,
-            lock_ttl: self.tuning.lock_ttl,
-        }
-    }
-}
+use crate::workload::Workload;
 
 /// How the engine treats the Redis it runs on, and where the updaters run.
 #[derive(Debug, Clone)]
@@ -76,8 +34,39 @@ pub struct Settings {
     pub keep: bool,
     /// How many lost updates a result lists (counts are always exact).
     pub lost_limit: usize,
-    /// The workers the updaters run in (`--workers`); in this process when `None`.
-    pub crew: Option<Arc<Crew>>,
+    /// Where the updaters run when not in this process (`--workers`: a crew of worker
+    /// processes); in this process when `None`.
+    pub remote: Option<Arc<dyn RemoteUpdaters>>,
+}
+
+/// Why a race of updaters stopped early, if it did, and which worker ran which updaters.
+pub type RaceOutcome = (Option<String>, Vec<WorkerShare>);
+
+/// Updaters that run somewhere else: the seam through which the engine races a crew of worker
+/// processes (`crate::crew`) without knowing how one works. The engine seeds, reads back,
+/// verifies and cleans up as always; the remote side runs the updaters and sends their events
+/// to `tx`, and they are tallied exactly as local ones.
+pub trait RemoteUpdaters: Send + Sync + std::fmt::Debug {
+    /// Races `workload`'s updaters of `strategy` on the run's `keys`, sending their events to
+    /// `tx` (phase events only when `phases`), until they are done or `stop` is cancelled.
+    #[allow(clippy::too_many_arguments)]
+    fn race<'a>(
+        &'a self,
+        strategy: Strategy,
+        workload: &'a Workload,
+        keys: &'a Arc<Keys>,
+        run_id: &'a str,
+        tx: mpsc::Sender<Event>,
+        stop: CancellationToken,
+        phases: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RaceOutcome, Error>> + Send + 'a>>;
+
+    /// Which worker would run which of `updaters` updaters in the next race, so a screen can
+    /// tag every lane from the start.
+    fn plan(
+        &self,
+        updaters: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<WorkerShare>> + Send + '_>>;
 }
 
 /// Everything a run observed.
@@ -281,14 +270,14 @@ async fn seed(
             Err(e) if attempt < SETUP_ATTEMPTS && is_transient(&e) => attempt += 1,
             Ok(()) => return Ok(()),
             Err(e) => {
-                let advised = crate::target::advice(&e, target.is_cluster()).is_some();
+                let advised = crate::redis_errors::advice(&e, target.is_cluster()).is_some();
                 return Err(match e.code() {
                     Some("NOPERM" | "NOAUTH" | "WRONGPASS") => target.refused(&e),
                     _ if advised => target.refused(&e),
                     _ => fail(format!(
                         "seeding the journey under {} failed: {}",
                         keys.journey(),
-                        crate::target::describe(&e)
+                        crate::redis_errors::describe(&e)
                     )),
                 });
             }
@@ -300,11 +289,6 @@ async fn seed(
 /// Attempts at each setup command when the connection drops under it.
 const SETUP_ATTEMPTS: u32 = 3;
 const SETUP_RETRY_PAUSE: Duration = Duration::from_millis(50);
-
-/// A failure of the connection, not a refusal by Redis: worth one more try.
-pub(crate) fn is_transient(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_timeout()
-}
 
 /// The final state, read again a few times if the shared connection is reconnecting.
 async fn read_final(
@@ -322,13 +306,6 @@ async fn read_final(
             other => return other,
         }
     }
-}
-
-fn is_refusal(e: &redis::RedisError) -> bool {
-    matches!(
-        e.code(),
-        Some("NOPERM" | "WRONGTYPE" | "NOAUTH" | "WRONGPASS")
-    )
 }
 
 /// Prepares the updaters, releases them together and tallies their events until the last one
@@ -360,7 +337,7 @@ async fn race(
             }
         }
     };
-    let (mut reason, shares) = match &settings.crew {
+    let (mut reason, shares) = match &settings.remote {
         None => {
             let share = Share::prepare(
                 target,
@@ -381,8 +358,8 @@ async fn race(
             collect.await;
             (share.finish().await, Vec::new())
         }
-        Some(crew) => {
-            let remote = crew.race(strategy, workload, keys, run_id, tx, stop, phases);
+        Some(remote) => {
+            let remote = remote.race(strategy, workload, keys, run_id, tx, stop, phases);
             let (outcome, ()) = tokio::join!(remote, collect);
             outcome?
         }
@@ -706,13 +683,13 @@ async fn cleanup(conn: &mut Conn, keys: &Keys, journey: &Journey) -> Result<(), 
                 Err(e) if is_transient(&e) => {
                     return Err(format!(
                         "Redis did not answer their deletion ({})",
-                        crate::target::describe(&e)
+                        crate::redis_errors::describe(&e)
                     ));
                 }
                 Err(e) => {
                     return Err(format!(
                         "Redis refused to delete them: {}",
-                        crate::target::describe(&e)
+                        crate::redis_errors::describe(&e)
                     ));
                 }
             }

@@ -9,11 +9,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Options, RUN_THINK, RunArgs};
 use crate::crew::Crew;
-use crate::engine::{self, Settings, Workload};
+use crate::engine::{self, RemoteUpdaters, Settings};
 use crate::error::Error;
 use crate::history::{History, history_error};
 use crate::report::{Expected, Format, RedisInfo, Report, RunReport};
 use crate::target::Target;
+use crate::workload::Workload;
 
 /// A little jitter so updaters don't act in lockstep; small enough not to hide the race.
 pub const RUN_JITTER: f64 = 0.1;
@@ -60,17 +61,20 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
         );
     }
     let mut settings = args.options.settings();
-    if let Some(count) = args.options.workers {
-        let crew = Crew::gather(
-            &target,
-            &settings.key_prefix,
-            count,
-            args.options.join_timeout,
-            cancel,
-        )
-        .await?;
-        settings.crew = Some(Arc::new(crew));
-    }
+    let crew = match args.options.workers {
+        Some(count) => Some(Arc::new(
+            Crew::gather(
+                &target,
+                &settings.key_prefix,
+                count,
+                args.options.join_timeout,
+                cancel,
+            )
+            .await?,
+        )),
+        None => None,
+    };
+    settings.remote = crew.clone().map(|crew| crew as Arc<dyn RemoteUpdaters>);
     let (report, failure) = run_strategies(
         &target,
         &args.options,
@@ -81,7 +85,7 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
         cancel,
     )
     .await;
-    if let Some(crew) = &settings.crew {
+    if let Some(crew) = &crew {
         crew.dismiss().await;
     }
     // Keys left behind on someone's Redis are worth a line where CI shows it, whatever the

@@ -17,11 +17,12 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::engine::{RunResult, Workload};
+use crate::engine::RunResult;
 use crate::error::Error;
 use crate::event::{Event, EventKind, Outcome, RetryReason, Seen};
 use crate::journey::update_status;
 use crate::strategy::Strategy;
+use crate::workload::Workload;
 
 /// The history file of a `racelab run`, shared by the strategies it runs one after another.
 pub struct History {
@@ -161,7 +162,7 @@ struct WorkerLine<'a> {
     t_us: u64,
     kind: &'static str,
     #[serde(flatten)]
-    share: &'a crate::crew::WorkerShare,
+    share: &'a crate::roster::WorkerShare,
 }
 
 fn poisoned() -> std::io::Error {

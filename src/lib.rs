@@ -11,6 +11,10 @@
 //! - [`budget`]: how much memory a run will take, and whether the machine has it.
 //! - [`cli`]: command-line options and their checks.
 //! - [`journey`]: the seed's data model and fixture (`assets/journey.json`).
+//! - [`workload`]: the shape of a run (workload, tuning, what `--expect auto` looks at); a leaf.
+//! - [`lease`]: a worker's hold on the runs it serves; a leaf.
+//! - [`roster`]: which worker ran which updaters, as reports and screens show it; a leaf.
+//! - [`redis_errors`]: one policy for what Redis answers: transient, refused, fatal, advice.
 //! - [`keys`]: the key layout; every key racelab touches is built there.
 //! - [`server`]: a private `redis-server` that dies with its owner, and a private 3-primary
 //!   Redis Cluster made of them.
@@ -40,8 +44,11 @@ pub mod headless;
 pub mod history;
 pub mod journey;
 pub mod keys;
+pub mod lease;
 pub mod output;
+pub mod redis_errors;
 pub mod report;
+pub mod roster;
 pub mod server;
 pub mod service;
 pub mod strategy;
@@ -49,6 +56,7 @@ pub mod target;
 pub mod truth;
 pub mod tui;
 pub mod worker;
+pub mod workload;
 
 use tokio_util::sync::CancellationToken;
 

@@ -6,11 +6,12 @@ use std::fmt::Write as _;
 use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::crew::{WorkerShare, worker_of};
-use crate::engine::{RunResult, Workload};
-use crate::strategy::{RaceShape, Strategy};
+use crate::engine::RunResult;
+use crate::roster::{WorkerShare, worker_of};
+use crate::strategy::Strategy;
 use crate::target::ClusterPlace;
 use crate::truth::{LostUpdate, ms};
+use crate::workload::{RaceShape, Workload};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Format {

@@ -12,8 +12,9 @@ use crate::error::Error;
 use crate::event::Probe;
 use crate::journey::Journey;
 use crate::keys::Keys;
-use crate::strategy::{Op, Strategy, Tuning, UpdateError, UpdateStatus, Updater};
+use crate::strategy::{Op, Strategy, UpdateError, UpdateStatus, Updater};
 use crate::target::Target;
+use crate::workload::Tuning;
 
 /// Why an update could not be made.
 #[derive(Debug, thiserror::Error)]

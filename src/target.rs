@@ -15,6 +15,7 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::redis_errors::{advice, describe};
 use crate::server::{RedisCluster, RedisServer};
 
 /// The connection updaters share: see [`Target::connection`].
@@ -537,59 +538,6 @@ fn install_crypto_provider() {
         // Fails only when a provider is installed already, which is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
-}
-
-/// What to do about a Redis error that is not a connection problem, in the one place that knows
-/// them all (README "Safety"): each gets its cause and what to change.
-pub fn advice(e: &redis::RedisError, cluster: bool) -> Option<String> {
-    let text = describe(e);
-    match e.code() {
-        Some("WRONGTYPE") => Some(
-            "a key under racelab's prefix holds another type than racelab keeps there, so it is not racelab's, and racelab never changes a key it did not create; choose another --key-prefix".to_owned(),
-        ),
-        Some("READONLY") => Some(
-            "this server is a read-only replica; point --redis-url at its primary".to_owned(),
-        ),
-        Some("MOVED" | "ASK" | "CLUSTERDOWN") if !cluster => Some(
-            "this server is a node of a Redis Cluster; name the cluster with --cluster redis://host:port instead of --redis-url".to_owned(),
-        ),
-        Some("OOM") => Some(
-            "Redis is out of memory (maxmemory, with a policy that evicts nothing); free some, raise maxmemory, or use a smaller journey".to_owned(),
-        ),
-        Some("LOADING") => Some("Redis is still loading its data; try again in a moment".to_owned()),
-        Some("MASTERDOWN") => Some(
-            "this replica has lost its primary; point --redis-url at a working primary".to_owned(),
-        ),
-        _ if text.contains("max number of clients reached") => Some(
-            "the server's maxclients is reached; raise it (CONFIG SET maxclients, or maxclients in redis.conf) or run fewer updaters: `watch` opens a connection of its own per updater".to_owned(),
-        ),
-        _ if text.contains("os error 24") || text.contains("Too many open files") => Some(
-            "racelab ran out of file descriptors; raise the limit (`ulimit -n`) or run fewer updaters: `watch` opens a connection of its own per updater".to_owned(),
-        ),
-        _ => None,
-    }
-}
-
-/// A Redis error as one line, without the crate's `Debug` decoration.
-pub fn describe(e: &redis::RedisError) -> String {
-    // A Redis error reply as Redis says it (`NOPERM this user has no permissions …`), not as the
-    // crate names its kind (`NoPerm: …`).
-    // A pipeline's errors are told once, by the first (they are nearly always one cause).
-    if let Some(errors) = e.clone().into_server_errors()
-        && let Some((_, first)) = errors.first()
-    {
-        let detail = first.details().unwrap_or_default();
-        return format!("{} {}", first.code(), detail.trim().trim_end_matches('.'))
-            .trim()
-            .to_owned();
-    }
-    let text = e.to_string();
-    let text = text.trim().trim_end_matches('.').to_owned();
-    if text.is_empty() {
-        format!("{:?}", e.kind())
-    } else {
-        text
-    }
 }
 
 /// A `password=` in the query string (which redis-rs does not use) is hidden all the same.

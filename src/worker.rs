@@ -11,12 +11,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::WorkerArgs;
-use crate::crew::{Control, Job, Lease, POLL, RENEW_EVERY, TTL, parse_control};
+use crate::crew::{Control, Job, POLL, parse_control};
 use crate::engine::Share;
 use crate::error::Error;
 use crate::event::Event;
 use crate::keys::{CrewKeys, Keys};
-use crate::target::{Conn, Connector, Target, describe};
+use crate::lease::{Lease, RENEW_EVERY, TTL};
+use crate::redis_errors::describe;
+use crate::target::{Conn, Connector, Target};
 
 /// How long the lobby list outlives its last waiting worker.
 const LOBBY_TTL: Duration = Duration::from_secs(60);
@@ -414,7 +416,7 @@ impl Worker {
                 describe(&e)
             );
         }
-        let range = crate::crew::updaters_label(share.start..share.end);
+        let range = crate::roster::updaters_label(share.start..share.end);
         crate::note!(
             "racelab worker {}: {} runs {range} of {} run {}",
             self.id,
@@ -551,7 +553,7 @@ async fn forward(mut conn: Conn, key: String, worker: String, mut rx: mpsc::Rece
         if let Ok(body) = serde_json::to_string(&batch) {
             for attempt in 1..=3 {
                 match say_numbered(&mut conn, &key, &worker, "events", &body, Some(number)).await {
-                    Err(e) if attempt < 3 && crate::engine::is_transient(&e) => {
+                    Err(e) if attempt < 3 && crate::redis_errors::is_transient(&e) => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     _ => break,

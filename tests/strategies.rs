@@ -67,7 +67,7 @@ async fn lock_loses_updates_once_think_outlasts_the_ttl_and_fenced_does_not() {
 async fn expect_auto_knows_where_each_strategy_can_lose() {
     use racelab::report::{Expect, Expected};
     let mut shape = common::seed_workload().shape();
-    let auto = |s: Strategy, shape: &racelab::strategy::RaceShape| {
+    let auto = |s: Strategy, shape: &racelab::workload::RaceShape| {
         Expected::resolve(Expect::Auto, s, shape)
     };
     assert_eq!(auto(Strategy::Naive, &shape), Expected::Lost);

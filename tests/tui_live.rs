@@ -23,7 +23,7 @@ fn settings() -> Settings {
         key_prefix: PREFIX.into(),
         keep: false,
         lost_limit: 1000,
-        crew: None,
+        remote: None,
     }
 }
 

@@ -8,8 +8,9 @@ use std::sync::LazyLock;
 use crate::target::Conn;
 use redis::Script;
 
-use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, after_conflict, invoke};
+use super::{Op, ReadJourney, UpdateError, UpdateStatus, after_conflict, invoke};
 use crate::event::Probe;
+use crate::workload::Tuning;
 
 static CAS_WRITE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../assets/cas_write.lua")));

@@ -11,8 +11,9 @@ use redis::AsyncCommands;
 use redis::Script;
 
 use super::lock::{acquire, release};
-use super::{Op, ReadJourney, Tuning, UpdateError, UpdateStatus, backoff, invoke};
+use super::{Op, ReadJourney, UpdateError, UpdateStatus, backoff, invoke};
 use crate::event::{Probe, RetryReason};
+use crate::workload::Tuning;
 
 static FENCED_WRITE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../assets/fenced_write.lua")));

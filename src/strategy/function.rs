@@ -8,7 +8,8 @@ use super::lua::{UPDATE_SEGMENT_SOURCE, script_reply};
 use super::{Op, UpdateError, UpdateStatus};
 use crate::error::Error;
 use crate::event::Probe;
-use crate::target::{Target, describe};
+use crate::redis_errors::describe;
+use crate::target::Target;
 
 /// Versioned, so a later racelab with a changed function never calls an older one by mistake.
 const LIBRARY: &str = "racelab_v1";

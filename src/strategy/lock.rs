@@ -13,8 +13,9 @@ use rand::Rng;
 use redis::AsyncCommands;
 use redis::Script;
 
-use super::{Op, Tuning, UpdateError, UpdateStatus, backoff, invoke};
+use super::{Op, UpdateError, UpdateStatus, backoff, invoke};
 use crate::event::{Probe, RetryReason};
+use crate::workload::Tuning;
 
 static UNLOCK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../assets/unlock.lua")));

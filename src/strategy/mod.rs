@@ -30,7 +30,10 @@ use crate::error::Error;
 use crate::event::{Outcome, Probe, WriteScope};
 use crate::journey::Journey;
 use crate::keys::Keys;
-use crate::target::{Target, describe};
+use crate::lease::Lease;
+use crate::redis_errors::{describe, is_fatal, is_unreachable};
+use crate::target::Target;
+use crate::workload::{RaceShape, Tuning};
 
 #[derive(
     Debug,
@@ -199,22 +202,6 @@ impl fmt::Display for Strategy {
     }
 }
 
-/// Knobs of the strategies that retry or lock.
-#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
-pub struct Tuning {
-    /// How long the `lock` and `fenced` strategies' lock lives.
-    pub lock_ttl: Duration,
-    /// How many times an update is retried (conflict, lock busy) before it gives up.
-    pub max_retries: u32,
-}
-
-impl Tuning {
-    /// The default lock ttl: well above the think time, so `lock` holds unless asked not to.
-    pub fn default_lock_ttl(think: Duration) -> Duration {
-        (think * 10).max(Duration::from_secs(1))
-    }
-}
-
 /// MULTI, the commands `queue` adds, and EXEC, sent as one plain pipeline; EXEC's reply, or
 /// `None` when it aborted because a WATCHed key changed.
 ///
@@ -311,16 +298,6 @@ pub const FORCED_RACE_THINK: Duration = Duration::from_millis(1);
 /// scheduling all fit in it.
 pub const LOCK_MARGIN: Duration = Duration::from_millis(20);
 
-/// What `--expect auto` needs to know about a workload.
-#[derive(Debug, Clone, Copy)]
-pub struct RaceShape {
-    pub updaters: u32,
-    pub segments: u32,
-    pub think: Duration,
-    pub jitter: f64,
-    pub lock_ttl: Duration,
-}
-
 /// One update to make: the seed's `UpdateSegmentStatusAsync(journeyId, segmentId, newStatus)`,
 /// with the segment already found in the journey's layout.
 pub struct Op<'a> {
@@ -333,7 +310,7 @@ pub struct Op<'a> {
     /// must end, however hot the contention.
     pub retry_until: Option<Duration>,
     /// A worker's hold on the run (`racelab worker`): once it lapsed, nothing more is written.
-    pub lease: Option<&'a crate::crew::Lease>,
+    pub lease: Option<&'a Lease>,
 }
 
 impl Op<'_> {
@@ -424,20 +401,6 @@ impl UpdateError {
             unreachable: false,
         }
     }
-}
-
-/// Redis did not answer at all.
-fn is_unreachable(e: &redis::RedisError) -> bool {
-    e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
-}
-
-/// Errors no retry can mend: permissions, wrong key types, unknown commands.
-fn is_fatal(e: &redis::RedisError) -> bool {
-    matches!(
-        e.code(),
-        Some("NOPERM" | "WRONGTYPE" | "NOAUTH" | "WRONGPASS" | "NOSCRIPT_UNSUPPORTED")
-    ) || e.kind() == redis::ErrorKind::AuthenticationFailed
-        || e.detail().is_some_and(|d| d.contains("unknown command"))
 }
 
 /// One updater's working state for its strategy.

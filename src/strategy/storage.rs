@@ -148,7 +148,7 @@ pub fn segment_json(segment: &crate::journey::Segment) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("{}", crate::target::describe(.0))]
+    #[error("{}", crate::redis_errors::describe(.0))]
     Redis(#[from] RedisError),
     #[error("{0}")]
     Corrupt(String),

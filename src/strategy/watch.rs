@@ -16,12 +16,11 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
-use super::{
-    Op, ReadJourney, Tuning, UpdateError, UpdateStatus, after_conflict, backoff, transaction,
-};
+use super::{Op, ReadJourney, UpdateError, UpdateStatus, after_conflict, backoff, transaction};
 use crate::error::Error;
 use crate::event::Probe;
 use crate::target::{Connector, Target};
+use crate::workload::Tuning;
 
 /// Attempts at opening an updater's own connection before the run.
 const CONNECT_ATTEMPTS: u32 = 3;

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::crew::WorkerShare;
-use crate::engine::{RunResult, Workload};
+use crate::engine::RunResult;
 use crate::event::{Event, EventKind, Outcome, RetryReason, WriteScope};
 use crate::journey::SegmentState;
+use crate::roster::WorkerShare;
 use crate::strategy::Strategy;
 use crate::truth::{Tally, ms};
+use crate::workload::Workload;
 
 /// How much longer than `think` an updater may pause, at random: enough spread that the writes of
 /// a seed run land one by one over a couple of seconds, so people can follow each of them.

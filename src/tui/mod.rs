@@ -29,12 +29,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Options, TUI_THINK};
 use crate::crew::Crew;
-use crate::engine::{self, Settings, Workload};
+use crate::engine::{self, Settings};
 use crate::error::Error;
 use crate::event::Event;
 use crate::keys::Keys;
 use crate::strategy::Strategy;
 use crate::target::Target;
+use crate::workload::Workload;
 pub use app::{App, Command, Msg, TUI_JITTER, TargetInfo};
 
 /// 20 frames a second at most: smooth to the eye, and a thousand updaters' events are folded
@@ -71,10 +72,11 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
         cluster: target.placement(&workload.journey.id).await?,
     };
     let mut settings = options.settings();
+    let mut crew = None;
     if let Some(count) = options.workers {
         // On the plain terminal still: the crew says how to start workers and who joined, and
         // the user may wait here a while.
-        let crew = match Crew::gather(
+        let gathered = match Crew::gather(
             &target,
             &settings.key_prefix,
             count,
@@ -89,8 +91,10 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
             Err(Error::Interrupted) => return Ok(()),
             Err(e) => return Err(e),
         };
-        crew.quiet();
-        settings.crew = Some(Arc::new(crew));
+        gathered.quiet();
+        let gathered = Arc::new(gathered);
+        settings.remote = Some(gathered.clone());
+        crew = Some(gathered);
     }
     let mut app = App::new(
         strategy,
@@ -100,7 +104,7 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
         terminal::color_wanted(),
         Instant::now(),
     );
-    app.workers = settings.crew.as_ref().map(|crew| crew.size() as u32);
+    app.workers = crew.as_ref().map(|crew| crew.size() as u32);
     app.memory_limit = crate::budget::limit();
     // The runs go on a runtime of their own, on a thread of its own: thousands of updaters
     // parsing journeys must never starve the frame loop and the keyboard (with everything on
@@ -126,9 +130,10 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
     // Every run has ended (Session::run awaits them): the workers go back to waiting, or leave
     // if they serve once. Also after an error, so they are not left claimed until the session
     // key expires.
-    if let Some(crew) = &settings.crew {
+    if let Some(crew) = &crew {
         crew.dismiss().await;
     }
+    drop(crew);
     drop(settings);
     // Every run task has ended (Session::run awaits them), so this is the last reference: the
     // private redis-server stops here, after the runs deleted their keys.
@@ -320,7 +325,7 @@ pub async fn run_one(
     tx: mpsc::Sender<Msg>,
     stop: CancellationToken,
 ) {
-    if let Some(crew) = &settings.crew {
+    if let Some(crew) = &settings.remote {
         // Before any event of the run, so every lane has its worker from the start. The engine
         // takes this very plan for the run (the crew keeps it), unless a worker in it vanished
         // in between; the result then says who ran what.

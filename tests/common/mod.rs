@@ -6,11 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use racelab::engine::{self, RunResult, Settings, Workload};
+use racelab::engine::{self, RunResult, Settings};
 use racelab::journey::Journey;
 use racelab::server::{RedisCluster, RedisServer};
-use racelab::strategy::{Strategy, Tuning};
+use racelab::strategy::Strategy;
 use racelab::target::Target;
+use racelab::workload::{Tuning, Workload};
 use tokio_util::sync::CancellationToken;
 
 pub struct TestRedis {
@@ -181,7 +182,7 @@ pub fn settings() -> Settings {
         key_prefix: "racelab-test".to_owned(),
         keep: false,
         lost_limit: 10_000,
-        crew: None,
+        remote: None,
     }
 }
 

@@ -4,13 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use racelab::crew::WorkerShare;
-use racelab::engine::{RunResult, Workload};
+use racelab::engine::RunResult;
 use racelab::event::{Event, EventKind, WriteScope};
 use racelab::journey::{Journey, SegmentState, update_status};
+use racelab::roster::WorkerShare;
 use racelab::strategy::Strategy;
 use racelab::truth::{Tally, verify};
 use racelab::tui::app::{App, Command, Msg, TargetInfo};
+use racelab::workload::Workload;
 
 pub const UPDATERS: u32 = 20;
 

@@ -1,0 +1,83 @@
+//! The shape of a run, shared by everyone who plans, runs or judges one: what each strategy is
+//! given to do ([`Workload`]), the knobs of the strategies that lock or retry ([`Tuning`]), and
+//! what `--expect auto` looks at ([`RaceShape`]). A leaf: it names no part of racelab that runs
+//! things, so the engine, the crew's workers (which receive a workload in their job) and the
+//! strategies can all use it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::journey::Journey;
+
+/// What every strategy of a run is given to do. It travels to workers in their job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Workload {
+    pub journey: Arc<Journey>,
+    pub updaters: u32,
+    pub rounds: u32,
+    /// The pause between an updater's read and its write.
+    pub think: Duration,
+    /// Each pause is lengthened by up to this fraction of `think`, at random.
+    pub jitter: f64,
+    /// Seeds the jitter, so a run can be repeated.
+    pub seed: u64,
+    /// Lock ttl and retry bound of the strategies that lock or retry.
+    pub tuning: Tuning,
+    /// When set, updaters start no new update this long after the release (`bench` runs for a
+    /// time rather than a number of rounds).
+    pub deadline: Option<Duration>,
+}
+
+impl Workload {
+    pub fn segments(&self) -> u32 {
+        self.journey.segments.len() as u32
+    }
+
+    /// Updater `i` (0-based) works on segment `i mod S`, as PRODUCT.md says.
+    pub fn segment_of(&self, updater: u32) -> u32 {
+        updater % self.segments()
+    }
+
+    pub fn total_updates(&self) -> u64 {
+        u64::from(self.updaters) * u64::from(self.rounds)
+    }
+
+    /// What `--expect auto` looks at.
+    pub fn shape(&self) -> RaceShape {
+        RaceShape {
+            updaters: self.updaters,
+            segments: self.segments(),
+            think: self.think,
+            jitter: self.jitter,
+            lock_ttl: self.tuning.lock_ttl,
+        }
+    }
+}
+
+/// Knobs of the strategies that retry or lock.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Tuning {
+    /// How long the `lock` and `fenced` strategies' lock lives.
+    pub lock_ttl: Duration,
+    /// How many times an update is retried (conflict, lock busy) before it gives up.
+    pub max_retries: u32,
+}
+
+impl Tuning {
+    /// The default lock ttl: well above the think time, so `lock` holds unless asked not to.
+    pub fn default_lock_ttl(think: Duration) -> Duration {
+        (think * 10).max(Duration::from_secs(1))
+    }
+}
+
+/// What `--expect auto` needs to know about a workload.
+#[derive(Debug, Clone, Copy)]
+pub struct RaceShape {
+    pub updaters: u32,
+    pub segments: u32,
+    pub think: Duration,
+    pub jitter: f64,
+    pub lock_ttl: Duration,
+}
