@@ -1,4 +1,4 @@
-//! Command-line options (PRODUCT.md "Commands" and "Options") and their checks.
+//! Command-line options (README "Options") and their checks.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -64,7 +64,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code that goes with this error (PRODUCT.md "Exit codes").
+    /// The process exit code that goes with this error (README "Exit codes").
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Interrupted => 130,

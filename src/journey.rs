@@ -1,6 +1,6 @@
 //! The seed's data model: a journey of flight segments, stored as PascalCase JSON.
 //!
-//! Field names and defaults follow the original challenge (`seed/FACTS.md`). racelab adds one
+//! Field names and defaults follow the original challenge (README "Why"). racelab adds one
 //! field to each segment, `UpdateCount`, written together with the status, so the final state
 //! proves how many acknowledged updates survived.
 

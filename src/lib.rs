@@ -30,8 +30,8 @@
 //! - [`output`]: every line racelab prints, safe against closed pipes and full disks.
 //! - [`history`]: `--history`, every operation as JSON lines streamed to disk.
 //! - [`tui`]: `racelab` and `racelab tui`, the interactive consumer: live grid, lanes, story.
-//! - [`crew`]: `--workers`: a run's updaters in several processes or hosts, met through Redis.
-//! - [`worker`]: `racelab worker`, a process that runs the updaters a crew hands it.
+//! - [`crew`]: `--workers`: a run's updaters in several processes or hosts, met through Redis;
+//!   `crew::worker` is `racelab worker`, the process that runs the updaters a crew hands it.
 
 pub mod bench;
 pub mod budget;
@@ -55,7 +55,6 @@ pub mod strategy;
 pub mod target;
 pub mod truth;
 pub mod tui;
-pub mod worker;
 pub mod workload;
 
 use tokio_util::sync::CancellationToken;
@@ -104,7 +103,7 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
             };
         }
         Some(Command::Worker(args)) => {
-            return match worker::run(&args, cancel).await {
+            return match crew::worker::run(&args, cancel).await {
                 Ok(()) => interrupted_code(cancel).unwrap_or(0),
                 Err(e) => {
                     if !matches!(e, Error::Interrupted) {

@@ -1,4 +1,4 @@
-//! The truth of a run (PRODUCT.md): what was acknowledged, what the final state shows applied,
+//! The truth of a run (README "What the numbers mean"): what was acknowledged, what the final state shows applied,
 //! what was lost, what is unknown, and who erased each lost update.
 //!
 //! [`Tally`] folds the event stream into counts and a latency histogram; [`verify`] sets it against

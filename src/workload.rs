@@ -35,7 +35,7 @@ impl Workload {
         self.journey.segments.len() as u32
     }
 
-    /// Updater `i` (0-based) works on segment `i mod S`, as PRODUCT.md says.
+    /// Updater `i` (0-based) works on segment `i mod S`, as the README says.
     pub fn segment_of(&self, updater: u32) -> u32 {
         updater % self.segments()
     }

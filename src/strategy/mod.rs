@@ -375,7 +375,7 @@ impl UpdateError {
         UpdateError {
             outcome: Outcome::NotApplied,
             reason: "this worker's lease on the run lapsed: it writes nothing more".to_owned(),
-            // The worker leaves the run (see `crate::worker`); the other workers go on.
+            // The worker leaves the run (see `crate::crew::worker`); the other workers go on.
             fatal: false,
             gave_up: false,
             unreachable: false,

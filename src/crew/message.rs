@@ -1,0 +1,131 @@
+//! The crew's messages: what a coordinator tells its workers on its session's control stream (a
+//! job, the release, a stop, the session's end), and how each is written and read.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::strategy::Strategy;
+use crate::target::Conn;
+use crate::workload::Workload;
+
+/// What the coordinator tells its workers on the control stream.
+#[derive(Debug)]
+pub(crate) enum Control {
+    Job(Box<Job>),
+    /// The barrier opens: release the updaters.
+    Go {
+        run_id: String,
+    },
+    /// Stop the run: what is in flight is reported unknown.
+    Abort {
+        run_id: String,
+    },
+    /// The session is over.
+    End,
+    /// A job this racelab cannot read (another version's): why, and the run's events stream to
+    /// say so on.
+    Unreadable {
+        reason: String,
+        events: String,
+    },
+}
+
+/// One run, as the workers are told it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Job {
+    pub run_id: String,
+    pub strategy: Strategy,
+    pub workload: Workload,
+    /// Whether phase events (reading, writing…) are wanted: a screen or a history watches.
+    pub phases: bool,
+    pub cluster: bool,
+    pub shares: Vec<Assignment>,
+}
+
+/// A worker's share of a run: updaters `start..end` (global, 0-based).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Assignment {
+    pub worker_id: String,
+    pub name: String,
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Job {
+    pub(crate) fn share_of(&self, worker_id: &str) -> Option<&Assignment> {
+        self.shares.iter().find(|a| a.worker_id == worker_id)
+    }
+}
+
+/// Appends a message of kind `kind` to the control stream.
+pub(super) async fn send(
+    conn: &mut Conn,
+    control: &str,
+    kind: &str,
+    body: &str,
+) -> redis::RedisResult<()> {
+    send_naming(conn, control, kind, body, None).await
+}
+
+/// [`send`], naming the run's events stream too (a job does, so that even a worker that cannot
+/// read the job can answer on it).
+pub(super) async fn send_naming(
+    conn: &mut Conn,
+    control: &str,
+    kind: &str,
+    body: &str,
+    events: Option<&str>,
+) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    // Only the last messages matter (a worker reads them as they come); a long TUI session must
+    // not pile up every job it ever sent.
+    let add = pipe
+        .cmd("XADD")
+        .arg(control)
+        .arg("MAXLEN")
+        .arg(CONTROL_KEPT)
+        .arg("*")
+        .arg("t")
+        .arg(kind)
+        .arg("b")
+        .arg(body);
+    if let Some(events) = events {
+        add.arg("e").arg(events);
+    }
+    add.ignore();
+    pipe.cmd("PEXPIRE")
+        .arg(control)
+        .arg(CONTROL_TTL.as_millis() as u64)
+        .ignore();
+    pipe.query_async(conn).await
+}
+
+/// Control messages kept: about twenty runs' worth.
+const CONTROL_KEPT: usize = 64;
+
+/// How long the control stream outlives its last renewal: long enough for a worker to read
+/// the session's end.
+pub(super) const CONTROL_TTL: Duration = Duration::from_secs(60);
+
+/// Parses a control-stream entry (`events`: the run's events stream a job names beside its
+/// body); `None` for a kind this racelab does not know.
+pub(crate) fn parse_control(kind: &str, body: &str, events: String) -> Option<Control> {
+    match kind {
+        "job" => Some(match serde_json::from_str(body) {
+            Ok(job) => Control::Job(Box::new(job)),
+            Err(e) => Control::Unreadable {
+                reason: e.to_string(),
+                events,
+            },
+        }),
+        "go" => Some(Control::Go {
+            run_id: body.to_owned(),
+        }),
+        "abort" => Some(Control::Abort {
+            run_id: body.to_owned(),
+        }),
+        "end" => Some(Control::End),
+        _ => None,
+    }
+}
