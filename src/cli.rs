@@ -88,8 +88,7 @@ impl WorkerArgs {
 /// Options of `racelab bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Strategies: naive, hash, keys, watch, lua, lock, fenced, cas, function, a comma list, or all.
-    #[arg(short, long, default_value = "all", value_parser = parse_strategies)]
+    #[arg(help = crate::strategy::STRATEGY_HELP, short, long, default_value = "all", value_parser = parse_strategies)]
     pub strategy: StrategyList,
 
     /// The updater counts of the grid, a comma list.
@@ -144,8 +143,7 @@ pub struct BenchArgs {
 /// Options shared by `tui` and `run`.
 #[derive(Debug, Clone, Args)]
 pub struct Options {
-    /// Strategies: naive, hash, keys, watch, lua, lock, fenced, cas, function, a comma list, or all.
-    #[arg(short, long, default_value = "naive", value_parser = parse_strategies)]
+    #[arg(help = crate::strategy::STRATEGY_HELP, short, long, default_value = "naive", value_parser = parse_strategies)]
     pub strategy: StrategyList,
 
     /// Concurrent updaters; updater i works on segment i mod the segment count.

@@ -8,7 +8,9 @@ use std::sync::LazyLock;
 use crate::target::Conn;
 use redis::Script;
 
-use super::{Op, ReadJourney, UpdateError, UpdateStatus, after_conflict, invoke};
+use super::{Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, after_conflict, invoke};
+use crate::error::Error;
+use crate::event::WriteScope;
 use crate::event::Probe;
 use crate::workload::Tuning;
 
@@ -20,12 +22,21 @@ pub struct Cas {
     tuning: Tuning,
 }
 
-impl Cas {
-    pub fn new(conn: Conn, tuning: Tuning) -> Cas {
-        Cas { conn, tuning }
+impl Kind for Cas {
+    const FACTS: Facts = Facts {
+        name: "cas",
+        how: "read version + journey, think, compare-and-set script; retry",
+        storage: Storage::Document,
+        scope: WriteScope::Journey,
+        cjson: false,
+        loses: super::never_loses,
+    };
+
+    async fn new(cx: &Context<'_>) -> Result<Cas, Error> {
+        Ok(Cas { conn: cx.shared.clone(), tuning: cx.tuning })
     }
 
-    pub async fn update(
+    async fn update(
         &mut self,
         op: &Op<'_>,
         probe: &mut Probe,
@@ -39,6 +50,11 @@ impl Cas {
             after_conflict(retries, self.tuning, op, probe, "the version kept changing").await?;
         }
     }
+}
+
+
+impl Cas {
+
 
     /// One read and compare-and-set. `Ok(None)`: the version moved on, a conflict.
     async fn attempt(

@@ -11,7 +11,9 @@ use redis::AsyncCommands;
 use redis::Script;
 
 use super::lock::{acquire, release};
-use super::{Op, ReadJourney, UpdateError, UpdateStatus, backoff, invoke};
+use super::{Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, backoff, invoke};
+use crate::error::Error;
+use crate::event::WriteScope;
 use crate::event::{Probe, RetryReason};
 use crate::workload::Tuning;
 
@@ -26,12 +28,21 @@ pub struct Fenced {
     tuning: Tuning,
 }
 
-impl Fenced {
-    pub fn new(conn: Conn, tuning: Tuning) -> Fenced {
-        Fenced { conn, tuning }
+impl Kind for Fenced {
+    const FACTS: Facts = Facts {
+        name: "fenced",
+        how: "lock + INCR fencing token; a write with an old token is refused",
+        storage: Storage::Document,
+        scope: WriteScope::Journey,
+        cjson: false,
+        loses: super::never_loses,
+    };
+
+    async fn new(cx: &Context<'_>) -> Result<Fenced, Error> {
+        Ok(Fenced { conn: cx.shared.clone(), tuning: cx.tuning })
     }
 
-    pub async fn update(
+    async fn update(
         &mut self,
         op: &Op<'_>,
         probe: &mut Probe,
@@ -59,6 +70,11 @@ impl Fenced {
             tokio::time::sleep(backoff(retries, op.think)).await;
         }
     }
+}
+
+
+impl Fenced {
+
 
     /// One fenced read-modify-write. `Ok(None)`: refused, a newer token was issued meanwhile.
     async fn attempt(

@@ -5,7 +5,8 @@
 use crate::target::Conn;
 
 use super::lua::{UPDATE_SEGMENT_SOURCE, script_reply};
-use super::{Op, UpdateError, UpdateStatus};
+use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus};
+use crate::event::WriteScope;
 use crate::error::Error;
 use crate::event::Probe;
 use crate::redis_errors::describe;
@@ -72,12 +73,26 @@ pub struct Function {
     conn: Conn,
 }
 
-impl Function {
-    pub fn new(conn: Conn) -> Function {
-        Function { conn }
+impl Kind for Function {
+    const FACTS: Facts = Facts {
+        name: "function",
+        how: "the read-modify-write as a Redis 7 Function (FCALL)",
+        storage: Storage::Document,
+        scope: WriteScope::Journey,
+        cjson: true,
+        loses: super::never_loses,
+    };
+
+    /// Loads the library on the server (every primary of a cluster) before the run.
+    async fn prepare(target: &Target, conn: &mut Conn) -> Result<(), Error> {
+        load(target, conn).await
     }
 
-    pub async fn update(
+    async fn new(cx: &Context<'_>) -> Result<Function, Error> {
+        Ok(Function { conn: cx.shared.clone() })
+    }
+
+    async fn update(
         &mut self,
         op: &Op<'_>,
         probe: &mut Probe,
@@ -99,6 +114,11 @@ impl Function {
         };
         Ok(script_reply(reply, probe))
     }
+}
+
+
+impl Function {
+
 
     async fn fcall(&mut self, op: &Op<'_>) -> redis::RedisResult<i64> {
         redis::cmd("FCALL")

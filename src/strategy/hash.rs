@@ -4,31 +4,30 @@
 
 use crate::target::Conn;
 
-use super::{Op, UpdateError, UpdateStatus, transaction};
+use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus, transaction};
+use crate::error::Error;
+use crate::event::WriteScope;
 use crate::event::Probe;
 
 pub struct Hash {
     conn: Conn,
 }
 
-/// The hash field that holds a segment's status. Status and count fields each carry their own
-/// prefix, so no segment id can name another segment's field: with bare `A` and `A:count`, a
-/// journey with segments `A` and `A:count` would have had two segments write one field.
-pub fn status_field(segment_id: &str) -> String {
-    format!("status:{segment_id}")
-}
+impl Kind for Hash {
+    const FACTS: Facts = Facts {
+        name: "hash",
+        how: "HSET the segment's status and HINCRBY its count in one MULTI",
+        storage: Storage::Hash,
+        scope: WriteScope::Segment,
+        cjson: false,
+        loses: super::never_loses,
+    };
 
-/// The hash field that counts a segment's applied updates.
-pub fn count_field(segment_id: &str) -> String {
-    format!("count:{segment_id}")
-}
-
-impl Hash {
-    pub fn new(conn: Conn) -> Hash {
-        Hash { conn }
+    async fn new(cx: &Context<'_>) -> Result<Hash, Error> {
+        Ok(Hash { conn: cx.shared.clone() })
     }
 
-    pub async fn update(
+    async fn update(
         &mut self,
         op: &Op<'_>,
         probe: &mut Probe,
@@ -55,6 +54,19 @@ impl Hash {
         }
         Ok(UpdateStatus::Applied)
     }
+}
+
+
+/// The hash field that holds a segment's status. Status and count fields each carry their own
+/// prefix, so no segment id can name another segment's field: with bare `A` and `A:count`, a
+/// journey with segments `A` and `A:count` would have had two segments write one field.
+pub fn status_field(segment_id: &str) -> String {
+    format!("status:{segment_id}")
+}
+
+/// The hash field that counts a segment's applied updates.
+pub fn count_field(segment_id: &str) -> String {
+    format!("count:{segment_id}")
 }
 
 #[cfg(test)]

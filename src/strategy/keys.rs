@@ -6,20 +6,32 @@ use crate::target::Conn;
 use redis::AsyncCommands;
 
 use super::storage::segment_json;
-use super::{Op, UpdateError, UpdateStatus};
+use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus};
+use crate::error::Error;
+use crate::event::WriteScope;
+use crate::workload::RaceShape;
 use crate::event::{Probe, Seen};
 use crate::journey::{Segment, intern_status};
 
-pub struct Keys {
+pub struct SegmentKeys {
     conn: Conn,
 }
 
-impl Keys {
-    pub fn new(conn: Conn) -> Keys {
-        Keys { conn }
+impl Kind for SegmentKeys {
+    const FACTS: Facts = Facts {
+        name: "keys",
+        how: "GET the segment's own key, change it, think, SET it back",
+        storage: Storage::Keys,
+        scope: WriteScope::Segment,
+        cjson: false,
+        loses: keys_loses,
+    };
+
+    async fn new(cx: &Context<'_>) -> Result<SegmentKeys, Error> {
+        Ok(SegmentKeys { conn: cx.shared.clone() })
     }
 
-    pub async fn update(
+    async fn update(
         &mut self,
         op: &Op<'_>,
         probe: &mut Probe,
@@ -56,4 +68,9 @@ impl Keys {
         probe.wrote(segment.update_count);
         Ok(UpdateStatus::Applied)
     }
+}
+
+/// A segment's own read-modify-write races only with its segment's other updaters.
+fn keys_loses(shape: &RaceShape) -> Option<bool> {
+    super::read_modify_write_loses(shape, shape.updaters > shape.segments)
 }

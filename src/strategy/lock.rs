@@ -13,12 +13,35 @@ use rand::Rng;
 use redis::AsyncCommands;
 use redis::Script;
 
-use super::{Op, UpdateError, UpdateStatus, backoff, invoke};
+use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus, backoff, invoke};
+use crate::error::Error;
+use crate::workload::RaceShape;
+use crate::event::WriteScope;
 use crate::event::{Probe, RetryReason};
 use crate::workload::Tuning;
 
 static UNLOCK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../assets/unlock.lua")));
+
+/// How far the think time must be from the lock's ttl for the outcome to be forced (README
+/// "Strategies"): the holder's round trips, a waiter's poll interval (at most
+/// [`LOCK_POLL_CAP`]) and scheduling all fit in it.
+pub const LOCK_MARGIN: Duration = Duration::from_millis(20);
+
+/// The lock only excludes while it lives: past its ttl, the next holder reads a copy the old
+/// holder is about to overwrite (Kleppmann's critique of Redis locks). The holder's work is its
+/// think time plus a few round trips, and a waiter polls for the lock every few milliseconds, so
+/// near the ttl either can happen.
+fn lock_loses(shape: &RaceShape) -> Option<bool> {
+    let longest = shape.think.mul_f64(1.0 + shape.jitter);
+    if shape.updaters < 2 || longest + LOCK_MARGIN <= shape.lock_ttl {
+        Some(false)
+    } else if shape.think >= shape.lock_ttl + LOCK_MARGIN {
+        Some(true)
+    } else {
+        None
+    }
+}
 
 /// How long a waiter sleeps at most between tries for a busy lock.
 const LOCK_POLL_CAP: Duration = Duration::from_millis(5);
@@ -28,12 +51,21 @@ pub struct Lock {
     tuning: Tuning,
 }
 
-impl Lock {
-    pub fn new(conn: Conn, tuning: Tuning) -> Lock {
-        Lock { conn, tuning }
+impl Kind for Lock {
+    const FACTS: Facts = Facts {
+        name: "lock",
+        how: "SET lock NX PX ttl, read-modify-write, compare-and-delete unlock",
+        storage: Storage::Document,
+        scope: WriteScope::Journey,
+        cjson: false,
+        loses: lock_loses,
+    };
+
+    async fn new(cx: &Context<'_>) -> Result<Lock, Error> {
+        Ok(Lock { conn: cx.shared.clone(), tuning: cx.tuning })
     }
 
-    pub async fn update(
+    async fn update(
         &mut self,
         op: &Op<'_>,
         probe: &mut Probe,
@@ -44,6 +76,7 @@ impl Lock {
         result
     }
 }
+
 
 /// Takes the journey's lock, waiting while someone else holds it. Returns our token.
 pub(super) async fn acquire(

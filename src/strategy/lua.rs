@@ -8,7 +8,9 @@ use std::sync::LazyLock;
 use crate::target::Conn;
 use redis::Script;
 
-use super::{Op, UpdateError, UpdateStatus, invoke};
+use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus, invoke};
+use crate::error::Error;
+use crate::event::WriteScope;
 use crate::event::Probe;
 
 static UPDATE_SEGMENT: LazyLock<Script> =
@@ -21,12 +23,21 @@ pub struct Lua {
     conn: Conn,
 }
 
-impl Lua {
-    pub fn new(conn: Conn) -> Lua {
-        Lua { conn }
+impl Kind for Lua {
+    const FACTS: Facts = Facts {
+        name: "lua",
+        how: "the whole read-modify-write in one Lua script (EVALSHA)",
+        storage: Storage::Document,
+        scope: WriteScope::Journey,
+        cjson: true,
+        loses: super::never_loses,
+    };
+
+    async fn new(cx: &Context<'_>) -> Result<Lua, Error> {
+        Ok(Lua { conn: cx.shared.clone() })
     }
 
-    pub async fn update(
+    async fn update(
         &mut self,
         op: &Op<'_>,
         probe: &mut Probe,
@@ -43,6 +54,7 @@ impl Lua {
         Ok(script_reply(reply, probe))
     }
 }
+
 
 /// The reply of `update_segment.lua`: the new count, 0 (no journey) or -1 (no segment).
 pub(super) fn script_reply(reply: i64, probe: &mut Probe) -> UpdateStatus {

@@ -5,16 +5,7 @@
 //! connection state of their own hold a dedicated one. [`Storage`] is how a strategy lays the
 //! journey out in Redis, which decides how it is seeded and read back.
 
-mod cas;
-mod fenced;
-mod function;
-mod hash;
-mod keys;
-mod lock;
-mod lua;
-mod naive;
 pub mod storage;
-mod watch;
 
 use std::fmt;
 use std::time::Duration;
@@ -35,162 +26,191 @@ use crate::redis_errors::{describe, is_fatal, is_unreachable};
 use crate::target::Target;
 use crate::workload::{RaceShape, Tuning};
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    ValueEnum,
-    Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Strategy {
+/// What a strategy's own file says about it: everything the rest of racelab needs to know
+/// besides how an update is made.
+pub struct Facts {
+    /// What `-s` calls it.
+    pub name: &'static str,
+    /// One line on how an update is made.
+    pub how: &'static str,
+    /// How it lays the journey out in Redis, which decides seeding and reading back.
+    pub storage: Storage,
+    /// What one of its writes replaces, for attributing lost updates.
+    pub scope: WriteScope,
+    /// It decodes and re-encodes the journey with Redis's cjson (`[]` becomes `{}`, 14 digits).
+    pub cjson: bool,
+    /// Whether it loses updates on a workload (`--expect auto`): `Some(true)` only where a loss
+    /// is forced, `Some(false)` only where none is possible, `None` (either) where timing
+    /// decides.
+    pub loses: fn(&RaceShape) -> Option<bool>,
+}
+
+/// What an updater is made from: the run's shared connection (right for single commands,
+/// transactions sent as one pipeline and scripts, which carry no state between commands), the
+/// target (for strategies that need a connection of their own) and the tuning.
+pub(crate) struct Context<'a> {
+    pub shared: &'a Conn,
+    pub target: &'a Target,
+    pub tuning: Tuning,
+}
+
+/// One strategy: its facts, how an updater of it is made, how it makes an update, and any
+/// run-wide preparation (loading a function library).
+pub(crate) trait Kind: Sized {
+    const FACTS: Facts;
+
+    async fn new(cx: &Context<'_>) -> Result<Self, Error>;
+
+    async fn update(&mut self, op: &Op<'_>, probe: &mut Probe)
+    -> Result<UpdateStatus, UpdateError>;
+
+    async fn prepare(_target: &Target, _conn: &mut Conn) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Lists the strategies once: each line is a variant, its file and its updater type. Everything
+/// that goes over every strategy (the enum `-s` parses, `all`, the facts, the updaters and their
+/// dispatch, the help text) is made from this list, so a new strategy is one new file and one
+/// line here.
+macro_rules! strategies {
+    ($($(#[$doc:meta])* $variant:ident => $module:ident :: $kind:ident,)+) => {
+        $(mod $module;)+
+
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            ValueEnum,
+            Serialize,
+            serde::Deserialize,
+        )]
+        #[serde(rename_all = "lowercase")]
+        pub enum Strategy {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl Strategy {
+            /// Every strategy, in the order `all` runs them: the bug, then the fixes.
+            pub const ALL: &'static [Strategy] = &[$(Strategy::$variant,)+];
+
+            /// What its own file says about it.
+            pub fn facts(self) -> &'static Facts {
+                match self {
+                    $(Strategy::$variant => &<$module::$kind as Kind>::FACTS,)+
+                }
+            }
+
+            /// Run-wide preparation on the target: loading the function library.
+            pub async fn prepare(self, target: &Target, conn: &mut Conn) -> Result<(), Error> {
+                match self {
+                    $(Strategy::$variant => <$module::$kind as Kind>::prepare(target, conn).await,)+
+                }
+            }
+        }
+
+        /// `-s`'s help: every strategy's name.
+        pub const STRATEGY_HELP: &str = concat!(
+            "Strategies: ",
+            $(stringify!($module), ", ",)+
+            "a comma list, or all."
+        );
+
+        /// One updater's working state for its strategy. Boxed: the strategies' states differ
+        /// in size (`watch` carries a connection and a connector of its own), and an enum of them
+        /// unboxed would be the largest's size for every updater.
+        pub enum Updater {
+            $($variant(Box<$module::$kind>),)+
+        }
+
+        impl Updater {
+            pub async fn new(
+                strategy: Strategy,
+                shared: &Conn,
+                target: &Target,
+                tuning: Tuning,
+            ) -> Result<Updater, Error> {
+                let cx = Context { shared, target, tuning };
+                Ok(match strategy {
+                    $(Strategy::$variant => {
+                        Updater::$variant(Box::new(<$module::$kind as Kind>::new(&cx).await?))
+                    })+
+                })
+            }
+
+            pub async fn update(
+                &mut self,
+                op: &Op<'_>,
+                probe: &mut Probe,
+            ) -> Result<UpdateStatus, UpdateError> {
+                // Each strategy's future is boxed at its own size: unboxed, every updater task
+                // would carry the largest strategy's state machine, which at 100,000 updaters is
+                // most of racelab's memory.
+                match self {
+                    $(Updater::$variant(s) => Box::pin(Kind::update(s.as_mut(), op, probe)).await,)+
+                }
+            }
+        }
+    };
+}
+
+strategies! {
     /// GET the whole journey, change one segment, think, SET it back (the seed's bug).
-    Naive,
+    Naive => naive::Naive,
     /// Segment state in hash fields of one key: one atomic write, no read-modify-write.
-    Hash,
+    Hash => hash::Hash,
     /// One key per segment, each update a read-modify-write of its own segment's key.
-    Keys,
+    Keys => keys::SegmentKeys,
     /// WATCH, GET, think, MULTI/SET/EXEC; retry when EXEC aborts.
-    Watch,
+    Watch => watch::Watch,
     /// The whole read-modify-write in one Lua script.
-    Lua,
+    Lua => lua::Lua,
     /// SET lock NX PX ttl, read-modify-write, compare-and-delete unlock.
-    Lock,
+    Lock => lock::Lock,
     /// The lock plus a fencing token: a write with an outdated token is refused.
-    Fenced,
+    Fenced => fenced::Fenced,
     /// Version-stamped compare-and-set write; retry on conflict.
-    Cas,
+    Cas => cas::Cas,
     /// The read-modify-write as a Redis 7 Function.
-    Function,
+    Function => function::Function,
 }
 
 impl Strategy {
-    /// Every strategy, in the order `all` runs them: the bug, then the fixes.
-    pub const ALL: &'static [Strategy] = &[
-        Strategy::Naive,
-        Strategy::Hash,
-        Strategy::Keys,
-        Strategy::Watch,
-        Strategy::Lua,
-        Strategy::Lock,
-        Strategy::Fenced,
-        Strategy::Cas,
-        Strategy::Function,
-    ];
-
     pub fn name(self) -> &'static str {
-        match self {
-            Strategy::Naive => "naive",
-            Strategy::Hash => "hash",
-            Strategy::Keys => "keys",
-            Strategy::Watch => "watch",
-            Strategy::Lua => "lua",
-            Strategy::Lock => "lock",
-            Strategy::Fenced => "fenced",
-            Strategy::Cas => "cas",
-            Strategy::Function => "function",
-        }
+        self.facts().name
     }
 
     /// One line on how an update is made.
     pub fn how(self) -> &'static str {
-        match self {
-            Strategy::Naive => "GET the journey JSON, change one segment, think, SET it back",
-            Strategy::Hash => "HSET the segment's status and HINCRBY its count in one MULTI",
-            Strategy::Keys => "GET the segment's own key, change it, think, SET it back",
-            Strategy::Watch => "WATCH, GET, think, MULTI/SET/EXEC; retry when EXEC aborts",
-            Strategy::Lua => "the whole read-modify-write in one Lua script (EVALSHA)",
-            Strategy::Lock => "SET lock NX PX ttl, read-modify-write, compare-and-delete unlock",
-            Strategy::Fenced => "lock + INCR fencing token; a write with an old token is refused",
-            Strategy::Cas => "read version + journey, think, compare-and-set script; retry",
-            Strategy::Function => "the read-modify-write as a Redis 7 Function (FCALL)",
-        }
+        self.facts().how
     }
 
     pub fn storage(self) -> Storage {
-        match self {
-            Strategy::Hash => Storage::Hash,
-            Strategy::Keys => Storage::Keys,
-            _ => Storage::Document,
-        }
+        self.facts().storage
     }
 
     /// What a write of this strategy replaces, for attributing lost updates.
     pub fn scope(self) -> WriteScope {
-        match self {
-            Strategy::Hash | Strategy::Keys => WriteScope::Segment,
-            _ => WriteScope::Journey,
-        }
+        self.facts().scope
     }
 
-    /// Whether this strategy loses updates on a workload (`--expect auto`): `Some(true)` only
-    /// where a loss is forced, `Some(false)` only where none is possible, and `None` (either)
-    /// wherever a race is possible but not forced: at a boundary, timing decides.
+    /// Whether this strategy loses updates on a workload (`--expect auto`); see [`Facts::loses`].
     pub fn loses_updates(self, shape: &RaceShape) -> Option<bool> {
-        let racing = |contenders: bool| {
-            if !contenders {
-                Some(false)
-            } else if shape.think >= FORCED_RACE_THINK {
-                // Every updater reads at its release and writes a think time later, so any two
-                // that share what they write overlap: the later write erases the earlier one.
-                Some(true)
-            } else {
-                // Without a real pause the window is about one round trip: a race may or may
-                // not happen.
-                None
-            }
-        };
-        match self {
-            // Whole-journey read-modify-write: any two updaters that overlap race.
-            Strategy::Naive => racing(shape.updaters >= 2),
-            // A segment's own read-modify-write races only with its segment's other updaters.
-            Strategy::Keys => racing(shape.updaters > shape.segments),
-            // The lock only excludes while it lives: past its ttl, the next holder reads a copy
-            // the old holder is about to overwrite (Kleppmann's critique of Redis locks). The
-            // holder's work is its think time plus a few round trips, and a waiter polls for
-            // the lock every few milliseconds, so near the ttl either can happen.
-            Strategy::Lock => {
-                let longest = shape.think.mul_f64(1.0 + shape.jitter);
-                if shape.updaters < 2 || longest + LOCK_MARGIN <= shape.lock_ttl {
-                    Some(false)
-                } else if shape.think >= shape.lock_ttl + LOCK_MARGIN {
-                    Some(true)
-                } else {
-                    None
-                }
-            }
-            Strategy::Hash
-            | Strategy::Watch
-            | Strategy::Lua
-            | Strategy::Fenced
-            | Strategy::Cas
-            | Strategy::Function => Some(false),
-        }
+        (self.facts().loses)(shape)
     }
 
     /// Refuses a journey this strategy cannot store faithfully.
     pub fn check_journey(self, journey: &Journey) -> Result<(), Error> {
         match journey.cjson_hazard() {
-            Some(hazard) if matches!(self, Strategy::Lua | Strategy::Function) => {
-                Err(Error::Usage(format!(
-                    "this journey cannot be used with the {} strategy: {hazard}; use another journey or another strategy",
-                    self.name()
-                )))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Run-wide preparation on the target: loading the function library.
-    pub async fn prepare(self, target: &Target, conn: &mut Conn) -> Result<(), Error> {
-        match self {
-            Strategy::Function => function::load(target, conn).await,
+            Some(hazard) if self.facts().cjson => Err(Error::Usage(format!(
+                "this journey cannot be used with the {} strategy: {hazard}; use another journey or another strategy",
+                self.name()
+            ))),
             _ => Ok(()),
         }
     }
@@ -201,6 +221,31 @@ impl fmt::Display for Strategy {
         f.write_str(self.name())
     }
 }
+
+/// A read-modify-write of what `contenders` updaters share (`--expect auto`): forced when they
+/// think long enough for every read to land before any write, possible but not forced below.
+pub(crate) fn read_modify_write_loses(shape: &RaceShape, contenders: bool) -> Option<bool> {
+    if !contenders {
+        Some(false)
+    } else if shape.think >= FORCED_RACE_THINK {
+        // Every updater reads at its release and writes a think time later, so any two that
+        // share what they write overlap: the later write erases the earlier one.
+        Some(true)
+    } else {
+        // Without a real pause the window is about one round trip: a race may or may not
+        // happen.
+        None
+    }
+}
+
+/// A fix that never loses an update, whatever the workload.
+pub(crate) fn never_loses(_: &RaceShape) -> Option<bool> {
+    Some(false)
+}
+
+/// The think time from which a read-modify-write race is forced (README "Strategies"): well
+/// above a round trip, so every updater's read lands before any updater's write.
+pub const FORCED_RACE_THINK: Duration = Duration::from_millis(1);
 
 /// MULTI, the commands `queue` adds, and EXEC, sent as one plain pipeline; EXEC's reply, or
 /// `None` when it aborted because a WATCHed key changed.
@@ -288,15 +333,6 @@ pub(crate) fn backoff(attempt: u32, cap: Duration) -> Duration {
         .min(cap);
     ceiling.mul_f64(rand::rng().random::<f64>())
 }
-
-/// The think time from which a read-modify-write race is forced (README "Strategies"): well
-/// above a round trip, so every updater's read lands before any updater's write.
-pub const FORCED_RACE_THINK: Duration = Duration::from_millis(1);
-
-/// How far the `lock` strategy's think time must be from its ttl for the outcome to be forced
-/// (README "Strategies"): the holder's round trips, a waiter's poll interval (at most 5 ms) and
-/// scheduling all fit in it.
-pub const LOCK_MARGIN: Duration = Duration::from_millis(20);
 
 /// One update to make: the seed's `UpdateSegmentStatusAsync(journeyId, segmentId, newStatus)`,
 /// with the segment already found in the journey's layout.
@@ -403,65 +439,6 @@ impl UpdateError {
     }
 }
 
-/// One updater's working state for its strategy.
-pub enum Updater {
-    Naive(naive::Naive),
-    Hash(hash::Hash),
-    Keys(keys::Keys),
-    /// Boxed: it carries a connection and a connector of its own, ten times the others' size.
-    Watch(Box<watch::Watch>),
-    Lua(lua::Lua),
-    Lock(lock::Lock),
-    Fenced(fenced::Fenced),
-    Cas(cas::Cas),
-    Function(function::Function),
-}
-
-impl Updater {
-    /// `shared` is the run's multiplexed connection: right for single commands, transactions
-    /// sent as one pipeline and scripts, which carry no state between commands.
-    pub async fn new(
-        strategy: Strategy,
-        shared: &Conn,
-        target: &Target,
-        tuning: Tuning,
-    ) -> Result<Updater, Error> {
-        let conn = shared.clone();
-        Ok(match strategy {
-            Strategy::Naive => Updater::Naive(naive::Naive::new(conn)),
-            Strategy::Hash => Updater::Hash(hash::Hash::new(conn)),
-            Strategy::Keys => Updater::Keys(keys::Keys::new(conn)),
-            Strategy::Watch => Updater::Watch(Box::new(watch::Watch::new(target, tuning).await?)),
-            Strategy::Lua => Updater::Lua(lua::Lua::new(conn)),
-            Strategy::Lock => Updater::Lock(lock::Lock::new(conn, tuning)),
-            Strategy::Fenced => Updater::Fenced(fenced::Fenced::new(conn, tuning)),
-            Strategy::Cas => Updater::Cas(cas::Cas::new(conn, tuning)),
-            Strategy::Function => Updater::Function(function::Function::new(conn)),
-        })
-    }
-
-    pub async fn update(
-        &mut self,
-        op: &Op<'_>,
-        probe: &mut Probe,
-    ) -> Result<UpdateStatus, UpdateError> {
-        // Each strategy's future is boxed at its own size: unboxed, every updater task would
-        // carry the largest strategy's state machine, which at 100,000 updaters is most of
-        // racelab's memory.
-        match self {
-            Updater::Naive(s) => Box::pin(s.update(op, probe)).await,
-            Updater::Hash(s) => Box::pin(s.update(op, probe)).await,
-            Updater::Keys(s) => Box::pin(s.update(op, probe)).await,
-            Updater::Watch(s) => Box::pin(s.update(op, probe)).await,
-            Updater::Lua(s) => Box::pin(s.update(op, probe)).await,
-            Updater::Lock(s) => Box::pin(s.update(op, probe)).await,
-            Updater::Fenced(s) => Box::pin(s.update(op, probe)).await,
-            Updater::Cas(s) => Box::pin(s.update(op, probe)).await,
-            Updater::Function(s) => Box::pin(s.update(op, probe)).await,
-        }
-    }
-}
-
 /// The journey as a read found it, and the updater's segment in it, for the strategies that
 /// read the whole document and write it back.
 pub(crate) struct ReadJourney {
@@ -500,5 +477,20 @@ impl ReadJourney {
         segment.update_count += 1;
         let count = segment.update_count;
         (self.journey.to_json(), count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_strategys_file_names_it_as_dash_s_parses_it() {
+        for &strategy in Strategy::ALL {
+            let parsed = Strategy::from_str(strategy.name(), false);
+            assert_eq!(parsed, Ok(strategy), "{}", strategy.name());
+            assert!(STRATEGY_HELP.contains(strategy.name()));
+            assert!(!strategy.how().is_empty());
+        }
     }
 }

@@ -5,25 +5,43 @@
 use crate::target::Conn;
 use redis::AsyncCommands;
 
-use super::{Op, ReadJourney, UpdateError, UpdateStatus};
+use super::{Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus};
+use crate::error::Error;
+use crate::event::WriteScope;
+use crate::workload::RaceShape;
 use crate::event::Probe;
 
 pub struct Naive {
     conn: Conn,
 }
 
-impl Naive {
-    pub fn new(conn: Conn) -> Naive {
-        Naive { conn }
+impl Kind for Naive {
+    const FACTS: Facts = Facts {
+        name: "naive",
+        how: "GET the journey JSON, change one segment, think, SET it back",
+        storage: Storage::Document,
+        scope: WriteScope::Journey,
+        cjson: false,
+        loses: naive_loses,
+    };
+
+    async fn new(cx: &Context<'_>) -> Result<Naive, Error> {
+        Ok(Naive { conn: cx.shared.clone() })
     }
 
-    pub async fn update(
+    async fn update(
         &mut self,
         op: &Op<'_>,
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
         read_modify_write(&mut self.conn, op, probe).await
     }
+}
+
+
+/// Whole-journey read-modify-write: any two updaters that overlap race.
+fn naive_loses(shape: &RaceShape) -> Option<bool> {
+    super::read_modify_write_loses(shape, shape.updaters >= 2)
 }
 
 /// The seed's read-modify-write: GET the journey, change the segment, think, SET it back. The

@@ -16,10 +16,11 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
-use super::{Op, ReadJourney, UpdateError, UpdateStatus, after_conflict, backoff, transaction};
+use super::{Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, after_conflict, backoff, transaction};
+use crate::event::WriteScope;
 use crate::error::Error;
 use crate::event::Probe;
-use crate::target::{Connector, Target};
+use crate::target::Connector;
 use crate::workload::Tuning;
 
 /// Attempts at opening an updater's own connection before the run.
@@ -78,8 +79,18 @@ impl From<UpdateError> for Failed {
     }
 }
 
-impl Watch {
-    pub async fn new(target: &Target, tuning: Tuning) -> Result<Watch, Error> {
+impl Kind for Watch {
+    const FACTS: Facts = Facts {
+        name: "watch",
+        how: "WATCH, GET, think, MULTI/SET/EXEC; retry when EXEC aborts",
+        storage: Storage::Document,
+        scope: WriteScope::Journey,
+        cjson: false,
+        loses: super::never_loses,
+    };
+
+    async fn new(cx: &Context<'_>) -> Result<Watch, Error> {
+        let (target, tuning) = (cx.target, cx.tuning);
         let connector = target.connector();
         // On one server, connect now, so a refused connection stops the run before the release.
         // On a cluster the node depends on the journey's slot, known with the first update.
@@ -111,7 +122,7 @@ impl Watch {
         })
     }
 
-    pub async fn update(
+    async fn update(
         &mut self,
         op: &Op<'_>,
         probe: &mut Probe,
@@ -143,6 +154,10 @@ impl Watch {
             after_conflict(retries, self.tuning, op, probe, "EXEC kept aborting").await?;
         }
     }
+}
+
+impl Watch {
+
 
     /// One WATCH … EXEC. `Ok(None)`: EXEC aborted, someone wrote in between.
     async fn attempt(
