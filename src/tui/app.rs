@@ -15,7 +15,7 @@ use crate::engine::{RunResult, Workload};
 use crate::event::{Event, EventKind, Outcome, RetryReason, WriteScope};
 use crate::journey::SegmentState;
 use crate::strategy::Strategy;
-use crate::truth::{Tally, ms};
+use crate::truth::{AckedWrite, Tally, find_eraser, ms};
 
 /// How much longer than `think` an updater may pause, at random: enough spread that the writes of
 /// a seed run land one by one over a couple of seconds, so people can follow each of them.
@@ -29,7 +29,8 @@ const MARKS_KEPT: usize = 32;
 const READ_GROUP_WINDOW: Duration = Duration::from_millis(25);
 /// How long a notice (a refused key, a finished comparison) stays in the footer.
 const NOTICE_FOR: Duration = Duration::from_secs(4);
-/// How many writes the eraser search may look at per loss, so a huge run stays smooth.
+/// How many writes the eraser search may look at per loss ([`find_eraser`]'s budget), so a huge
+/// run stays smooth.
 const ERASER_SEARCH: usize = 100_000;
 
 /// Think times `t` and `T` step through: from no pause to pauses a room can follow.
@@ -246,18 +247,6 @@ pub struct SegmentView {
     last_write: Option<usize>,
 }
 
-/// An acknowledged write, for finding who erased a lost one.
-#[derive(Debug, Clone, Copy)]
-struct Write {
-    updater: u32,
-    segment: u32,
-    read_at: Option<Duration>,
-    at: Duration,
-    scope: WriteScope,
-    /// Index of its mark in the updater's lane, when still kept.
-    mark: u64,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunState {
     Running,
@@ -360,7 +349,11 @@ pub struct RunView {
     /// Losses seen whose eraser's acknowledgement has not arrived yet: (segment, lost write).
     /// The observer can see a stale write land before its writer hears back from Redis.
     unattributed: Vec<(usize, usize)>,
-    writes: Vec<Write>,
+    /// Every acknowledged write so far, as it arrived: what [`find_eraser`] searches.
+    writes: Vec<AckedWrite>,
+    /// The lane mark of each of `writes`: its updater's marks are numbered from 1 as they are
+    /// made, and the lane keeps only the newest few.
+    write_marks: Vec<u64>,
     /// Ties run time (event `at`) to the wall clock, from the first event received.
     anchor: Option<(Instant, Duration)>,
     latest_at: Duration,
@@ -403,6 +396,7 @@ impl RunView {
             pending: VecDeque::new(),
             unattributed: Vec::new(),
             writes: Vec::new(),
+            write_marks: Vec::new(),
             anchor: None,
             latest_at: Duration::ZERO,
             marks_made: vec![0; updaters],
@@ -575,6 +569,7 @@ impl RunView {
                 self.tell_retry(who, attempt, reason, at);
             }
             EventKind::Acknowledged {
+                round,
                 segment,
                 status,
                 read_at,
@@ -590,19 +585,20 @@ impl RunView {
                     mark.read = read_at;
                 }
                 self.marks_made[index] += 1;
-                let write = Write {
-                    updater: event.updater,
-                    segment,
-                    read_at,
-                    at,
-                    scope,
-                    mark: self.marks_made[index],
-                };
                 if let Some(s) = self.segments.get_mut(segment as usize) {
                     s.acked += 1;
                     s.last_write = Some(self.writes.len());
                 }
-                self.writes.push(write);
+                self.writes.push(AckedWrite {
+                    updater: event.updater,
+                    round,
+                    segment,
+                    status,
+                    read_at,
+                    acked_at: at,
+                    scope,
+                });
+                self.write_marks.push(self.marks_made[index]);
                 self.pending.push_back((received, segment));
                 let segment = self.segment_id(segment);
                 self.tell(Story::Wrote {
@@ -775,7 +771,7 @@ impl RunView {
             s.lost = lost;
         }
         for &(segment, w) in &newly_lost {
-            self.flag_mark(self.writes[w], true);
+            self.flag_mark(w, true);
             self.unattributed.push((segment, w));
         }
         self.attribute();
@@ -790,12 +786,13 @@ impl RunView {
             if self.segments[segment].lost == 0 {
                 continue;
             }
-            let Some(eraser) = find_eraser(&self.writes, w) else {
+            let mut budget = ERASER_SEARCH;
+            let Some(eraser) = find_eraser(&self.writes, w, &mut budget) else {
                 self.unattributed.push((segment, w));
                 continue;
             };
             let write = self.writes[w];
-            self.flag_mark(self.writes[eraser], false);
+            self.flag_mark(eraser, false);
             let s = &mut self.segments[segment];
             s.erased_by = Some(self.writes[eraser].updater + 1);
             let entry = (s.id.clone(), s.status.clone(), write.updater + 1);
@@ -808,22 +805,26 @@ impl RunView {
             let eraser = self.writes[eraser];
             self.tell(Story::Lost {
                 eraser: Some(eraser.updater + 1),
-                eraser_at: Some(eraser.at),
+                eraser_at: Some(eraser.acked_at),
                 eraser_read: eraser.read_at,
                 segments,
             });
         }
     }
 
-    /// Flags a write's mark on its lane: lost, or a stale write that erased another.
-    fn flag_mark(&mut self, w: Write, flag_lost: bool) {
-        let made = self.marks_made[w.updater as usize];
-        let Some(u) = self.updaters.get_mut(w.updater as usize) else {
+    /// Flags the mark of `writes[w]` on its lane: lost, or a stale write that erased another.
+    fn flag_mark(&mut self, w: usize, flag_lost: bool) {
+        let (Some(write), Some(&number)) = (self.writes.get(w), self.write_marks.get(w)) else {
+            return;
+        };
+        let updater = write.updater as usize;
+        let made = self.marks_made.get(updater).copied().unwrap_or(0);
+        let Some(u) = self.updaters.get_mut(updater) else {
             return;
         };
         // Marks are numbered from 1 as they are made; the lane keeps the newest few.
         let finished = u.marks.iter().filter(|m| m.write.is_some()).count() as u64;
-        let back = made.saturating_sub(w.mark);
+        let back = made.saturating_sub(number);
         if back >= finished {
             return;
         }
@@ -896,10 +897,9 @@ impl RunView {
             // final state says which were lost, so their lanes say it too.
             let updater = lost.updater.saturating_sub(1);
             if let Some(w) = self.writes.iter().position(|w| {
-                w.updater == updater
-                    && (crate::truth::ms(w.at) - lost.acknowledged_ms).abs() < 0.001
+                w.updater == updater && (ms(w.acked_at) - lost.acknowledged_ms).abs() < 0.001
             }) {
-                self.flag_mark(self.writes[w], true);
+                self.flag_mark(w, true);
             }
         }
         self.applied_final = Some(result.truth.applied);
@@ -953,26 +953,6 @@ impl RunView {
             None => RunState::Done,
         };
     }
-}
-
-/// The first write acknowledged after `writes[lost]` that covers its segment and was based on a
-/// read made before it was acknowledged: a copy without that update, written back. The same rule
-/// as the verdict's (`truth::verify`), applied as the run goes.
-fn find_eraser(writes: &[Write], lost: usize) -> Option<usize> {
-    let l = writes.get(lost)?;
-    writes
-        .iter()
-        .enumerate()
-        .skip(lost + 1)
-        .take(ERASER_SEARCH)
-        .find(|(_, w)| {
-            let covers = match w.scope {
-                WriteScope::Journey => true,
-                WriteScope::Segment => w.segment == l.segment,
-            };
-            covers && w.updater != l.updater && w.read_at.is_some_and(|r| r < l.at)
-        })
-        .map(|(i, _)| i)
 }
 
 #[derive(Debug, Clone, PartialEq)]
