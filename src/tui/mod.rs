@@ -4,7 +4,11 @@
 //! capped frame rate.
 //!
 //! - [`app`]: the state and `update`; no I/O.
-//! - [`ui`], [`widgets`], [`theme`]: drawing the state; no I/O either.
+//! - [`run_view`]: the run on the main screen, its events and observer reads folded in.
+//! - One file per view, its state beside its drawing: [`grid`], [`lanes`], [`story`],
+//!   [`compare`].
+//! - [`ui`]: the whole screen from the state (header, footer, help); [`widgets`] and [`theme`]
+//!   are what every view draws with. Drawing does no I/O either.
 //! - [`observer`]: reads the journey as Redis holds it, on its own connection.
 //! - [`terminal`]: full-screen mode in and out, whatever way the TUI ends.
 //!
@@ -13,7 +17,12 @@
 //! the screen opens, dismissed after it closes).
 
 pub mod app;
+pub mod compare;
+pub mod grid;
+pub mod lanes;
 pub mod observer;
+pub mod run_view;
+pub mod story;
 pub mod terminal;
 pub mod theme;
 pub mod ui;
