@@ -1,9 +1,10 @@
 //! The TUI's state and the one function that changes it.
 //!
 //! Everything the screen shows lives in [`App`]; input, engine events, observer snapshots and the
-//! clock arrive as [`Msg`]s, and [`App::update`] folds them in and answers with the [`Command`]s the
-//! runtime should carry out (start a run, start a comparison). Nothing here does I/O or reads a
-//! clock: time comes in with every message, so tests replay a run exactly.
+//! clock arrive as [`Msg`]s, and [`App::update`] folds them in (a run's into its [`RunView`], a
+//! comparison's into its [`CompareView`]) and answers with the [`Command`]s the runtime should
+//! carry out (start a run, start a comparison). Nothing here does I/O or reads a clock: time
+//! comes in with every message, so tests replay a run exactly.
 
 use std::time::{Duration, Instant};
 
