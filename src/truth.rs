@@ -374,10 +374,11 @@ pub fn verify(
 }
 
 /// Which write erased `writes[lost]`, as an index into `writes`: the first one after it that
-/// [erases](AckedWrite::erases) it. `writes` must be in the order Redis acknowledged them (the
-/// verdict sorts by `acked_at`; the TUI keeps them as they arrive, which is close enough while
-/// a run goes on). Each write looked at costs one unit of `budget`; once it is spent the search
-/// gives up and the loss stays unattributed, so a huge run cannot stall on attribution.
+/// covers its segment, comes from another updater, and is based on a read made before it was
+/// acknowledged. `writes` must be in the order Redis acknowledged them (the verdict sorts by
+/// `acked_at`; the TUI keeps them as they arrive, which is close enough while a run goes on).
+/// Each write looked at costs one unit of `budget`; once it is spent the search gives up and the
+/// loss stays unattributed, so a huge run cannot stall on attribution.
 pub fn find_eraser(writes: &[AckedWrite], lost: usize, budget: &mut usize) -> Option<usize> {
     let lost_write = writes.get(lost)?;
     for (i, w) in writes.iter().enumerate().skip(lost + 1) {

@@ -6,7 +6,7 @@
 //! - [`app`]: the state and `update`; no I/O.
 //! - [`run_view`]: the run on the main screen, its events and observer reads folded in.
 //! - One file per view, its state beside its drawing: [`grid`], [`lanes`], [`story`],
-//!   [`compare`].
+//!   [`compare`](mod@compare).
 //! - [`ui`]: the whole screen from the state (header, footer, help); [`widgets`] and [`theme`]
 //!   are what every view draws with. Drawing does no I/O either.
 //! - [`observer`]: reads the journey as Redis holds it, on its own connection.
