@@ -1,5 +1,5 @@
-//! The truth of a run (README "What the numbers mean"): what was acknowledged, what the final state shows applied,
-//! what was lost, what is unknown, and who erased each lost update.
+//! The truth of a run (README "What the numbers mean"): what was acknowledged, what the final
+//! state shows applied, what was lost, what is unknown, and who erased each lost update.
 //!
 //! [`Tally`] folds the event stream into counts and a latency histogram; [`verify`] sets it against
 //! the final state read back from Redis. Each segment's count travels with its status, so
@@ -13,16 +13,58 @@ use serde::Serialize;
 use crate::event::{Event, EventKind, Outcome, RetryReason, WriteScope};
 use crate::journey::{Journey, SegmentState};
 
-/// An acknowledged write, kept for attributing lost updates.
-#[derive(Debug, Clone, Copy)]
-struct Write {
-    updater: u32,
-    round: u32,
-    segment: u32,
-    status: &'static str,
-    read_at: Option<Duration>,
-    acked_at: Duration,
-    scope: WriteScope,
+/// An acknowledged write, as attribution needs it: who wrote what, based on which read, and
+/// when Redis said OK. The verdict ([`verify`]) and the TUI's live attribution both keep these,
+/// so both ask [`find_eraser`] the same question.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AckedWrite {
+    /// 0-based.
+    pub updater: u32,
+    pub round: u32,
+    pub segment: u32,
+    pub status: &'static str,
+    /// When the state it wrote back was read; `None` for a write made without reading.
+    pub read_at: Option<Duration>,
+    pub acked_at: Duration,
+    pub scope: WriteScope,
+}
+
+impl AckedWrite {
+    /// The write an [`EventKind::Acknowledged`] event reports; `None` for any other event.
+    pub fn from_event(event: &Event) -> Option<AckedWrite> {
+        match &event.kind {
+            EventKind::Acknowledged {
+                round,
+                segment,
+                status,
+                read_at,
+                scope,
+                ..
+            } => Some(AckedWrite {
+                updater: event.updater,
+                round: *round,
+                segment: *segment,
+                status,
+                read_at: *read_at,
+                acked_at: event.at,
+                scope: *scope,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether this write, acknowledged after `lost`, put back a copy without it: it covers
+    /// `lost`'s segment, comes from another updater, and is based on a read made before `lost`
+    /// was acknowledged.
+    fn erases(&self, lost: &AckedWrite) -> bool {
+        let covers = match self.scope {
+            WriteScope::Journey => true,
+            WriteScope::Segment => self.segment == lost.segment,
+        };
+        covers
+            && self.updater != lost.updater
+            && self.read_at.is_some_and(|read| read < lost.acked_at)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -48,7 +90,7 @@ pub struct Tally {
     /// The first few failure reasons, for the report.
     pub failure_reasons: Vec<String>,
     segments: Vec<SegmentTally>,
-    writes: Vec<Write>,
+    writes: Vec<AckedWrite>,
 }
 
 const FAILURE_REASONS_KEPT: usize = 5;
@@ -79,13 +121,7 @@ impl Tally {
         self.last_at = self.last_at.max(event.at);
         match &event.kind {
             EventKind::Acknowledged {
-                round,
-                segment,
-                status,
-                read_at,
-                latency,
-                scope,
-                ..
+                segment, latency, ..
             } => {
                 self.acknowledged += 1;
                 if let Some(s) = self.segments.get_mut(*segment as usize) {
@@ -100,15 +136,7 @@ impl Tally {
                 if self.writes.len() >= WRITES_KEPT {
                     return;
                 }
-                self.writes.push(Write {
-                    updater: event.updater,
-                    round: *round,
-                    segment: *segment,
-                    status,
-                    read_at: *read_at,
-                    acked_at: event.at,
-                    scope: *scope,
-                });
+                self.writes.extend(AckedWrite::from_event(event));
             }
             EventKind::Failed {
                 segment,
@@ -315,7 +343,7 @@ pub fn verify(
         if lost_per_segment.get(s).copied().unwrap_or(0) == 0 {
             continue;
         }
-        let eraser = find_eraser(&writes, pos, &mut budget);
+        let eraser = find_eraser(&writes, pos, &mut budget).and_then(|e| writes.get(e));
         match eraser {
             Some(e) if listed_per_segment[s] < lost_per_segment[s] => {
                 listed_per_segment[s] += 1;
@@ -345,22 +373,21 @@ pub fn verify(
     truth
 }
 
-/// The first write acknowledged after `writes[pos]` that covers its segment and was based on a
-/// read made before `writes[pos]` was acknowledged: it wrote back a copy without that update.
-fn find_eraser<'a>(writes: &'a [Write], pos: usize, budget: &mut usize) -> Option<&'a Write> {
-    let lost = &writes[pos];
-    for w in &writes[pos + 1..] {
+/// Which write erased `writes[lost]`, as an index into `writes`: the first one after it that
+/// covers its segment, comes from another updater, and is based on a read made before it was
+/// acknowledged. `writes` must be in the order Redis acknowledged them (the verdict sorts by
+/// `acked_at`; the TUI keeps them as they arrive, which is close enough while a run goes on).
+/// Each write looked at costs one unit of `budget`; once it is spent the search gives up and the
+/// loss stays unattributed, so a huge run cannot stall on attribution.
+pub fn find_eraser(writes: &[AckedWrite], lost: usize, budget: &mut usize) -> Option<usize> {
+    let lost_write = writes.get(lost)?;
+    for (i, w) in writes.iter().enumerate().skip(lost + 1) {
         if *budget == 0 {
             return None;
         }
         *budget -= 1;
-        let covers = match w.scope {
-            WriteScope::Journey => true,
-            WriteScope::Segment => w.segment == lost.segment,
-        };
-        if covers && w.updater != lost.updater && w.read_at.is_some_and(|read| read < lost.acked_at)
-        {
-            return Some(w);
+        if w.erases(lost_write) {
+            return Some(i);
         }
     }
     None
@@ -369,8 +396,8 @@ fn find_eraser<'a>(writes: &'a [Write], pos: usize, budget: &mut usize) -> Optio
 fn lost_update(
     journey: &Journey,
     states: &[SegmentState],
-    write: &Write,
-    eraser: Option<&Write>,
+    write: &AckedWrite,
+    eraser: Option<&AckedWrite>,
 ) -> LostUpdate {
     let s = write.segment as usize;
     LostUpdate {
@@ -487,6 +514,54 @@ mod tests {
         // A count above anything racelab could have written is someone else's write.
         let truth = verify(&tally, &journey(1), &[state(3)], 100);
         assert_eq!(truth.foreign_writes, 1);
+    }
+
+    fn write(updater: u32, segment: u32, at_ms: u64, read_ms: Option<u64>) -> AckedWrite {
+        AckedWrite::from_event(&ack(updater, segment, at_ms, read_ms))
+            .unwrap_or_else(|| unreachable!("ack() makes an acknowledgement"))
+    }
+
+    #[test]
+    fn the_eraser_is_the_first_later_write_based_on_an_older_read() {
+        let writes = [
+            write(0, 0, 10, Some(1)),
+            // Its own later write never erases an updater's update.
+            write(0, 0, 11, Some(2)),
+            // Read after #1's write landed: holds #1's update.
+            write(1, 1, 12, Some(10)),
+            // Read before it: a stale copy of the whole journey.
+            write(2, 2, 13, Some(3)),
+            write(3, 3, 14, Some(4)),
+        ];
+        assert_eq!(find_eraser(&writes, 0, &mut 100), Some(3));
+        // Nothing after the last write can erase it, and an index past the end finds nothing.
+        assert_eq!(find_eraser(&writes, 4, &mut 10), None);
+        assert_eq!(find_eraser(&writes, 9, &mut 10), None);
+    }
+
+    #[test]
+    fn a_segment_write_erases_only_its_own_segment() {
+        let mut writes = [write(0, 0, 10, Some(1)), write(1, 1, 12, Some(2))];
+        writes[1].scope = WriteScope::Segment;
+        assert_eq!(find_eraser(&writes, 0, &mut 10), None);
+        writes[1].segment = 0;
+        assert_eq!(find_eraser(&writes, 0, &mut 10), Some(1));
+    }
+
+    #[test]
+    fn the_search_gives_up_when_its_budget_is_spent() {
+        let writes = [
+            write(0, 0, 10, Some(1)),
+            write(1, 1, 11, None),
+            write(2, 2, 12, Some(2)),
+        ];
+        // Two writes to look at, the eraser is the second: a budget of one stops short.
+        let mut budget = 1;
+        assert_eq!(find_eraser(&writes, 0, &mut budget), None);
+        assert_eq!(budget, 0);
+        let mut budget = 2;
+        assert_eq!(find_eraser(&writes, 0, &mut budget), Some(2));
+        assert_eq!(budget, 0);
     }
 
     #[test]

@@ -8,7 +8,12 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use racelab::event::Event;
 use racelab::journey::Journey;
 use racelab::strategy::Strategy;
-use racelab::tui::app::{Command, Look, Msg, Phase, RowState, RunState, Screen, Story};
+use racelab::tui::app::{Command, Msg, Screen};
+use racelab::tui::compare::RowState;
+use racelab::tui::grid::Look;
+use racelab::tui::lanes::Phase;
+use racelab::tui::run_view::RunState;
+use racelab::tui::story::Story;
 
 use tui_support::*;
 

@@ -10,7 +10,10 @@ use racelab::engine::Settings;
 use racelab::server::RedisServer;
 use racelab::strategy::Strategy;
 use racelab::target::Target;
-use racelab::tui::app::{App, Command, Msg, RowState, RunState, Story};
+use racelab::tui::app::{App, Command, Msg};
+use racelab::tui::compare::RowState;
+use racelab::tui::run_view::RunState;
+use racelab::tui::story::Story;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

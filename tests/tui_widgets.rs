@@ -5,9 +5,11 @@ mod tui_support;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use racelab::tui::app::{Look, Mark, Story};
+use racelab::tui::grid::{self, Cell, GridLayout, GridMode, Look};
+use racelab::tui::lanes::{self, Axis, Mark};
+use racelab::tui::story::{self, Story};
 use racelab::tui::theme::Theme;
-use racelab::tui::widgets::{self, Axis, Cell, GridLayout, GridMode};
+use racelab::tui::widgets;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::Line;
@@ -46,7 +48,7 @@ fn the_grid_shows_each_look_with_its_own_symbol() {
     let cells = as_cells(&ids, &looks);
     let area = Rect::new(0, 0, 80, 3);
     let mut buf = Buffer::empty(area);
-    widgets::grid(area, &mut buf, &cells, Line::from(" Journey "), PLAIN);
+    grid::draw(area, &mut buf, &cells, Line::from(" Journey "), PLAIN);
     let text = screen_text(&buf);
     assert!(text.contains("· SEG-001 Scheduled"), "{text}");
     assert!(text.contains("~ SEG-002 Scheduled"), "{text}");
@@ -67,7 +69,7 @@ fn a_thousand_segments_fit_as_one_symbol_each() {
     // Where even that is too much, the last cell says how many are not shown.
     let area = Rect::new(0, 0, 40, 6);
     let mut buf = Buffer::empty(area);
-    widgets::grid(area, &mut buf, &thousand, Line::from(" J "), PLAIN);
+    grid::draw(area, &mut buf, &thousand, Line::from(" J "), PLAIN);
     let text = screen_text(&buf);
     assert!(text.contains("…+"), "{text}");
     // A middling count keeps short ids.
@@ -77,7 +79,7 @@ fn a_thousand_segments_fit_as_one_symbol_each() {
     assert_eq!(layout.mode, GridMode::Short);
     let area = Rect::new(0, 0, 78, 9);
     let mut buf = Buffer::empty(area);
-    widgets::grid(area, &mut buf, &hundred, Line::from(" J "), PLAIN);
+    grid::draw(area, &mut buf, &hundred, Line::from(" J "), PLAIN);
     assert!(screen_text(&buf).contains("✗100"));
 }
 
@@ -101,21 +103,21 @@ fn lanes_mark_reads_writes_and_losses_on_one_axis() {
     };
     let mut updater = run.updaters[0].clone();
     updater.marks = marks;
-    let row: String = widgets::lane_marks(&updater, axis, Duration::from_millis(900), PLAIN)
+    let row: String = lanes::lane_marks(&updater, axis, Duration::from_millis(900), PLAIN)
         .into_iter()
         .map(|(c, _)| c)
         .collect();
     assert_eq!(row, "R─────────✗         ");
     updater.marks[0].lost = false;
     updater.marks[0].erased = true;
-    let row: String = widgets::lane_marks(&updater, axis, Duration::from_millis(900), PLAIN)
+    let row: String = lanes::lane_marks(&updater, axis, Duration::from_millis(900), PLAIN)
         .into_iter()
         .map(|(c, _)| c)
         .collect();
     assert_eq!(row, "R─────────S         ");
     // A read still thinking stretches to now.
     updater.marks[0].write = None;
-    let row: String = widgets::lane_marks(&updater, axis, Duration::from_millis(300), PLAIN)
+    let row: String = lanes::lane_marks(&updater, axis, Duration::from_millis(300), PLAIN)
         .into_iter()
         .map(|(c, _)| c)
         .collect();
@@ -128,7 +130,7 @@ fn lanes_mark_reads_writes_and_losses_on_one_axis() {
         lost: false,
         erased: false,
     };
-    let row: String = widgets::lane_marks(&updater, axis, Duration::from_millis(900), PLAIN)
+    let row: String = lanes::lane_marks(&updater, axis, Duration::from_millis(900), PLAIN)
         .into_iter()
         .map(|(c, _)| c)
         .collect();
@@ -143,7 +145,7 @@ fn the_lanes_widget_scrolls_and_labels_phases() {
     let run = app.run.unwrap();
     let area = Rect::new(0, 0, 60, 6);
     let mut buf = Buffer::empty(area);
-    widgets::lanes(area, &mut buf, &run, 5, Duration::from_millis(800), PLAIN);
+    lanes::draw(area, &mut buf, &run, 5, Duration::from_millis(800), PLAIN);
     let text = screen_text(&buf);
     assert!(text.contains("Updaters 6–10 of 20"), "{text}");
     assert!(text.contains("#6"), "{text}");
@@ -161,7 +163,7 @@ fn the_story_shows_the_newest_lines_wrapped() {
         .collect();
     let area = Rect::new(0, 0, 30, 6);
     let mut buf = Buffer::empty(area);
-    widgets::story(area, &mut buf, &lines, "", PLAIN);
+    story::draw(area, &mut buf, &lines, "", PLAIN);
     let text = screen_text(&buf);
     assert!(text.contains("line 29"), "{text}");
     assert!(!text.contains("line 20 "), "{text}");
@@ -188,11 +190,11 @@ fn a_lane_without_room_for_its_axis_draws_nothing_rather_than_panicking() {
     let run = app.run.unwrap();
     let axis = Axis::new(Duration::from_secs(1), 0);
     for u in &run.updaters {
-        assert!(widgets::lane_marks(u, axis, Duration::from_secs(1), PLAIN).is_empty());
+        assert!(lanes::lane_marks(u, axis, Duration::from_secs(1), PLAIN).is_empty());
     }
     let area = Rect::new(0, 0, 12, 5);
     let mut buf = Buffer::empty(area);
-    widgets::lanes(area, &mut buf, &run, 0, Duration::from_secs(1), PLAIN);
+    lanes::draw(area, &mut buf, &run, 0, Duration::from_secs(1), PLAIN);
 }
 
 #[test]
@@ -214,7 +216,7 @@ fn colour_and_no_colour_both_set_lost_cells_apart() {
         ),
     ] {
         let mut buf = Buffer::empty(area);
-        widgets::grid(area, &mut buf, &cells, Line::from(" J "), theme);
+        grid::draw(area, &mut buf, &cells, Line::from(" J "), theme);
         // SEG-004 is lost: second column, second row.
         let text = screen_text(&buf);
         let row = text.lines().nth(2).unwrap();
@@ -238,7 +240,7 @@ fn a_lane_tags_its_worker_in_red_once_that_worker_vanished() {
     let area = Rect::new(0, 0, 60, 21);
     let mut buf = Buffer::empty(area);
     let color = Theme { color: true };
-    widgets::lanes(area, &mut buf, &run, 0, Duration::from_secs(2), color);
+    lanes::draw(area, &mut buf, &run, 0, Duration::from_secs(2), color);
     let text = screen_text(&buf);
     assert!(text.contains("#1  w1 "), "{text}");
     assert!(text.contains("#20 w2 failed"), "{text}");

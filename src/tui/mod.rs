@@ -4,7 +4,11 @@
 //! capped frame rate.
 //!
 //! - [`app`]: the state and `update`; no I/O.
-//! - [`ui`], [`widgets`], [`theme`]: drawing the state; no I/O either.
+//! - [`run_view`]: the run on the main screen, its events and observer reads folded in.
+//! - One file per view, its state beside its drawing: [`grid`], [`lanes`], [`story`],
+//!   [`compare`](mod@compare).
+//! - [`ui`]: the whole screen from the state (header, footer, help); [`widgets`] and [`theme`]
+//!   are what every view draws with. Drawing does no I/O either.
 //! - [`observer`]: reads the journey as Redis holds it, on its own connection.
 //! - [`terminal`]: full-screen mode in and out, whatever way the TUI ends.
 //!
@@ -13,7 +17,12 @@
 //! the screen opens, dismissed after it closes).
 
 pub mod app;
+pub mod compare;
+pub mod grid;
+pub mod lanes;
 pub mod observer;
+pub mod run_view;
+pub mod story;
 pub mod terminal;
 pub mod theme;
 pub mod ui;
@@ -115,12 +124,12 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
         .enable_all()
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the runs' runtime: {e}")))?;
-    let result = match terminal::Screen::enter() {
-        Ok(mut screen) => {
+    let result = match terminal::TerminalGuard::enter() {
+        Ok(mut guard) => {
             let result = Session::new(target.clone(), settings.clone(), engine.handle().clone())
-                .run(&mut screen, &mut app, cancel)
+                .run(&mut guard, &mut app, cancel)
                 .await;
-            drop(screen);
+            drop(guard);
             result
         }
         Err(e) => Err(e),
@@ -141,8 +150,8 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
     result
 }
 
-/// A run or comparison in progress.
-struct Job {
+/// A run or comparison in progress, as a task on the engine's runtime.
+struct RunTask {
     stop: CancellationToken,
     handle: JoinHandle<()>,
 }
@@ -150,7 +159,7 @@ struct Job {
 struct Session {
     target: Arc<Target>,
     settings: Settings,
-    jobs: Vec<Job>,
+    tasks: Vec<RunTask>,
     /// Where the runs go: off the thread that draws the screen.
     engine: tokio::runtime::Handle,
 }
@@ -160,14 +169,14 @@ impl Session {
         Session {
             target,
             settings,
-            jobs: Vec::new(),
+            tasks: Vec::new(),
             engine,
         }
     }
 
     async fn run(
         mut self,
-        screen: &mut terminal::Screen,
+        guard: &mut terminal::TerminalGuard,
         app: &mut App,
         cancel: &CancellationToken,
     ) -> Result<(), Error> {
@@ -200,7 +209,7 @@ impl Session {
                     app.update(Msg::Tick, Instant::now());
                     if busy || app.dirty {
                         app.dirty = false;
-                        if let Err(e) = screen.terminal.draw(|f| ui::render(f, app)) {
+                        if let Err(e) = guard.terminal.draw(|f| ui::render(f, app)) {
                             break Err(Error::Usage(format!(
                                 "the terminal stopped taking output ({e}); use `racelab run` for a headless report"
                             )));
@@ -224,7 +233,7 @@ impl Session {
         if outcome.is_ok() && app.busy() {
             app.stopping();
             // Best effort: the screen is going away anyway.
-            let _ = screen.terminal.draw(|f| ui::render(f, app));
+            let _ = guard.terminal.draw(|f| ui::render(f, app));
         }
         self.shutdown(&mut rx).await;
         drop(tx);
@@ -271,37 +280,37 @@ impl Session {
                 stop.clone(),
             )),
         };
-        self.jobs.push(Job { stop, handle });
+        self.tasks.push(RunTask { stop, handle });
     }
 
-    /// Forgets finished jobs; a job that panicked is returned as its panic message.
+    /// Forgets finished tasks; a task that panicked is returned as its panic message.
     async fn reap(&mut self) -> Option<String> {
         let mut crashed = None;
-        let mut running = Vec::with_capacity(self.jobs.len());
-        for mut job in self.jobs.drain(..) {
-            if !job.handle.is_finished() {
-                running.push(job);
+        let mut running = Vec::with_capacity(self.tasks.len());
+        for mut task in self.tasks.drain(..) {
+            if !task.handle.is_finished() {
+                running.push(task);
                 continue;
             }
             // Finished: this await returns at once.
-            if let Err(e) = (&mut job.handle).await
+            if let Err(e) = (&mut task.handle).await
                 && e.is_panic()
             {
                 crashed = Some(e.to_string());
             }
         }
-        self.jobs = running;
+        self.tasks = running;
         crashed
     }
 
     /// A quit in the middle of a run stops it and waits for the engine to delete the run's keys:
     /// the Target, and with it the private redis-server, must outlive that cleanup.
     async fn shutdown(&mut self, rx: &mut mpsc::Receiver<Msg>) {
-        for job in &self.jobs {
-            job.stop.cancel();
+        for task in &self.tasks {
+            task.stop.cancel();
         }
-        for job in self.jobs.drain(..) {
-            let mut handle = job.handle;
+        for task in self.tasks.drain(..) {
+            let mut handle = task.handle;
             loop {
                 tokio::select! {
                     _ = &mut handle => break,

@@ -8,23 +8,24 @@ use ratatui::DefaultTerminal;
 
 use crate::error::Error;
 
-pub struct Screen {
+/// The terminal in full-screen mode, for as long as this guard lives.
+pub struct TerminalGuard {
     pub terminal: DefaultTerminal,
 }
 
-impl Screen {
-    pub fn enter() -> Result<Screen, Error> {
+impl TerminalGuard {
+    pub fn enter() -> Result<TerminalGuard, Error> {
         let terminal = ratatui::try_init().map_err(|e| {
             ratatui::restore();
             Error::Usage(format!(
                 "cannot draw on this terminal ({e}); use `racelab run` for a headless report"
             ))
         })?;
-        Ok(Screen { terminal })
+        Ok(TerminalGuard { terminal })
     }
 }
 
-impl Drop for Screen {
+impl Drop for TerminalGuard {
     fn drop(&mut self) {
         ratatui::restore();
     }

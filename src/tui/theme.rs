@@ -4,7 +4,7 @@
 
 use ratatui::style::{Color, Modifier, Style};
 
-use super::app::Look;
+use super::grid::Look;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Theme {

@@ -10,9 +10,12 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Widget};
 
-use super::app::{App, Look, RunState, RunView, Screen, fmt_ms};
+use super::app::{App, Screen};
+use super::grid::{self, Cell, Look};
+use super::run_view::{RunState, RunView};
 use super::theme::Theme;
-use super::widgets::{self, Cell};
+use super::widgets::{self, fmt_ms};
+use super::{compare, lanes, story};
 
 /// Below this the screen cannot say anything useful; it says so instead.
 pub const MIN_WIDTH: u16 = 60;
@@ -40,7 +43,7 @@ pub fn draw(area: Rect, buf: &mut Buffer, app: &App) {
     match app.screen {
         Screen::Main => main_body(body, buf, app, theme),
         Screen::Compare => match &app.compare {
-            Some(view) => widgets::compare(body, buf, view, app.now, theme),
+            Some(view) => compare::draw(body, buf, view, app.now, theme),
             None => main_body(body, buf, app, theme),
         },
     }
@@ -228,7 +231,7 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
     };
     // The grid gets what it needs up to half the body; lanes and story share the rest.
     let max_grid_rows = (area.height.saturating_sub(1) / 2).max(2);
-    let layout = widgets::GridLayout::fit(&cells, area.width, max_grid_rows);
+    let layout = grid::GridLayout::fit(&cells, area.width, max_grid_rows);
     let grid_height = layout.rows as u16 + 1;
     let [grid_area, rest] =
         Layout::vertical([Constraint::Length(grid_height), Constraint::Min(0)]).areas(area);
@@ -248,7 +251,7 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
         Some(run) => format!(" {journey} in Redis after {} ", run.strategy),
         None => format!(" {journey} "),
     };
-    widgets::grid(
+    grid::draw(
         grid_area,
         buf,
         &cells,
@@ -265,7 +268,7 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
     .areas(rest);
     match run {
         Some(run) => {
-            widgets::lanes(
+            lanes::draw(
                 lanes_area,
                 buf,
                 run,
@@ -274,7 +277,7 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
                 theme,
             );
             let lines: Vec<_> = run.story.iter().cloned().collect();
-            widgets::story(story_area, buf, &lines, "", theme);
+            story::draw(story_area, buf, &lines, "", theme);
         }
         None => {
             let block = Block::new()
@@ -316,7 +319,7 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
                 "Press Enter to run {}. Every cell above is a segment as Redis holds it. Watch for ✗: an update Redis acknowledged, then lost to a stale write.",
                 app.strategy
             );
-            widgets::story(story_area, buf, &[], &hint, theme);
+            story::draw(story_area, buf, &[], &hint, theme);
         }
     }
 }
