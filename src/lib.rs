@@ -162,6 +162,12 @@ fn tui_exit(result: Result<(), Error>, cancel: &CancellationToken) -> i32 {
 /// SIGHUP.
 static SIGNAL_CODE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
+/// The terminal hung up without a SIGHUP reaching us: end as if it had.
+pub(crate) fn hang_up(cancel: &CancellationToken) {
+    SIGNAL_CODE.store(129, std::sync::atomic::Ordering::SeqCst);
+    cancel.cancel();
+}
+
 fn interrupted_code(cancel: &CancellationToken) -> Option<i32> {
     if !cancel.is_cancelled() {
         return None;

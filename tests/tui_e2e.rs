@@ -296,3 +296,59 @@ fn without_a_terminal_racelab_points_to_run() {
         assert!(out.stdout.is_empty(), "nothing drawn on a pipe");
     }
 }
+
+#[test]
+fn closing_the_terminal_mid_run_ends_racelab_and_deletes_its_keys() {
+    let redis = TestRedis::start();
+    // The shell stays between tmux and racelab (it has more to do after), so the hangup may
+    // reach the shell and not racelab: racelab must notice the terminal is gone by itself.
+    let command = format!(
+        "env NO_COLOR=1 '{}' --redis-url '{}' --think 2s; echo done",
+        env!("CARGO_BIN_EXE_racelab"),
+        redis.url()
+    );
+    let tmux = Tmux::new();
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "-s",
+        "e2e",
+        "sh",
+        "-c",
+        &command,
+    ]);
+    assert!(started.status.success());
+    tmux.wait_for("the idle screen", Duration::from_secs(20), |s| {
+        s.contains("idle: press Enter to run naive")
+    });
+    let shell: u32 = String::from_utf8_lossy(
+        &tmux
+            .run(&["display-message", "-p", "-t", "e2e", "#{pane_pid}"])
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .expect("tmux names the pane's process");
+    let racelab = children(shell)
+        .into_iter()
+        .find(|(_, comm)| comm == "racelab")
+        .map(|(pid, _)| pid)
+        .expect("racelab runs in the pane");
+    tmux.run(&["send-keys", "-t", "e2e", "Enter"]);
+    tmux.wait_for("the run", Duration::from_secs(10), |s| {
+        s.contains("running naive")
+    });
+    tmux.run(&["kill-server"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(racelab) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(racelab), "racelab outlived its terminal");
+    // It stopped its run and deleted the run's keys on the way out.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(redis.all_keys()), Vec::<String>::new());
+}

@@ -205,6 +205,11 @@ impl Session {
                     }
                 }
                 _ = frame.tick() => {
+                    if terminal::hung_up() {
+                        // As if SIGHUP had come: stop the run, delete its keys, exit 129.
+                        crate::hang_up(cancel);
+                        break Ok(());
+                    }
                     let busy = app.busy() || app.notice_text().is_some();
                     app.update(Msg::Tick, Instant::now());
                     if busy || app.dirty {
@@ -471,9 +476,20 @@ impl Input {
         self.stop.store(true, Ordering::Relaxed);
     }
 
+    /// Waits a moment for the keyboard thread to see the stop. A terminal that hung up (its
+    /// window closed: SIGHUP) can leave crossterm's read spinning inside the call, where the stop
+    /// is never seen; the thread is then left to end with the process instead of holding the
+    /// exit (and the run's cleanup after it) forever.
     fn join(mut self) {
         self.stop();
-        if let Some(handle) = self.handle.take() {
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + Duration::from_millis(300);
+        while !handle.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if handle.is_finished() {
             let _ = handle.join();
         }
     }

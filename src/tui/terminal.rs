@@ -31,6 +31,27 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// Whether the terminal hung up (its window was closed). SIGHUP says so too, but only to the
+/// terminal's foreground process group: a racelab started by a shell that took the signal
+/// itself would otherwise draw on, unseen, for ever.
+pub fn hung_up() -> bool {
+    #[cfg(unix)]
+    {
+        let mut fd = libc::pollfd {
+            fd: 1,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one pollfd on our own stdout, no waiting.
+        let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+        ready > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
 /// Whether a TUI can be drawn here: stdout must be a terminal, or the screen would be garbage in
 /// a file or a pipe.
 pub fn available() -> bool {
