@@ -34,7 +34,7 @@ pub struct BenchReport {
     pub cpus: usize,
     /// `redis-benchmark` on the same server, or why there is none.
     pub yardstick: Yardstick,
-    pub cells: Vec<Cell>,
+    pub cells: Vec<BenchCell>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -48,13 +48,13 @@ pub struct Yardstick {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Cell {
+pub struct BenchCell {
     pub strategy: Strategy,
     pub updaters: u32,
     /// Acknowledged updates in the cell.
     pub updates: u64,
     pub updates_per_s: f64,
-    pub latency_ms: Latency,
+    pub latency_ms: CellLatency,
     /// Redis commands the updaters sent per acknowledged update (`INFO commandstats` deltas,
     /// with the run's setup measured apart and taken off).
     pub commands_per_update: Option<f64>,
@@ -72,7 +72,7 @@ pub struct Cell {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Latency {
+pub struct CellLatency {
     pub p50: f64,
     pub p99: f64,
     pub p999: f64,
@@ -161,12 +161,12 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
             let updates_per_s = tally.acknowledged as f64 / secs;
             let commands = cost.commands.saturating_sub(base.commands);
             let cpu = cost.cpu.saturating_sub(base.cpu);
-            cells.push(Cell {
+            cells.push(BenchCell {
                 strategy,
                 updaters,
                 updates: tally.acknowledged,
                 updates_per_s: round(updates_per_s),
-                latency_ms: Latency {
+                latency_ms: CellLatency {
                     p50: round(tally.latency_ms(0.5)),
                     p99: round(tally.latency_ms(0.99)),
                     p999: round(tally.latency_ms(0.999)),

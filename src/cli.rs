@@ -22,14 +22,14 @@ use crate::workload::{Tuning, Workload};
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Option<Action>,
     /// Options of the interactive TUI, when no command is given.
     #[command(flatten)]
     pub options: Options,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum Action {
     /// The interactive TUI (the default).
     Tui(Options),
     /// Headless: run strategies, print a report, exit with a verdict (0 as expected, 1 not, 2 no run).

@@ -9,7 +9,7 @@ pub enum Error {
     Usage(String),
 
     #[error(
-        "cannot use journey {path}: {reason}; pass a JSON journey in the seed's format with at least one segment"
+        "cannot use journey {path}: {reason}; fix it, or pass a journey in the seed's JSON format"
     )]
     Journey { path: String, reason: String },
 
@@ -39,7 +39,7 @@ pub enum Error {
     )]
     ClusterConnect { target: String, reason: String },
 
-    #[error("Redis at {target} refused the connection: {reason}")]
+    #[error("Redis at {target} refused racelab: {reason}")]
     Refused { target: String, reason: String },
 
     /// Redis answered, with an error that says what to change (WRONGTYPE, READONLY, MOVED,

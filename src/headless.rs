@@ -30,6 +30,19 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
         strategy.check_journey(&workload.journey)?;
         crate::budget::check(strategy, &workload, memory).map_err(Error::Usage)?;
     }
+    // Nothing racelab writes may overwrite the journey it reads.
+    if let Some(journey) = &args.options.journey {
+        for (option, path) in [("--output", &args.output), ("--history", &args.history)] {
+            if let Some(path) = path
+                && same_file(journey, path)
+            {
+                return Err(Error::Usage(format!(
+                    "{option} {} is the journey file --journey reads, and writing it would destroy it; write somewhere else",
+                    path.display()
+                )));
+            }
+        }
+    }
     if let Some(history) = &args.history {
         let clash = match &args.output {
             Some(output) => same_file(history, output).then_some("--output names"),
@@ -214,10 +227,19 @@ pub async fn run_strategies(
 pub fn same_file(a: &Path, b: &Path) -> bool {
     #[cfg(unix)]
     if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        // /dev/null takes anything from anyone: two outputs thrown away do not interleave.
+        if x.file_type().is_char_device()
+            && std::fs::metadata("/dev/null").is_ok_and(|null| null.rdev() == x.rdev())
+        {
+            return false;
+        }
         return x.dev() == y.dev() && x.ino() == y.ino();
     }
+    // Not both there yet: where each would be written, a symlink to a file still to come
+    // followed to it.
     let place = |path: &Path| -> Option<std::path::PathBuf> {
+        let path = &resolve_link(path);
         let name = path.file_name()?;
         let parent = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.canonicalize().ok()?,
@@ -228,6 +250,15 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     match (place(a), place(b)) {
         (Some(x), Some(y)) => x == y,
         _ => a == b,
+    }
+}
+
+/// `path`, or where it points when it is a symlink (to a file that may not exist yet).
+fn resolve_link(path: &Path) -> std::path::PathBuf {
+    match std::fs::read_link(path) {
+        Ok(target) if target.is_absolute() => target,
+        Ok(target) => path.parent().unwrap_or(Path::new("")).join(target),
+        Err(_) => path.to_owned(),
     }
 }
 

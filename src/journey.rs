@@ -108,13 +108,13 @@ impl Journey {
             return Err(Error::Journey {
                 path: origin.to_owned(),
                 reason: format!(
-                    "the number {literal} would be written back as {back} (JSON numbers are kept as 64-bit integers or doubles); quote it as a string or round it"
+                    "the integer {literal} would be written back as {back} (integers are kept exactly within 64 bits); quote it as a string"
                 ),
             });
         }
         let journey: Journey = serde_json::from_str(text).map_err(|e| Error::Journey {
             path: origin.to_owned(),
-            reason: e.to_string(),
+            reason: in_words(&e.to_string()),
         })?;
         journey.validate(origin)?;
         Ok(journey)
@@ -135,13 +135,25 @@ impl Journey {
                 "the journey Id must not contain '{' or '}' (they form its hash tag)".into(),
             );
         }
+        if self.id.chars().any(char::is_control) {
+            return fail(format!(
+                "the journey Id {:?} holds a control character",
+                self.id
+            ));
+        }
         if self.segments.is_empty() {
-            return fail("the journey has no Segments".into());
+            return fail("the journey has no Segments; give it at least one".into());
         }
         let mut seen = std::collections::HashSet::new();
         for segment in &self.segments {
             if segment.segment_id.trim().is_empty() {
                 return fail("a segment has an empty SegmentId".into());
+            }
+            if segment.segment_id.chars().any(char::is_control) {
+                return fail(format!(
+                    "SegmentId {:?} holds a control character",
+                    segment.segment_id
+                ));
             }
             if !seen.insert(segment.segment_id.as_str()) {
                 return fail(format!("SegmentId {} appears twice", segment.segment_id));
@@ -263,6 +275,16 @@ fn shift_days(timestamp: &str, days: u64) -> String {
     }
 }
 
+/// serde's message about a journey in a user's words: the JSON types, not racelab's Rust ones.
+fn in_words(message: &str) -> String {
+    message
+        .replace("struct Journey", "a journey object")
+        .replace("struct Segment", "a segment object")
+        .replace("expected u64", "expected a whole number of 0 or more")
+        .replace("expected f64", "expected a number")
+        .replace("a map", "an object")
+}
+
 /// The first number in the JSON `text` that would not be written back as the same number, and
 /// what it would become.
 fn inexact_number(text: &str) -> Option<(String, String)> {
@@ -304,29 +326,19 @@ fn written_back(literal: &str) -> Option<String> {
     Some(value.to_string())
 }
 
-/// Whether two JSON number literals are the same number: the same significant digits at the
-/// same decimal exponent (`12.50` and `12.5`, `1e3` and `1000.0` are).
-fn same_number(a: &str, b: &str) -> bool {
-    fn normal(literal: &str) -> Option<(bool, String, i64)> {
-        let negative = literal.starts_with('-');
-        let literal = literal.trim_start_matches('-');
-        let (mantissa, exponent) = match literal.find(['e', 'E']) {
-            Some(at) => (&literal[..at], literal[at + 1..].parse::<i64>().ok()?),
-            None => (literal, 0),
-        };
-        let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-        let digits = format!("{whole}{fraction}");
-        // The value is 0.digits × 10^(exponent + whole.len()); leading zeros shift it.
-        let leading = digits.len() - digits.trim_start_matches('0').len();
-        let significant = digits.trim_start_matches('0').trim_end_matches('0');
-        if significant.is_empty() {
-            return Some((false, String::new(), 0));
-        }
-        let scale = exponent + whole.len() as i64 - leading as i64;
-        Some((negative, significant.to_owned(), scale))
+/// Whether a JSON number comes back as the number it was. An integer literal is an exact
+/// integer to whoever wrote it (an id, a count): it must come back digit for digit, which it
+/// does within 64 bits and not beyond (`12345678901234567890123` would come back as
+/// `1.2345678901234568e22`). A literal with a fraction or an exponent is a double to every JSON
+/// reader, so it comes back right when it is the same double (`12.50` as `12.5`, `1e3` as
+/// `1000.0`, `9.999999999999999e22` as `1e+23`).
+fn same_number(literal: &str, back: &str) -> bool {
+    let is_integer = !literal.contains(['.', 'e', 'E']);
+    if is_integer {
+        return literal == back;
     }
-    match (normal(a), normal(b)) {
-        (Some(x), Some(y)) => x == y,
+    match (literal.parse::<f64>(), back.parse::<f64>()) {
+        (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
 }
@@ -413,7 +425,7 @@ mod tests {
     fn numbers_that_would_come_back_changed_are_refused() {
         for text in [
             r#"{"Id":"J","Segments":[{"SegmentId":"A"}],"Big":12345678901234567890123}"#,
-            r#"{"Id":"J","Segments":[{"SegmentId":"A","Fine":1.00000000000000000001}]}"#,
+            r#"{"Id":"J","Segments":[{"SegmentId":"A","Big":-99999999999999999999}]}"#,
         ] {
             let err = Journey::from_json(text, "t").unwrap_err().to_string();
             assert!(err.contains("would be written back as"), "{err}");

@@ -59,7 +59,7 @@ pub mod workload;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Action, Cli};
 use crate::error::Error;
 
 /// Runs the command `cli` names and returns the process exit code.
@@ -92,8 +92,8 @@ pub fn main(cli: Cli) -> i32 {
 
 async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
     let result = match cli.command {
-        Some(Command::Run(args)) => headless::run(&args, cancel).await,
-        Some(Command::Bench(args)) => {
+        Some(Action::Run(args)) => headless::run(&args, cancel).await,
+        Some(Action::Bench(args)) => {
             return match bench::run(&args, cancel).await {
                 Ok(_) => interrupted_code(cancel).unwrap_or(0),
                 Err(e) => {
@@ -102,7 +102,7 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
                 }
             };
         }
-        Some(Command::Worker(args)) => {
+        Some(Action::Worker(args)) => {
             return match crew::worker::run(&args, cancel).await {
                 Ok(()) => interrupted_code(cancel).unwrap_or(0),
                 Err(e) => {
@@ -113,7 +113,7 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
                 }
             };
         }
-        Some(Command::Tui(options)) => return tui_exit(tui::run(options, cancel).await, cancel),
+        Some(Action::Tui(options)) => return tui_exit(tui::run(options, cancel).await, cancel),
         None => return tui_exit(tui::run(cli.options, cancel).await, cancel),
     };
     let interrupted = interrupted_code(cancel);

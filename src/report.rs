@@ -124,6 +124,8 @@ pub struct RunReport {
     pub latency_ms: Latency,
     /// The lost updates, up to the listing limit; `lost` is always the exact count.
     pub lost_updates: Vec<LostUpdate>,
+    /// Lost updates counted but past the listing limit: `lost` = `lost_updates` + this.
+    pub lost_unlisted: u64,
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
     /// The first distinct reasons updates failed.
@@ -202,6 +204,14 @@ impl RunReport {
                     ..lost.clone()
                 })
                 .collect(),
+            lost_unlisted: if verified {
+                result
+                    .truth
+                    .lost
+                    .saturating_sub(result.truth.lost_updates.len() as u64)
+            } else {
+                0
+            },
             stopped: result.stopped.clone().or_else(|| result.unverified.clone()),
             failures: tally.failure_reasons.clone(),
             keys_left: result.keys_left.clone(),

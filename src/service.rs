@@ -50,7 +50,10 @@ impl JourneyService {
         think: Duration,
     ) -> Result<JourneyService, Error> {
         let mut conn = target.connection().await?;
-        strategy.prepare(target, &mut conn).await?;
+        // Any key under the service's prefix serves the preparation (a lock taken and released).
+        strategy
+            .prepare(target, &mut conn, &Keys::new(prefix, run_id, "prepare"))
+            .await?;
         let tuning = Tuning {
             lock_ttl: Tuning::default_lock_ttl(think),
             max_retries: DEFAULT_MAX_RETRIES,

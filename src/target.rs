@@ -332,7 +332,14 @@ impl Target {
                 reason: format!("{reason}: {advice}"),
             };
         }
-        if e.code() == Some("NOPERM") {
+        if e.code() == Some("NOPERM") && reason.contains("access") {
+            Error::Refused {
+                target: self.display.clone(),
+                reason: format!(
+                    "{reason}; this user may not use racelab's keys: allow it the keys under the prefix (~<prefix>:*, and the crew's for --workers)"
+                ),
+            }
+        } else if e.code() == Some("NOPERM") {
             Error::Refused {
                 target: self.display.clone(),
                 reason: format!(

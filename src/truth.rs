@@ -191,9 +191,10 @@ fn unreachable_histogram() -> Histogram<u64> {
 
 /// Why a completed run tested too little for a verdict, if it did (README "Exit codes"). A lost
 /// update needs two acknowledged writes (the lost one and one that erased it), so with fewer
-/// than two nothing could have been lost, whatever the strategy; and a race a strategy is
-/// expected to show (`expects_loss`) is only missing for real when every update it was given
-/// was acknowledged. The report and the TUI both ask here.
+/// than two nothing could have been lost, whatever the strategy; a run where fewer than half of
+/// the updates were acknowledged says more about what did not happen than about what did; and a
+/// race a strategy is expected to show (`expects_loss`) is only missing for real when every
+/// update it was given was acknowledged. The report and the TUI both ask here.
 pub fn inconclusive(
     tally: &Tally,
     truth: &Truth,
@@ -222,9 +223,21 @@ pub fn inconclusive(
     if acknowledged == 0 && total > 0 {
         return Some(format!("no update was acknowledged: {}", why()));
     }
-    if acknowledged < 2 && total >= 2 {
+    if total < 2 {
+        return Some(
+            "the run makes one update, and a lost update needs two (the lost one and the one that erases it); run at least 2 updaters".to_owned(),
+        );
+    }
+    if acknowledged < 2 {
         return Some(format!(
             "only {acknowledged} of {total} updates was acknowledged, too few for any to be lost: {}",
+            why()
+        ));
+    }
+    if acknowledged * 2 < total {
+        // A fix that makes no progress does not pass: what it was given mostly never happened.
+        return Some(format!(
+            "only {acknowledged} of {total} updates were acknowledged, fewer than half: {}",
             why()
         ));
     }
@@ -573,5 +586,23 @@ mod tests {
         let truth = verify(&tally, &journey(1), &[state(1)], 3);
         assert_eq!(truth.lost, 9);
         assert_eq!(truth.lost_updates.len(), 3);
+    }
+
+    #[test]
+    fn too_little_acknowledged_is_inconclusive() {
+        let mut tally = Tally::new(1);
+        let truth = Truth::default();
+        // One update in all: nothing can be lost.
+        assert!(inconclusive(&tally, &truth, 1, false).is_some());
+        for i in 0..3 {
+            tally.record(&ack(i, 0, 10 + u64::from(i), Some(1)));
+        }
+        // 3 of 20: fewer than half made, whatever the strategy.
+        let why = inconclusive(&tally, &truth, 20, false).unwrap();
+        assert!(why.contains("fewer than half"), "{why}");
+        // 3 of 5: enough for a verdict of intact, not for a missing expected loss.
+        assert!(inconclusive(&tally, &truth, 5, false).is_none());
+        assert!(inconclusive(&tally, &truth, 5, true).is_some());
+        assert!(inconclusive(&tally, &truth, 3, true).is_none());
     }
 }

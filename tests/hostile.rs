@@ -602,3 +602,246 @@ fn sigkill_leaves_no_server_behind_and_the_next_run_sweeps_its_directory() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(!dir_of(pid), "the killed racelab's directory was not swept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journey_deleted_and_written_back_by_a_stale_copy_is_caught() {
+    // naive, cas and lock updaters that read before the DEL write their copies back after it:
+    // the journey is there at the end, but it is not the run's.
+    for strategy in ["naive", "cas", "lock"] {
+        let redis = TestRedis::start();
+        let url = redis.url();
+        let strategy_arg = strategy.to_owned();
+        let run = std::thread::spawn(move || {
+            racelab(&[
+                "run",
+                "-s",
+                &strategy_arg,
+                "-n",
+                "4",
+                "--redis-url",
+                &url,
+                "--think",
+                "600ms",
+                "--lock-ttl",
+                "10s",
+            ])
+        });
+        let journey = wait_for_journey(&redis).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut conn = redis.conn().await;
+        let _: i64 = redis::cmd("DEL")
+            .arg(&journey)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let output = run.join().unwrap();
+        assert_no_panic(&output);
+        let err = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{strategy}: {err}");
+        assert!(err.contains("vanished during the run"), "{strategy}: {err}");
+    }
+}
+
+/// A user on `redis` allowed everything but `denied` (ACL categories or commands).
+async fn acl_user(redis: &TestRedis, name: &str, denied: &[&str]) -> String {
+    let mut conn = redis.conn().await;
+    let mut cmd = redis::cmd("ACL");
+    cmd.arg("SETUSER")
+        .arg(name)
+        .arg("on")
+        .arg(">pw")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all");
+    for d in denied {
+        cmd.arg(format!("-{d}"));
+    }
+    let () = cmd.query_async(&mut conn).await.unwrap();
+    format!("redis://{name}:pw@127.0.0.1:{}", redis.server.port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_refused_halfway_leaves_no_key_behind() {
+    let redis = TestRedis::start();
+    let url = acl_user(&redis, "noexpire", &["pexpire", "expire"]).await;
+    let output = racelab(&["run", "-s", "naive", "--redis-url", &url]);
+    assert_no_panic(&output);
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("NOPERM"), "{err}");
+    assert!(!err.contains("refused the connection"), "{err}");
+    assert_eq!(redis.all_keys().await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_whose_release_is_refused_stops_before_the_run() {
+    let redis = TestRedis::start();
+    let url = acl_user(&redis, "noscript", &["evalsha", "eval"]).await;
+    let started = Instant::now();
+    let output = racelab(&["run", "-s", "lock", "-n", "5", "--redis-url", &url]);
+    assert_no_panic(&output);
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("NOPERM"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "it waited out lock ttls"
+    );
+    // The lock taken to try the release has an expiry of its own.
+    let mut conn = redis.conn().await;
+    for key in redis.all_keys().await {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{key} has no expiry");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_leaves_no_key_without_an_expiry() {
+    let redis = TestRedis::start();
+    // Refused PEXPIRE: the card and the lobby are not written at all.
+    let url = acl_user(&redis, "noexpire", &["pexpire", "expire"]).await;
+    let output = racelab(&["worker", "--redis-url", &url, "--once"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert_eq!(redis.all_keys().await, Vec::<String>::new());
+    // Killed right after joining: whatever it wrote expires by itself.
+    let mut worker = racelab_cmd(&["worker", "--redis-url", &redis.url()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.all_keys().await.len() < 2 {
+        assert!(Instant::now() < deadline, "the worker never joined");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let mut conn = redis.conn().await;
+    for key in redis.all_keys().await {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{key} has no expiry");
+    }
+}
+
+#[test]
+fn one_update_or_a_listing_past_its_limit_is_said_plainly() {
+    let output = racelab(&["run", "-s", "naive", "-n", "1"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("a lost update needs two"));
+    let output = racelab(&["run", "-s", "naive", "-n", "1200", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let report = json_report(&output);
+    let run = &report["runs"][0];
+    let lost = run["lost"].as_u64().unwrap();
+    let listed = run["lost_updates"].as_array().unwrap().len() as u64;
+    assert_eq!(listed, 1000);
+    assert_eq!(run["lost_unlisted"].as_u64().unwrap(), lost - listed);
+}
+
+#[test]
+fn errors_name_no_rust_types_and_say_what_to_change() {
+    let redis = TestRedis::start();
+    for (args, says, never) in [
+        (
+            vec!["run", "--redis-url", "foo"],
+            "not a usable Redis URL",
+            "InvalidClientConfig",
+        ),
+        (
+            vec![
+                "run",
+                "--redis-url",
+                &format!("{}/99", redis.url().trim_end_matches('/')),
+            ],
+            "databases",
+            "ResponseError",
+        ),
+        (
+            vec!["run", "--cluster", &redis.url()],
+            "--redis-url instead of --cluster",
+            "cannot connect",
+        ),
+    ] {
+        let output = racelab(&args);
+        assert_no_panic(&output);
+        let err = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains(never), "{args:?}: {err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = journey_file(
+        &dir,
+        r#"{"Id":"J","Segments":[{"SegmentId":"A","Price":"x"}]}"#,
+    );
+    let output = racelab(&["run", "--journey", &path]);
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("expected a number"), "{err}");
+    assert!(!err.contains("f64"), "{err}");
+}
+
+#[test]
+fn journeys_are_read_exactly_and_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    // Numbers a double holds exactly are taken as they are.
+    let path = journey_file(
+        &dir,
+        r#"{"Id":"J","Segments":[{"SegmentId":"A","Tiny":1.5e-300,"Big":9.999999999999999e22}]}"#,
+    );
+    let output = racelab(&["run", "-s", "hash", "--journey", &path]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    // Control characters in ids would break every line they are printed on.
+    let bad = journey_file(
+        &dir,
+        "{\"Id\":\"J\\nX\",\"Segments\":[{\"SegmentId\":\"A\"}]}",
+    );
+    let output = racelab(&["run", "--journey", &bad]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("control character"));
+    // The journey file is never an output, however named.
+    let journey = journey_file(&dir, r#"{"Id":"J","Segments":[{"SegmentId":"A"}]}"#);
+    for option in ["-o", "--history"] {
+        let output = racelab(&["run", "--journey", &journey, option, &journey]);
+        assert_eq!(output.status.code(), Some(2), "{option}");
+        assert!(
+            text(&output.stderr).contains("would destroy it"),
+            "{option}"
+        );
+    }
+    assert!(
+        std::fs::read_to_string(&journey)
+            .unwrap()
+            .contains("SegmentId")
+    );
+    // A symlink to a report still to come is the report.
+    let h = dir.path().join("h5");
+    let link = dir.path().join("h5link");
+    std::os::unix::fs::symlink(&h, &link).unwrap();
+    let output = racelab(&[
+        "run",
+        "--history",
+        h.to_str().unwrap(),
+        "-o",
+        link.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    // Both thrown away is fine.
+    let output = racelab(&[
+        "run",
+        "-s",
+        "hash",
+        "--history",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}

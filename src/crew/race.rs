@@ -22,7 +22,7 @@ use super::{Crew, POLL};
 
 /// Where each worker of a run is, as the coordinator follows it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+enum Stage {
     #[default]
     Preparing,
     Ready,
@@ -34,7 +34,7 @@ pub(super) struct Race<'a> {
     workload: &'a Workload,
     events_key: String,
     shares: &'a [Assignment],
-    phase: HashMap<String, Phase>,
+    phase: HashMap<String, Stage>,
     /// Workers gone before their share was done: why, and whether they said so (left).
     pub(super) vanished: HashMap<String, (String, bool)>,
     /// Per updater: updates reported (acknowledged or failed), and whether it is done.
@@ -69,7 +69,7 @@ impl<'a> Race<'a> {
             shares,
             phase: shares
                 .iter()
-                .map(|a| (a.worker_id.clone(), Phase::Preparing))
+                .map(|a| (a.worker_id.clone(), Stage::Preparing))
                 .collect(),
             vanished: HashMap::new(),
             reported: vec![0; workload.updaters as usize],
@@ -89,13 +89,13 @@ impl<'a> Race<'a> {
     fn open_workers(&self) -> Vec<String> {
         self.phase
             .iter()
-            .filter(|(_, p)| **p != Phase::Ended)
+            .filter(|(_, p)| **p != Stage::Ended)
             .map(|(w, _)| w.clone())
             .collect()
     }
 
     fn open(&self, worker: &str) -> bool {
-        self.phase.get(worker).is_some_and(|p| *p != Phase::Ended)
+        self.phase.get(worker).is_some_and(|p| *p != Stage::Ended)
     }
 
     fn name(&self, worker: &str) -> String {
@@ -118,7 +118,7 @@ impl<'a> Race<'a> {
         let silence = (crew.timeout * 3).max(Duration::from_secs(2));
         let mut answered = Instant::now();
         let mut looked = Instant::now();
-        while self.phase.values().any(|p| *p != Phase::Ended) {
+        while self.phase.values().any(|p| *p != Stage::Ended) {
             if self.stop.is_cancelled() && aborted.is_none() {
                 let _ = send(&mut conn, &control, "abort", run_id).await;
                 aborted = Some(Instant::now());
@@ -138,7 +138,7 @@ impl<'a> Race<'a> {
                 let unready: Vec<String> = self
                     .phase
                     .iter()
-                    .filter(|(_, p)| **p == Phase::Preparing)
+                    .filter(|(_, p)| **p == Stage::Preparing)
                     .map(|(w, _)| self.name(w))
                     .collect();
                 self.stopped.get_or_insert_with(|| {
@@ -175,7 +175,7 @@ impl<'a> Race<'a> {
             }
             if self.released.is_none()
                 && !self.stop.is_cancelled()
-                && self.phase.values().all(|p| *p == Phase::Ready)
+                && self.phase.values().all(|p| *p == Stage::Ready)
             {
                 match send(&mut conn, &control, "go", run_id).await {
                     Ok(()) => self.released = Some(Instant::now()),
@@ -261,7 +261,7 @@ impl<'a> Race<'a> {
     async fn receive(&mut self, worker: &str, kind: &str, body: &str) {
         match kind {
             "ready" => {
-                self.phase.insert(worker.to_owned(), Phase::Ready);
+                self.phase.insert(worker.to_owned(), Stage::Ready);
             }
             "events" => {
                 let Ok(events) = serde_json::from_str::<Vec<Event>>(body) else {
@@ -371,7 +371,7 @@ impl<'a> Race<'a> {
     /// Ends `worker`'s part in the run: each of its updaters that did not finish has its next
     /// update reported unknown (`why`) and is done. Returns how many updates that made unknown.
     async fn settle(&mut self, worker: &str, why: &str) -> u64 {
-        self.phase.insert(worker.to_owned(), Phase::Ended);
+        self.phase.insert(worker.to_owned(), Stage::Ended);
         let Some(share) = self.shares.iter().find(|a| a.worker_id == worker).cloned() else {
             return 0;
         };

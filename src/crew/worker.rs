@@ -103,12 +103,17 @@ impl Worker {
             .await
             .map_err(|e| target.refused(&e))?;
         lease.renewed(sent);
-        let _: () = redis::cmd("RPUSH")
-            .arg(keys.lobby())
-            .arg(&id)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| target.refused(&e))?;
+        // One transaction: the lobby never exists without its expiry, even for a moment (a
+        // worker killed in between would leave it for good).
+        crate::strategy::transaction(&mut conn, |pipe| {
+            pipe.cmd("RPUSH").arg(keys.lobby()).arg(&id).ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(keys.lobby())
+                .arg(LOBBY_TTL.as_millis() as u64)
+                .ignore();
+        })
+        .await
+        .map_err(|e| target.refused(&e))?;
         let renewal = tokio::spawn(keep_card(
             conn.clone(),
             keys.clone(),
@@ -660,26 +665,29 @@ async fn read_control(
 /// Writes (or rewrites) the worker's card and gives it, and the lobby, a fresh lease.
 async fn renew_card(conn: &mut Conn, keys: &CrewKeys, id: &str) -> redis::RedisResult<()> {
     let card = keys.worker(id);
-    redis::pipe()
-        .cmd("HSET")
-        .arg(&card)
-        .arg("host")
-        .arg(hostname())
-        .arg("pid")
-        .arg(std::process::id())
-        .arg("version")
-        .arg(env!("CARGO_PKG_VERSION"))
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(&card)
-        .arg(TTL.as_millis() as u64)
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(keys.lobby())
-        .arg(LOBBY_TTL.as_millis() as u64)
-        .ignore()
-        .query_async(conn)
-        .await
+    // One transaction: a card is never written without its expiry. A user refused PEXPIRE has
+    // the whole transaction refused (EXECABORT) instead of a card left for good.
+    crate::strategy::transaction(conn, |pipe| {
+        pipe.cmd("HSET")
+            .arg(&card)
+            .arg("host")
+            .arg(hostname())
+            .arg("pid")
+            .arg(std::process::id())
+            .arg("version")
+            .arg(env!("CARGO_PKG_VERSION"))
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&card)
+            .arg(TTL.as_millis() as u64)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(keys.lobby())
+            .arg(LOBBY_TTL.as_millis() as u64)
+            .ignore();
+    })
+    .await
+    .map(|_| ())
 }
 
 /// Renews the card every second until the worker leaves. A card that expired before a session

@@ -6,7 +6,7 @@
 
 use std::sync::LazyLock;
 
-use crate::target::Conn;
+use crate::target::{Conn, Target};
 use redis::AsyncCommands;
 use redis::Script;
 
@@ -37,6 +37,14 @@ impl Kind for Fenced {
         cjson: false,
         loses: super::never_loses,
     };
+
+    async fn prepare(
+        target: &Target,
+        conn: &mut Conn,
+        keys: &crate::keys::Keys,
+    ) -> Result<(), Error> {
+        super::lock::try_release(target, conn, keys).await
+    }
 
     async fn new(cx: &Context<'_>) -> Result<Fenced, Error> {
         Ok(Fenced { conn: cx.shared.clone(), tuning: cx.tuning })

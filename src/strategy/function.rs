@@ -84,7 +84,7 @@ impl Kind for Function {
     };
 
     /// Loads the library on the server (every primary of a cluster) before the run.
-    async fn prepare(target: &Target, conn: &mut Conn) -> Result<(), Error> {
+    async fn prepare(target: &Target, conn: &mut Conn, _keys: &crate::keys::Keys) -> Result<(), Error> {
         load(target, conn).await
     }
 

@@ -8,7 +8,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use crate::target::Conn;
+use crate::keys::Keys;
+use crate::target::{Conn, Target};
 use rand::Rng;
 use redis::AsyncCommands;
 use redis::Script;
@@ -60,6 +61,10 @@ impl Kind for Lock {
         cjson: false,
         loses: lock_loses,
     };
+
+    async fn prepare(target: &Target, conn: &mut Conn, keys: &Keys) -> Result<(), Error> {
+        try_release(target, conn, keys).await
+    }
 
     async fn new(cx: &Context<'_>) -> Result<Lock, Error> {
         Ok(Lock { conn: cx.shared.clone(), tuning: cx.tuning })
@@ -138,4 +143,30 @@ pub(super) async fn release(conn: &mut Conn, op: &Op<'_>, token: &str) {
     let mut invocation = UNLOCK.key(op.keys.lock());
     invocation.arg(token);
     let _: Result<i64, _> = invoke(&invocation, conn).await;
+}
+
+/// Takes the journey's lock and releases it once, before the run: a user allowed `SET` but not
+/// the unlock script (`EVALSHA`) or the `DEL` inside it would otherwise see every release fail
+/// in silence and every waiter sit out the whole ttl. Refused here, the run does not start.
+pub(super) async fn try_release(target: &Target, conn: &mut Conn, keys: &Keys) -> Result<(), Error> {
+    let token = "racelab-prepare";
+    let taken: Option<String> = redis::cmd("SET")
+        .arg(keys.lock())
+        .arg(token)
+        .arg("NX")
+        .arg("PX")
+        .arg(10_000)
+        .query_async(conn)
+        .await
+        .map_err(|e| target.refused(&e))?;
+    if taken.is_none() {
+        // Someone holds a lock under this run's id: not ours to touch.
+        return Ok(());
+    }
+    let mut invocation = UNLOCK.key(keys.lock());
+    invocation.arg(token);
+    let _: i64 = invoke(&invocation, conn)
+        .await
+        .map_err(|e| target.refused(&e))?;
+    Ok(())
 }

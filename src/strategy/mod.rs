@@ -64,7 +64,8 @@ pub(crate) trait Kind: Sized {
     async fn update(&mut self, op: &Op<'_>, probe: &mut Probe)
     -> Result<UpdateStatus, UpdateError>;
 
-    async fn prepare(_target: &Target, _conn: &mut Conn) -> Result<(), Error> {
+    /// Before the journey is seeded under `keys`.
+    async fn prepare(_target: &Target, _conn: &mut Conn, _keys: &Keys) -> Result<(), Error> {
         Ok(())
     }
 }
@@ -106,10 +107,18 @@ macro_rules! strategies {
                 }
             }
 
-            /// Run-wide preparation on the target: loading the function library.
-            pub async fn prepare(self, target: &Target, conn: &mut Conn) -> Result<(), Error> {
+            /// Run-wide preparation before the journey is seeded under `keys`: loading the
+            /// function library, trying the lock's release.
+            pub async fn prepare(
+                self,
+                target: &Target,
+                conn: &mut Conn,
+                keys: &Keys,
+            ) -> Result<(), Error> {
                 match self {
-                    $(Strategy::$variant => <$module::$kind as Kind>::prepare(target, conn).await,)+
+                    $(Strategy::$variant => {
+                        <$module::$kind as Kind>::prepare(target, conn, keys).await
+                    })+
                 }
             }
         }

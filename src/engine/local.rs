@@ -1,0 +1,318 @@
+//! The updaters of this process: a share of a run's updaters (all of a local run's, or a
+//! worker's part of a crew's), prepared, released together, and driven round by round, each
+//! reporting its events; and the silence that stops a run whose Redis has stopped answering.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::event::{Event, EventKind, Outcome, Probe, WriteScope};
+use crate::journey::update_status;
+use crate::keys::Keys;
+use crate::lease::Lease;
+use crate::strategy::{Op, Strategy, UpdateStatus, Updater};
+use crate::target::{Conn, Target};
+use crate::workload::Workload;
+
+/// A share of a run's updaters, prepared and waiting for their release: every updater of a local
+/// run, or the ones a worker was handed. The same updater loop runs either way.
+pub(crate) struct Share {
+    tasks: tokio::task::JoinSet<()>,
+    release: watch::Sender<Option<std::time::Instant>>,
+    stopped: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Share {
+    /// Prepares updaters `updaters` (global indices: updater `i` works on segment `i mod S`)
+    /// to send their events to `tx`. Cancelling `stop` ends them early; what they had in flight
+    /// is reported unknown.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn prepare(
+        target: &Target,
+        strategy: Strategy,
+        workload: &Arc<Workload>,
+        keys: &Arc<Keys>,
+        updaters: std::ops::Range<u32>,
+        conn: &Conn,
+        tx: &mpsc::Sender<Event>,
+        stop: CancellationToken,
+        phases: bool,
+        lease: Option<Arc<Lease>>,
+    ) -> Result<Share, Error> {
+        let (release, released) = watch::channel(None);
+        let stopped: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let silence = Arc::new(Silence::new(target.timeout()));
+        let mut tasks = tokio::task::JoinSet::new();
+        let needed = updaters.len();
+        for i in updaters {
+            let updater = match Updater::new(strategy, conn, target, workload.tuning).await {
+                Ok(updater) => updater,
+                Err(e) => return Err(explain_connections(e, strategy, needed, conn).await),
+            };
+            let task = UpdaterTask {
+                index: i,
+                updater,
+                keys: keys.clone(),
+                workload: workload.clone(),
+                tx: tx.clone(),
+                stop: stop.clone(),
+                stopped: stopped.clone(),
+                scope: strategy.scope(),
+                silence: silence.clone(),
+                phases,
+                lease: lease.clone(),
+            };
+            tasks.spawn(task.run(released.clone()));
+        }
+        Ok(Share {
+            tasks,
+            release,
+            stopped,
+        })
+    }
+
+    /// Releases every updater of the share at once; event times are measured from now.
+    pub(crate) fn release(&self) {
+        let _ = self.release.send(Some(std::time::Instant::now()));
+    }
+
+    /// Waits for every updater to end; why the share stopped early, if it did.
+    pub(crate) async fn finish(mut self) -> Option<String> {
+        while self.tasks.join_next().await.is_some() {}
+        self.stopped.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// A `watch` updater could not get its own connection. A server at its `maxclients` answers a
+/// new connection with an error and closes it, which reaches the client as a broken pipe, so
+/// the server's own count of clients says whether that is why. Either way, says how many
+/// connections the run needs.
+async fn explain_connections(e: Error, strategy: Strategy, needed: usize, conn: &Conn) -> Error {
+    if strategy != Strategy::Watch {
+        return e;
+    }
+    let need = format!(
+        "this run's {needed} watch updaters need {needed} connections besides racelab's shared one"
+    );
+    match e {
+        Error::Answer { target, reason } => Error::Answer {
+            target,
+            reason: format!("{reason} ({need})"),
+        },
+        Error::Connect { target, reason } => {
+            let info: redis::RedisResult<String> = redis::cmd("INFO")
+                .arg("clients")
+                .query_async(&mut conn.clone())
+                .await;
+            let field = |info: &str, name: &str| -> Option<u64> {
+                info.lines()
+                    .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                    .and_then(|v| v.trim().parse().ok())
+            };
+            let full = info.ok().and_then(|info| {
+                let (clients, max) = (
+                    field(&info, "connected_clients")?,
+                    field(&info, "maxclients")?,
+                );
+                (clients + 1 >= max).then_some((clients, max))
+            });
+            match full {
+                Some((clients, max)) => Error::Answer {
+                    target,
+                    reason: format!(
+                        "max number of clients reached ({clients} of maxclients {max}): raise maxclients (CONFIG SET maxclients, or redis.conf) or run fewer updaters: {need}"
+                    ),
+                },
+                None => Error::Connect {
+                    target,
+                    reason: format!("{reason} ({need})"),
+                },
+            }
+        }
+        other => other,
+    }
+}
+
+struct UpdaterTask {
+    index: u32,
+    updater: Updater,
+    keys: Arc<Keys>,
+    workload: Arc<Workload>,
+    tx: mpsc::Sender<Event>,
+    stop: CancellationToken,
+    stopped: Arc<std::sync::Mutex<Option<String>>>,
+    scope: WriteScope,
+    silence: Arc<Silence>,
+    /// Phase events go out only when someone watches.
+    phases: bool,
+    /// A worker's hold on the run: once lapsed, no more writes.
+    lease: Option<Arc<Lease>>,
+}
+
+/// How long Redis has gone without answering any updater. A fault that passes (a killed
+/// connection, a short pause) is ridden out; a server that is gone stops the run after `limit`,
+/// instead of every remaining update waiting out its own timeouts.
+struct Silence {
+    since: std::sync::Mutex<Option<std::time::Instant>>,
+    limit: Duration,
+}
+
+impl Silence {
+    fn new(timeout: Duration) -> Silence {
+        Silence {
+            since: std::sync::Mutex::new(None),
+            limit: (timeout * 3).max(Duration::from_secs(2)),
+        }
+    }
+
+    fn answered(&self) {
+        if let Ok(mut since) = self.since.lock() {
+            *since = None;
+        }
+    }
+
+    /// Records an unanswered command; true once nothing has been answered for `limit`.
+    fn unanswered_for_too_long(&self) -> bool {
+        let Ok(mut since) = self.since.lock() else {
+            return false;
+        };
+        since.get_or_insert_with(std::time::Instant::now).elapsed() >= self.limit
+    }
+}
+
+impl UpdaterTask {
+    async fn run(mut self, mut released: watch::Receiver<Option<std::time::Instant>>) {
+        let start = match released.wait_for(Option::is_some).await {
+            Ok(start) => start.unwrap_or_else(std::time::Instant::now),
+            Err(_) => return,
+        };
+        let workload = &self.workload;
+        let segment = workload.segment_of(self.index);
+        let segment_id = workload.journey.segments[segment as usize]
+            .segment_id
+            .clone();
+        let mut rng = SmallRng::seed_from_u64(
+            workload
+                .seed
+                .wrapping_add(u64::from(self.index).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        );
+        let mut probe = Probe::new(Some(self.tx.clone()), start, self.index);
+        if !self.phases {
+            probe = probe.without_phases();
+        }
+        for round in 0..workload.rounds {
+            if self.stop.is_cancelled()
+                || workload
+                    .deadline
+                    .is_some_and(|deadline| probe.now() >= deadline)
+            {
+                break;
+            }
+            let status = update_status(self.index as usize, round);
+            let think = workload
+                .think
+                .mul_f64(1.0 + workload.jitter * rng.random::<f64>());
+            let op = Op {
+                retry_until: workload.deadline,
+                lease: self.lease.as_deref(),
+                keys: &self.keys,
+                segment_id: &segment_id,
+                status,
+                think,
+            };
+            probe.begin(round);
+            let began = probe.now();
+            probe.emit(EventKind::Invoked { round }).await;
+            let result = tokio::select! {
+                result = self.updater.update(&op, &mut probe) => result,
+                () = self.stop.cancelled() => {
+                    // Whatever was in flight may or may not have reached Redis.
+                    probe.emit(EventKind::Failed {
+                        round,
+                        segment,
+                        status,
+                        outcome: Outcome::Unknown,
+                        reason: "stopped while in flight".into(),
+                        gave_up: false,
+                    }).await;
+                    break;
+                }
+            };
+            if result.is_ok() {
+                self.silence.answered();
+            }
+            let kind = match result {
+                Ok(UpdateStatus::Applied) => EventKind::Acknowledged {
+                    round,
+                    segment,
+                    status,
+                    read_at: probe.read_at(),
+                    seen: probe.seen(),
+                    written_count: probe.written_count(),
+                    latency: probe.now().saturating_sub(began),
+                    scope: self.scope,
+                },
+                Ok(missing) => {
+                    // racelab's own journey lost its data under the run (a FLUSHDB, a DEL, an
+                    // expiry): whatever the strategy, the run stops and says so, rather than
+                    // count the updates that found nothing as refused and go on to a verdict.
+                    let reason = match missing {
+                        UpdateStatus::SegmentNotFound => format!(
+                            "segment {segment_id} vanished from the journey at {} during the run",
+                            self.keys.journey()
+                        ),
+                        _ => format!(
+                            "the journey at {} vanished during the run",
+                            self.keys.journey()
+                        ),
+                    };
+                    if let Ok(mut stopped) = self.stopped.lock() {
+                        stopped.get_or_insert(reason.clone());
+                    }
+                    self.stop.cancel();
+                    EventKind::Failed {
+                        round,
+                        segment,
+                        status,
+                        outcome: Outcome::NotApplied,
+                        reason: reason.into(),
+                        gave_up: false,
+                    }
+                }
+                Err(e) => {
+                    let gone = e.unreachable && self.silence.unanswered_for_too_long();
+                    if e.fatal || gone {
+                        let reason = if gone {
+                            format!(
+                                "Redis stopped answering for {} ({})",
+                                humantime::format_duration(self.silence.limit),
+                                e.reason
+                            )
+                        } else {
+                            e.reason.clone()
+                        };
+                        if let Ok(mut stopped) = self.stopped.lock() {
+                            stopped.get_or_insert(reason);
+                        }
+                        self.stop.cancel();
+                    }
+                    EventKind::Failed {
+                        round,
+                        segment,
+                        status,
+                        outcome: e.outcome,
+                        reason: e.reason.into(),
+                        gave_up: e.gave_up,
+                    }
+                }
+            };
+            probe.emit(kind).await;
+        }
+        probe.emit(EventKind::Done).await;
+    }
+}

@@ -1,0 +1,274 @@
+//! The run engine: one strategy, one workload, against one Redis.
+//!
+//! It seeds the journey under the run's own keys, prepares every updater, releases them together
+//! (so the race is real), streams their events to a watcher while tallying them, reads the final
+//! state back, verifies it and deletes the run's keys. It knows no screen: the headless report and
+//! the TUI both consume what it emits and returns.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::event::Event;
+use crate::journey::SegmentState;
+use crate::keys::{Keys, SAFETY_TTL};
+use crate::roster::WorkerShare;
+use crate::strategy::Strategy;
+use crate::target::{Conn, Target};
+use crate::truth::{Tally, Truth, verify};
+use crate::workload::Workload;
+
+mod lifecycle;
+mod local;
+
+use lifecycle::{cleanup, read_final, renew_expiry, seed, written_back};
+pub(crate) use local::Share;
+
+/// How the engine treats the Redis it runs on, and where the updaters run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub key_prefix: String,
+    /// Leave the run's keys for inspection.
+    pub keep: bool,
+    /// How many lost updates a result lists (counts are always exact).
+    pub lost_limit: usize,
+    /// Where the updaters run when not in this process (`--workers`: a crew of worker
+    /// processes); in this process when `None`.
+    pub remote: Option<Arc<dyn RemoteUpdaters>>,
+}
+
+/// Why a race of updaters stopped early, if it did, and which worker ran which updaters.
+pub type RaceOutcome = (Option<String>, Vec<WorkerShare>);
+
+/// Updaters that run somewhere else: the seam through which the engine races a crew of worker
+/// processes (`crate::crew`) without knowing how one works. The engine seeds, reads back,
+/// verifies and cleans up as always; the remote side runs the updaters and sends their events
+/// to `tx`, and they are tallied exactly as local ones.
+pub trait RemoteUpdaters: Send + Sync + std::fmt::Debug {
+    /// Races `workload`'s updaters of `strategy` on the run's `keys`, sending their events to
+    /// `tx` (phase events only when `phases`), until they are done or `stop` is cancelled.
+    #[allow(clippy::too_many_arguments)]
+    fn race<'a>(
+        &'a self,
+        strategy: Strategy,
+        workload: &'a Workload,
+        keys: &'a Arc<Keys>,
+        run_id: &'a str,
+        tx: mpsc::Sender<Event>,
+        stop: CancellationToken,
+        phases: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RaceOutcome, Error>> + Send + 'a>>;
+
+    /// Which worker would run which of `updaters` updaters in the next race, so a screen can
+    /// tag every lane from the start.
+    fn plan(
+        &self,
+        updaters: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<WorkerShare>> + Send + '_>>;
+}
+
+/// Everything a run observed.
+pub struct RunResult {
+    pub strategy: Strategy,
+    pub run_id: String,
+    pub tally: Tally,
+    /// What the final state proves; all zero when it could not be read (see `unverified`).
+    pub truth: Truth,
+    /// The final state as read back, segment by segment; empty when it could not be read.
+    pub states: Vec<SegmentState>,
+    /// Set when the run was cut short (interrupted, or an updater hit an error no retry mends).
+    pub stopped: Option<String>,
+    /// Set when the final state could not be read back: nothing about applied or lost updates
+    /// can be said then, and the report says so instead of guessing.
+    pub unverified: Option<String>,
+    /// Where the run's keys still are, when they were not deleted: kept on purpose (`--keep`),
+    /// or because Redis did not answer the cleanup.
+    pub keys_left: Option<String>,
+    /// Which worker ran which updaters, when a crew of workers ran them (`--workers`).
+    pub workers: Vec<WorkerShare>,
+}
+
+impl RunResult {
+    /// The run completed and its final state was read: its verdict can be trusted.
+    pub fn is_complete(&self) -> bool {
+        self.stopped.is_none() && self.unverified.is_none()
+    }
+}
+
+/// Bounded, so a slow watcher slows updaters a little instead of growing memory.
+const EVENT_CHANNEL: usize = 4096;
+
+/// Runs `strategy` on `workload`. Events go to `watcher` as they happen, if there is one.
+pub async fn run(
+    target: &Target,
+    strategy: Strategy,
+    workload: &Workload,
+    settings: &Settings,
+    watcher: Option<mpsc::Sender<Event>>,
+    cancel: &CancellationToken,
+) -> Result<RunResult, Error> {
+    let run_id = Keys::new_run_id();
+    run_as(
+        target, strategy, workload, settings, run_id, watcher, cancel,
+    )
+    .await
+}
+
+/// [`run`] under a run id the caller chose, so an observer (the TUI's live grid) can build the
+/// run's [`Keys`] and read the journey as Redis holds it while the run goes on.
+pub async fn run_as(
+    target: &Target,
+    strategy: Strategy,
+    workload: &Workload,
+    settings: &Settings,
+    run_id: String,
+    watcher: Option<mpsc::Sender<Event>>,
+    cancel: &CancellationToken,
+) -> Result<RunResult, Error> {
+    let journey = &workload.journey;
+    let keys = Arc::new(Keys::new(&settings.key_prefix, &run_id, &journey.id));
+    strategy.check_journey(journey)?;
+    if target.major_version().is_some_and(|major| major < 6) {
+        return Err(Error::Unsupported {
+            strategy: strategy.name().to_owned(),
+            reason: format!(
+                "racelab needs Redis 6.0 or newer, and this one is {}: every write keeps its key's safety-net expiry with SET … KEEPTTL; use a newer Redis, or leave out --redis-url for a private one",
+                target.version()
+            ),
+        });
+    }
+    let mut conn = target.connection().await?;
+    strategy.prepare(target, &mut conn, &keys).await?;
+    seed(target, strategy, &mut conn, &keys, journey).await?;
+
+    let outcome = tokio::select! {
+        outcome = race(
+            target, strategy, workload, &keys, &run_id, &conn, settings, watcher, cancel,
+        ) => outcome,
+        never = renew_expiry(
+            conn.clone(),
+            &keys,
+            journey,
+            target.major_version().is_some_and(|major| major >= 7),
+        ) => match never {},
+    };
+
+    let final_states = read_final(strategy, &mut conn, &keys).await;
+    let rewritten = written_back(strategy, &mut conn, &keys).await;
+    if settings.keep {
+        // Kept on purpose: for as long as the user wants, not as long as the safety net.
+        let all = keys.all(journey.segments.iter().map(|s| s.segment_id.as_str()));
+        let mut pipe = redis::pipe();
+        for key in all.iter().filter(|key| **key != keys.lock()) {
+            pipe.persist(key).ignore();
+        }
+        let _: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+    }
+    let pattern = format!("{}:{run_id}:*", settings.key_prefix);
+    let keys_left = if settings.keep {
+        Some(format!("kept under {pattern}"))
+    } else {
+        cleanup(&mut conn, &keys, journey).await.err().map(|why| {
+            format!(
+                "left under {pattern}: {why}; they expire within {} by themselves, or delete them with redis-cli --scan --pattern '{pattern}' | xargs redis-cli del",
+                humantime::format_duration(SAFETY_TTL)
+            )
+        })
+    };
+    let (tally, stopped, workers) = outcome?;
+    let (states, unverified) = match final_states {
+        Ok(Some(_)) if rewritten.is_some() => (Vec::new(), rewritten),
+        Ok(Some(states)) if states.len() == journey.segments.len() => (states, None),
+        Ok(_) => (
+            Vec::new(),
+            Some(format!(
+                "the journey at {} vanished during the run",
+                keys.journey()
+            )),
+        ),
+        Err(e) => (
+            Vec::new(),
+            Some(format!("reading the final state failed: {e}")),
+        ),
+    };
+    let truth = if unverified.is_none() {
+        verify(&tally, journey, &states, settings.lost_limit)
+    } else {
+        Truth::default()
+    };
+    Ok(RunResult {
+        strategy,
+        run_id,
+        tally,
+        truth,
+        states,
+        stopped,
+        unverified,
+        keys_left,
+        workers,
+    })
+}
+
+/// Prepares the updaters, releases them together and tallies their events until the last one
+/// is done. Local updaters are tasks of this process; a crew's are tasks of its workers, whose
+/// events come back through Redis into the same tally.
+#[allow(clippy::too_many_arguments)]
+async fn race(
+    target: &Target,
+    strategy: Strategy,
+    workload: &Workload,
+    keys: &Arc<Keys>,
+    run_id: &str,
+    conn: &Conn,
+    settings: &Settings,
+    watcher: Option<mpsc::Sender<Event>>,
+    cancel: &CancellationToken,
+) -> Result<(Tally, Option<String>, Vec<WorkerShare>), Error> {
+    let (tx, mut rx) = mpsc::channel(EVENT_CHANNEL);
+    // A fatal error in one updater stops the others; so does the caller's cancellation.
+    let stop = cancel.child_token();
+    let phases = watcher.is_some();
+    let mut tally = Tally::new(workload.journey.segments.len());
+    let collect = async {
+        while let Some(event) = rx.recv().await {
+            tally.record(&event);
+            if let Some(watcher) = &watcher {
+                // A watcher that went away must not stop the run.
+                let _ = watcher.send(event).await;
+            }
+        }
+    };
+    let (mut reason, shares) = match &settings.remote {
+        None => {
+            let share = Share::prepare(
+                target,
+                strategy,
+                &Arc::new(workload.clone()),
+                keys,
+                0..workload.updaters,
+                conn,
+                &tx,
+                stop,
+                phases,
+                None,
+            )
+            .await?;
+            // Completion is every updater's sender gone: drop ours so the collector can end.
+            drop(tx);
+            share.release();
+            collect.await;
+            (share.finish().await, Vec::new())
+        }
+        Some(remote) => {
+            let remote = remote.race(strategy, workload, keys, run_id, tx, stop, phases);
+            let (outcome, ()) = tokio::join!(remote, collect);
+            outcome?
+        }
+    };
+    if reason.is_none() && cancel.is_cancelled() {
+        reason = Some("interrupted".to_owned());
+    }
+    Ok((tally, reason, shares))
+}
