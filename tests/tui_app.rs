@@ -10,10 +10,10 @@ use racelab::journey::Journey;
 use racelab::strategy::Strategy;
 use racelab::tui::app::{Command, Msg, Screen};
 use racelab::tui::compare::RowState;
-use racelab::tui::grid::Look;
 use racelab::tui::lanes::Phase;
 use racelab::tui::run_view::RunState;
 use racelab::tui::story::Story;
+use racelab::tui::theme::Look;
 
 use tui_support::*;
 

@@ -5,9 +5,10 @@ mod tui_support;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use racelab::tui::grid::{self, Cell, GridLayout, GridMode, Look};
+use racelab::tui::grid::{self, Cell, GridLayout, GridMode};
 use racelab::tui::lanes::{self, Axis, Mark};
 use racelab::tui::story::{self, Story};
+use racelab::tui::theme::Look;
 use racelab::tui::theme::Theme;
 use racelab::tui::widgets;
 use ratatui::buffer::Buffer;
@@ -145,7 +146,14 @@ fn the_lanes_widget_scrolls_and_labels_phases() {
     let run = app.run.unwrap();
     let area = Rect::new(0, 0, 60, 6);
     let mut buf = Buffer::empty(area);
-    lanes::draw(area, &mut buf, &run, 5, Duration::from_millis(800), PLAIN);
+    lanes::draw(
+        area,
+        &mut buf,
+        &run.lanes(),
+        5,
+        Duration::from_millis(800),
+        PLAIN,
+    );
     let text = screen_text(&buf);
     assert!(text.contains("Updaters 6–10 of 20"), "{text}");
     assert!(text.contains("#6"), "{text}");
@@ -194,7 +202,14 @@ fn a_lane_without_room_for_its_axis_draws_nothing_rather_than_panicking() {
     }
     let area = Rect::new(0, 0, 12, 5);
     let mut buf = Buffer::empty(area);
-    lanes::draw(area, &mut buf, &run, 0, Duration::from_secs(1), PLAIN);
+    lanes::draw(
+        area,
+        &mut buf,
+        &run.lanes(),
+        0,
+        Duration::from_secs(1),
+        PLAIN,
+    );
 }
 
 #[test]
@@ -240,7 +255,14 @@ fn a_lane_tags_its_worker_in_red_once_that_worker_vanished() {
     let area = Rect::new(0, 0, 60, 21);
     let mut buf = Buffer::empty(area);
     let color = Theme { color: true };
-    lanes::draw(area, &mut buf, &run, 0, Duration::from_secs(2), color);
+    lanes::draw(
+        area,
+        &mut buf,
+        &run.lanes(),
+        0,
+        Duration::from_secs(2),
+        color,
+    );
     let text = screen_text(&buf);
     assert!(text.contains("#1  w1 "), "{text}");
     assert!(text.contains("#20 w2 failed"), "{text}");

@@ -34,6 +34,7 @@ use crate::strategy::Strategy;
 use crate::target::{Conn, Connector, Target};
 use crate::workload::Workload;
 
+mod card;
 mod message;
 mod race;
 pub mod worker;

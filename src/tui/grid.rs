@@ -6,16 +6,7 @@ use ratatui::layout::{Alignment, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Widget};
 
-use super::theme::Theme;
-
-/// How a segment looks in the grid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Look {
-    Untouched,
-    Updating,
-    Applied,
-    Lost,
-}
+use super::theme::{Look, Theme};
 
 /// One grid cell's content.
 #[derive(Debug, Clone)]

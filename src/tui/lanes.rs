@@ -10,9 +10,10 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Widget};
 
-use super::run_view::RunView;
 use super::theme::Theme;
 use super::widgets::fmt_ms;
+use crate::roster::WorkerShare;
+use crate::workload::Workload;
 
 /// Read/write windows kept per updater for its lane; older rounds fall off the time axis anyway.
 const MARKS_KEPT: usize = 32;
@@ -199,11 +200,26 @@ fn draw_mark(
     }
 }
 
+/// What the lanes show of a run: its updaters, its workload (for the time axis) and its
+/// workers (to tag each lane). The run's view hands it over (`RunView::lanes`), so drawing the
+/// lanes needs nothing else of the run.
+pub struct LaneSource<'a> {
+    pub updaters: &'a [UpdaterView],
+    pub workload: &'a Workload,
+    pub workers: &'a [WorkerShare],
+}
+
+impl LaneSource<'_> {
+    fn worker_of(&self, updater: u32) -> Option<&WorkerShare> {
+        self.workers.iter().find(|s| s.runs(updater))
+    }
+}
+
 /// The updater lanes, from `first`: phase now and read/write marks on one shared time axis.
 pub fn draw(
     area: Rect,
     buf: &mut Buffer,
-    run: &RunView,
+    run: &LaneSource<'_>,
     first: usize,
     now: Duration,
     theme: Theme,

@@ -6,9 +6,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::grid::Look;
-use super::lanes::{Phase, UpdaterView};
+use super::lanes::{LaneSource, Phase, UpdaterView};
 use super::story::{self, LostSegment, Story};
+use super::theme::Look;
 use crate::engine::RunResult;
 use crate::event::{Event, EventKind, Outcome, WriteScope};
 use crate::journey::SegmentState;
@@ -209,6 +209,15 @@ impl RunView {
     }
 
     /// The share of the worker updater `updater` (0-based) runs in, when workers run the run.
+    /// What the lanes draw of this run.
+    pub fn lanes(&self) -> LaneSource<'_> {
+        LaneSource {
+            updaters: &self.updaters,
+            workload: &self.workload,
+            workers: &self.workers,
+        }
+    }
+
     pub fn worker_of(&self, updater: u32) -> Option<&WorkerShare> {
         self.workers.iter().find(|s| s.runs(updater))
     }

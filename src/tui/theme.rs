@@ -4,7 +4,14 @@
 
 use ratatui::style::{Color, Modifier, Style};
 
-use super::grid::Look;
+/// How a segment looks: in the grid, in the lanes, in the legends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    Untouched,
+    Updating,
+    Applied,
+    Lost,
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Theme {

@@ -11,8 +11,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Widget};
 
 use super::app::{App, Screen};
-use super::grid::{self, Cell, Look};
+use super::grid::{self, Cell};
 use super::run_view::{RunState, RunView};
+use super::theme::Look;
 use super::theme::Theme;
 use super::widgets::{self, fmt_ms};
 use super::{compare, lanes, story};
@@ -271,7 +272,7 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
             lanes::draw(
                 lanes_area,
                 buf,
-                run,
+                &run.lanes(),
                 app.lane_scroll,
                 run.clock(app.now),
                 theme,
