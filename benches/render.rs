@@ -4,13 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use racelab::event::{Event, EventKind, WriteScope};
-use racelab::journey::{Journey, SegmentState, update_status};
-use racelab::strategy::Strategy;
+use racelab::Strategy;
+use racelab::Tuning;
+use racelab::Workload;
 use racelab::tui::app::{App, Msg, TargetInfo};
 use racelab::tui::ui;
-use racelab::workload::Tuning;
-use racelab::workload::Workload;
+use racelab::{Event, EventKind, WriteScope};
+use racelab::{Journey, SegmentState, update_status};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 

@@ -7,60 +7,88 @@
 //! Redis with a chosen strategy and tells exactly which updates were lost and who erased them.
 //!
 //! # Layout
-//! - [`bench`]: `racelab bench`, the strategies' costs beside redis-benchmark.
-//! - [`budget`]: how much memory a run will take, and whether the machine has it.
-//! - [`cli`]: command-line options and their checks.
-//! - [`journey`]: the seed's data model and fixture (`assets/journey.json`).
-//! - [`workload`]: the shape of a run (workload, tuning, what `--expect auto` looks at); a leaf.
-//! - [`lease`]: a worker's hold on the runs it serves; a leaf.
-//! - [`roster`]: which worker ran which updaters, as reports and screens show it; a leaf.
-//! - [`redis_errors`]: one policy for what Redis answers: transient, refused, fatal, advice.
-//! - [`keys`]: the key layout; every key racelab touches is built there.
-//! - [`server`]: a private `redis-server` that dies with its owner, and a private 3-primary
-//!   Redis Cluster made of them.
-//! - [`target`]: the Redis (a server or a cluster) a run goes against, connections, and password
-//!   redaction.
-//! - [`strategy`]: the seed's bug and its fixes, one file each, and how each lays out a journey.
-//! - [`service`]: the journey-service API (get a journey, update a segment's status).
-//! - [`event`]: the typed events updaters emit while a run goes on.
-//! - [`engine`]: one strategy, one workload: seed, release, tally, read back, verify, clean up.
-//! - [`truth`]: acknowledged, applied, lost, unknown; who erased each lost update.
-//! - [`report`]: the text and JSON report of a headless run.
-//! - [`headless`]: `racelab run`, the headless consumer of the engine.
-//! - [`output`]: every line racelab prints, safe against closed pipes and full disks.
-//! - [`history`]: `--history`, every operation as JSON lines streamed to disk.
-//! - [`tui`]: `racelab` and `racelab tui`, the interactive consumer: live grid, lanes, story.
-//! - [`crew`]: `--workers`: a run's updaters in several processes or hosts, met through Redis;
-//!   `crew::worker` is `racelab worker`, the process that runs the updaters a crew hands it.
+//! From the leaves up; imports flow one way (front ends → engine → strategies → Redis and model).
+//!
+//! Leaves, shared by everyone:
+//! - `journey`: the seed's data model and fixture (`assets/journey.json`).
+//! - `workload`: the shape of a run: workload, tuning, what `--expect auto` looks at.
+//! - `keys`: the key layout; every key racelab touches is built there, with its safety-net expiry.
+//! - `event`: the typed events updaters emit while a run goes on.
+//! - `lease`: a worker's hold on the runs it serves.
+//! - `roster`: which worker ran which updaters, as reports and screens show it.
+//! - `error`: why a run could not be made, one sentence each; `output`: every line racelab
+//!   prints, safe against closed pipes and full disks.
+//!
+//! Redis:
+//! - `redis_errors`: one policy for what Redis answers (transient, refused, fatal, advice).
+//! - `server`: a private `redis-server` that dies with its owner, and a private 3-primary
+//!   cluster made of them.
+//! - `target`: the Redis (a server or a cluster) a run goes against, connections, redaction.
+//!
+//! The race:
+//! - `strategy/`: the seed's bug and its fixes, one file each owning its facts; `mod.rs` lists
+//!   them once; `storage.rs` lays a journey out in Redis.
+//! - `engine/`: one strategy, one workload: `mod.rs` runs it (and races remote updaters through
+//!   the `RemoteUpdaters` seam), `lifecycle.rs` seeds, renews, reads back and deletes the run's
+//!   keys, `local.rs` drives this process's updaters.
+//! - `truth`: acknowledged, applied, lost, unknown; who erased each lost update; inconclusive.
+//! - `budget`: how much memory a run will take, and whether the machine has it.
+//!
+//! Front ends, each a consumer of the engine's events:
+//! - `cli`: command-line options and their checks.
+//! - `headless`, `report`, `history`: `racelab run`, its text and JSON report, `--history`.
+//! - `bench`: `racelab bench`, the strategies' costs beside redis-benchmark.
+//! - `service`: the seed's journey-service API (get a journey, update a segment's status).
+//! - [`tui`]: `racelab` and `racelab tui`: `app.rs` (state and update), one file per view with
+//!   its drawing (`run_view`, `grid`, `lanes`, `story`, `compare`), `ui.rs` (the screen), the
+//!   runtime around them in `mod.rs`.
+//! - `crew/`: `--workers`: membership (`mod.rs`), the control stream's messages, the
+//!   coordinator's race, a worker's card, and `worker.rs`, the `racelab worker` process.
 
-pub mod bench;
-pub mod budget;
-pub mod cli;
-pub mod crew;
-pub mod engine;
-pub mod error;
-pub mod event;
-pub mod headless;
-pub mod history;
-pub mod journey;
-pub mod keys;
-pub mod lease;
-pub mod output;
-pub mod redis_errors;
-pub mod report;
-pub mod roster;
-pub mod server;
-pub mod service;
-pub mod strategy;
-pub mod target;
-pub mod truth;
+mod bench;
+mod budget;
+mod cli;
+mod crew;
+mod engine;
+mod error;
+mod event;
+mod headless;
+mod history;
+mod journey;
+mod keys;
+mod lease;
+mod output;
+mod redis_errors;
+mod report;
+mod roster;
+mod server;
+mod service;
+mod strategy;
+mod target;
+mod truth;
 pub mod tui;
-pub mod workload;
+
+// The public surface: what `main` needs to start, and what the tests drive the engine with. The
+// modules stay private; the TUI's views are public for its state, widget and screen tests.
+pub use cli::{Cli, TUI_THINK, settle_environment};
+pub use engine::{RemoteUpdaters, RunResult, Settings, run};
+pub use error::Error;
+pub use event::{Event, EventKind, Outcome, RetryReason, Seen, WriteScope};
+pub use journey::{Journey, SegmentState, UPDATE_STATUSES, update_status};
+pub use output::guard_standard_streams;
+pub use report::{Expect, Expected};
+pub use roster::WorkerShare;
+pub use server::{RedisCluster, RedisServer};
+pub use service::JourneyService;
+pub use strategy::{Strategy, UpdateStatus};
+pub use target::{ClusterPlace, Target};
+pub use truth::{Tally, verify};
+pub use workload::{RaceShape, Tuning, Workload};
+mod workload;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Action, Cli};
-use crate::error::Error;
+use crate::cli::Action;
 
 /// Runs the command `cli` names and returns the process exit code.
 pub fn main(cli: Cli) -> i32 {

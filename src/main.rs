@@ -2,10 +2,10 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     // Before anything opens a file or a socket that could take a closed stdout's place.
-    racelab::output::guard_standard_streams();
+    racelab::guard_standard_streams();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    racelab::cli::settle_environment(&args);
-    let cli = racelab::cli::Cli::parse_from(args);
+    racelab::settle_environment(&args);
+    let cli = racelab::Cli::parse_from(args);
     let code = racelab::main(cli);
     std::process::ExitCode::from(u8::try_from(code).unwrap_or(2))
 }

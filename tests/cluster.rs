@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{SAFE, TestCluster, assert_intact, run, seed_workload, workload};
-use racelab::strategy::Strategy;
+use racelab::Strategy;
 
 /// The slot Redis Cluster gives `key` (CRC16/XMODEM of its hash tag, mod 16384), computed here
 /// independently of racelab and of the server.
@@ -349,8 +349,7 @@ async fn migrate_slot(cluster: &TestCluster, slot: u16, from: usize, to: usize) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_migrated_mid_run_is_followed_and_nothing_is_lost() {
-    use racelab::engine;
-    use racelab::event::EventKind;
+    use racelab::EventKind;
     use tokio_util::sync::CancellationToken;
 
     let cluster = TestCluster::start();
@@ -374,7 +373,7 @@ async fn a_slot_migrated_mid_run_is_followed_and_nothing_is_lost() {
         let to = (from + 1) % ports.len();
 
         // Move the slot once the run is under way: after its 20th acknowledged update.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<racelab::event::Event>(4096);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<racelab::Event>(4096);
         let mover = {
             let cluster = &cluster;
             async move {
@@ -399,7 +398,7 @@ async fn a_slot_migrated_mid_run_is_followed_and_nothing_is_lost() {
         let settings = common::settings();
         let cancel = CancellationToken::new();
         let (result, after_move) = tokio::join!(
-            engine::run(&target, strategy, &workload, &settings, Some(tx), &cancel),
+            racelab::run(&target, strategy, &workload, &settings, Some(tx), &cancel),
             mover
         );
         let result = result.unwrap();
@@ -476,9 +475,8 @@ fn a_password_protected_cluster_runs_every_strategy_and_never_shows_the_password
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_killed_mid_run_stops_the_run_and_says_why_instead_of_guessing() {
-    use racelab::engine;
-    use racelab::event::EventKind;
-    use racelab::target::Target;
+    use racelab::EventKind;
+    use racelab::Target;
     use tokio_util::sync::CancellationToken;
 
     let mut cluster = TestCluster::start();
@@ -495,7 +493,7 @@ async fn a_primary_killed_mid_run_stops_the_run_and_says_why_instead_of_guessing
         .unwrap();
 
     let workload = workload(10, 10, 400, Duration::from_millis(2));
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<racelab::event::Event>(4096);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<racelab::Event>(4096);
     let killer = {
         let cluster = &mut cluster;
         async move {
@@ -514,7 +512,7 @@ async fn a_primary_killed_mid_run_stops_the_run_and_says_why_instead_of_guessing
     let cancel = CancellationToken::new();
     let started = std::time::Instant::now();
     let (result, ()) = tokio::join!(
-        engine::run(
+        racelab::run(
             &target,
             Strategy::Lua,
             &workload,

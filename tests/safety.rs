@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{SAFE, TestRedis, run, workload};
-use racelab::strategy::Strategy;
+use racelab::Strategy;
 
 fn racelab() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_racelab"));
@@ -168,7 +168,7 @@ async fn safe_strategies_lose_nothing_when_connections_are_killed_mid_run() {
 async fn a_paused_server_makes_outcomes_unknown_not_applied() {
     let redis = TestRedis::start();
     let target = Arc::new(
-        racelab::target::Target::open(Some(&redis.url()), Duration::from_millis(100))
+        racelab::Target::open(Some(&redis.url()), Duration::from_millis(100))
             .await
             .unwrap(),
     );
@@ -603,7 +603,7 @@ async fn a_journey_key_replaced_by_someone_else_stops_the_run_with_a_clear_reaso
         tokio::spawn(async move {
             // lua reads inside its script, so the first update after the swap meets the hash
             // (naive's blind SET could simply overwrite it).
-            racelab::engine::run(
+            racelab::run(
                 &target,
                 Strategy::Lua,
                 &workload,
@@ -746,7 +746,7 @@ fn a_server_restarted_mid_run_is_reported_as_unverifiable_not_as_lost() {
     std::thread::sleep(Duration::from_millis(300));
     redis.server.stop();
     let dir = tempfile::tempdir().unwrap();
-    let mut restarted = Command::new(racelab::server::RedisServer::binary())
+    let mut restarted = Command::new(racelab::RedisServer::binary())
         .args([
             "--port",
             &port.to_string(),

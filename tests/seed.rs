@@ -8,9 +8,9 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use common::{SAFE, TestRedis, assert_intact, repeat, run, seed_workload, workload};
-use racelab::journey::{Journey, UPDATE_STATUSES};
-use racelab::service::JourneyService;
-use racelab::strategy::{Strategy, UpdateStatus};
+use racelab::JourneyService;
+use racelab::{Journey, UPDATE_STATUSES};
+use racelab::{Strategy, UpdateStatus};
 
 /// With one updater per segment, `keys` holds too: its races are only within a segment.
 fn safe_in_the_seed_scenario() -> impl Iterator<Item = Strategy> {

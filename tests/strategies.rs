@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestRedis, assert_intact, run, workload};
-use racelab::journey::Journey;
-use racelab::service::JourneyService;
-use racelab::strategy::{Strategy, UpdateStatus};
+use racelab::Journey;
+use racelab::JourneyService;
+use racelab::{Strategy, UpdateStatus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_loses_updates_when_updaters_share_a_segment() {
@@ -65,11 +65,9 @@ async fn lock_loses_updates_once_think_outlasts_the_ttl_and_fenced_does_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expect_auto_knows_where_each_strategy_can_lose() {
-    use racelab::report::{Expect, Expected};
+    use racelab::{Expect, Expected};
     let mut shape = common::seed_workload().shape();
-    let auto = |s: Strategy, shape: &racelab::workload::RaceShape| {
-        Expected::resolve(Expect::Auto, s, shape)
-    };
+    let auto = |s: Strategy, shape: &racelab::RaceShape| Expected::resolve(Expect::Auto, s, shape);
     assert_eq!(auto(Strategy::Naive, &shape), Expected::Lost);
     assert_eq!(auto(Strategy::Keys, &shape), Expected::Intact);
     assert_eq!(auto(Strategy::Lock, &shape), Expected::Intact);

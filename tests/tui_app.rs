@@ -5,9 +5,9 @@ mod tui_support;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use racelab::event::Event;
-use racelab::journey::Journey;
-use racelab::strategy::Strategy;
+use racelab::Event;
+use racelab::Journey;
+use racelab::Strategy;
 use racelab::tui::app::{Command, Msg, Screen};
 use racelab::tui::compare::RowState;
 use racelab::tui::lanes::Phase;
@@ -160,7 +160,7 @@ fn a_stale_write_shows_as_a_lost_update_with_its_eraser() {
                 "#{} wrote {} {} at 640 ms",
                 first + 1,
                 seg(first),
-                racelab::journey::update_status(first as usize, 0)
+                racelab::update_status(first as usize, 0)
             )),
         "{story:#?}"
     );

@@ -6,10 +6,10 @@ mod tui_support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use racelab::engine::Settings;
-use racelab::server::RedisServer;
-use racelab::strategy::Strategy;
-use racelab::target::Target;
+use racelab::RedisServer;
+use racelab::Settings;
+use racelab::Strategy;
+use racelab::Target;
 use racelab::tui::app::{App, Command, Msg};
 use racelab::tui::compare::RowState;
 use racelab::tui::run_view::RunState;

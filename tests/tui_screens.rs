@@ -8,7 +8,7 @@ mod tui_support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use racelab::strategy::Strategy;
+use racelab::Strategy;
 use racelab::tui::app::{App, Command, Msg};
 use racelab::tui::ui;
 use ratatui::Terminal;
@@ -74,7 +74,7 @@ fn idle() {
 #[test]
 fn the_header_says_the_run_is_on_a_cluster_with_the_journeys_slot_and_node() {
     let mut target = target();
-    target.cluster = Some(racelab::target::ClusterPlace {
+    target.cluster = Some(racelab::ClusterPlace {
         slot: 10736,
         node: "127.0.0.1:7001".into(),
         primaries: 3,

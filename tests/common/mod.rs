@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use racelab::engine::{self, RunResult, Settings};
-use racelab::journey::Journey;
-use racelab::server::{RedisCluster, RedisServer};
-use racelab::strategy::Strategy;
-use racelab::target::Target;
-use racelab::workload::{Tuning, Workload};
+use racelab::Journey;
+use racelab::Strategy;
+use racelab::Target;
+use racelab::{RedisCluster, RedisServer};
+use racelab::{RunResult, Settings};
+use racelab::{Tuning, Workload};
 use tokio_util::sync::CancellationToken;
 
 pub struct TestRedis {
@@ -196,7 +196,7 @@ pub async fn run_with(
     workload: &Workload,
     settings: &Settings,
 ) -> RunResult {
-    engine::run(
+    racelab::run(
         target,
         strategy,
         workload,

@@ -4,23 +4,23 @@
 
 use std::time::{Duration, Instant};
 
-use racelab::engine::RunResult;
-use racelab::event::{Event, EventKind, WriteScope};
-use racelab::journey::{Journey, SegmentState, update_status};
-use racelab::roster::WorkerShare;
-use racelab::strategy::Strategy;
-use racelab::truth::{Tally, verify};
+use racelab::RunResult;
+use racelab::Strategy;
+use racelab::WorkerShare;
+use racelab::Workload;
 use racelab::tui::app::{App, Command, Msg, TargetInfo};
-use racelab::workload::Workload;
+use racelab::{Event, EventKind, WriteScope};
+use racelab::{Journey, SegmentState, update_status};
+use racelab::{Tally, verify};
 
 pub const UPDATERS: u32 = 20;
 
 /// The TUI's default workload, built the way `racelab` builds it from its options.
 pub fn workload() -> Workload {
     use clap::Parser;
-    let cli = racelab::cli::Cli::parse_from(["racelab", "--seed", "42"]);
+    let cli = racelab::Cli::parse_from(["racelab", "--seed", "42"]);
     cli.options
-        .workload(racelab::cli::TUI_THINK, racelab::tui::TUI_JITTER)
+        .workload(racelab::TUI_THINK, racelab::tui::TUI_JITTER)
         .unwrap()
 }
 
@@ -303,7 +303,7 @@ pub fn retry_kind(attempt: u32) -> EventKind {
     EventKind::Retry {
         round: 0,
         attempt,
-        reason: racelab::event::RetryReason::LockBusy,
+        reason: racelab::RetryReason::LockBusy,
     }
 }
 
@@ -342,7 +342,7 @@ pub fn vanished_worker_run(base: Instant) -> App {
                 round: 0,
                 segment: u,
                 status: update_status(u as usize, 0),
-                outcome: racelab::event::Outcome::Unknown,
+                outcome: racelab::Outcome::Unknown,
                 reason: "worker w2 vanished".into(),
                 gave_up: false,
             },
