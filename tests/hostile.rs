@@ -375,20 +375,7 @@ async fn writes_keep_the_safety_ttl_and_keep_makes_keys_permanent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_delete_says_what_redis_said_and_which_keys_are_left() {
     let redis = TestRedis::start();
-    let mut conn = redis.conn().await;
-    let () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("nodel")
-        .arg("on")
-        .arg(">pw")
-        .arg("~*")
-        .arg("+@all")
-        .arg("-del")
-        .arg("-unlink")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let url = format!("redis://nodel:pw@127.0.0.1:{}", redis.server.port());
+    let url = acl_user(&redis, "nodel", &["del", "unlink"]).await;
     let output = racelab(&["run", "-s", "naive,hash", "--redis-url", &url]);
     assert_no_panic(&output);
     let err = text(&output.stderr);
@@ -644,20 +631,10 @@ async fn a_journey_deleted_and_written_back_by_a_stale_copy_is_caught() {
 
 /// A user on `redis` allowed everything but `denied` (ACL categories or commands).
 async fn acl_user(redis: &TestRedis, name: &str, denied: &[&str]) -> String {
-    let mut conn = redis.conn().await;
-    let mut cmd = redis::cmd("ACL");
-    cmd.arg("SETUSER")
-        .arg(name)
-        .arg("on")
-        .arg(">pw")
-        .arg("~*")
-        .arg("&*")
-        .arg("+@all");
-    for d in denied {
-        cmd.arg(format!("-{d}"));
-    }
-    let () = cmd.query_async(&mut conn).await.unwrap();
-    format!("redis://{name}:pw@127.0.0.1:{}", redis.server.port())
+    let mut rules = vec!["~*".to_owned(), "&*".to_owned(), "+@all".to_owned()];
+    rules.extend(denied.iter().map(|d| format!("-{d}")));
+    let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+    redis.acl_user(name, "pw", &rules).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

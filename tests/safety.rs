@@ -320,28 +320,13 @@ fn the_private_redis_server_does_not_outlive_an_interrupted_run() {
 #[tokio::test]
 async fn an_acl_user_without_write_commands_is_refused_with_exit_2() {
     let redis = TestRedis::start();
-    let mut conn = redis.conn().await;
-    let _: () = redis::cmd("ACL")
-        .arg(
-            &[
-                "SETUSER",
-                "reader",
-                "on",
-                ">reader-pw",
-                "~*",
-                "+@read",
-                "+info",
-                "+ping",
-                "+hello",
-            ][..],
+    let url = redis
+        .acl_user(
+            "reader",
+            "reader-pw",
+            &["~*", "+@read", "+info", "+ping", "+hello"],
         )
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let url = format!(
-        "redis://reader:reader-pw@127.0.0.1:{}/",
-        redis.server.port()
-    );
+        .await;
     let output = racelab()
         .args(["run", "--redis-url", &url])
         .output()
@@ -352,24 +337,9 @@ async fn an_acl_user_without_write_commands_is_refused_with_exit_2() {
     assert!(text(&output.stderr).contains("reader:***@"));
 
     // And a full ACL user works.
-    let _: () = redis::cmd("ACL")
-        .arg(
-            &[
-                "SETUSER",
-                "writer",
-                "on",
-                ">writer-pw",
-                "~racelab:*",
-                "+@all",
-            ][..],
-        )
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let url = format!(
-        "redis://writer:writer-pw@127.0.0.1:{}/",
-        redis.server.port()
-    );
+    let url = redis
+        .acl_user("writer", "writer-pw", &["~racelab:*", "+@all"])
+        .await;
     let output = racelab()
         .args(["run", "-s", "all", "--redis-url", &url])
         .output()

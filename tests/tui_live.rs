@@ -58,6 +58,41 @@ async fn open() -> (RedisServer, Arc<Target>) {
     (server, Arc::new(target))
 }
 
+/// Presses Enter and starts the run it asks for, as the TUI's runtime does: the run's
+/// messages, its stop and its task.
+fn press_enter(
+    app: &mut App,
+    target: &Arc<Target>,
+) -> (
+    mpsc::Receiver<Msg>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let commands = app.update(key(crossterm::event::KeyCode::Enter), Instant::now());
+    let [
+        Command::Run {
+            generation,
+            strategy,
+            workload,
+        },
+    ] = commands.as_slice()
+    else {
+        panic!("Enter must start a run")
+    };
+    let (tx, rx) = mpsc::channel(8192);
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(racelab::tui::run_one(
+        target.clone(),
+        settings(),
+        *strategy,
+        workload.clone(),
+        *generation,
+        tx,
+        stop.clone(),
+    ));
+    (rx, stop, handle)
+}
+
 /// Folds messages into the app until `done` says the app got what it waited for.
 async fn drive(app: &mut App, rx: &mut mpsc::Receiver<Msg>, done: impl Fn(&App) -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -75,28 +110,7 @@ async fn a_naive_run_is_seen_losing_updates_live_and_leaves_no_key() {
     let (_server, target) = open().await;
     let mut app = app(Instant::now());
     app.workload.think = Duration::from_millis(300);
-    let commands = app.update(key(crossterm::event::KeyCode::Enter), Instant::now());
-    let [
-        Command::Run {
-            generation,
-            strategy,
-            workload,
-        },
-    ] = commands.as_slice()
-    else {
-        panic!("Enter must start a run")
-    };
-    let (tx, mut rx) = mpsc::channel(8192);
-    let stop = CancellationToken::new();
-    let handle = tokio::spawn(racelab::tui::run_one(
-        target.clone(),
-        settings(),
-        *strategy,
-        workload.clone(),
-        *generation,
-        tx,
-        stop,
-    ));
+    let (mut rx, _stop, handle) = press_enter(&mut app, &target);
     drive(&mut app, &mut rx, |app| !app.busy()).await;
     handle.await.unwrap();
 
@@ -122,28 +136,7 @@ async fn quitting_mid_run_stops_it_and_deletes_its_keys() {
     let (_server, target) = open().await;
     let mut app = app(Instant::now());
     app.workload.think = Duration::from_secs(20);
-    let commands = app.update(key(crossterm::event::KeyCode::Enter), Instant::now());
-    let [
-        Command::Run {
-            generation,
-            strategy,
-            workload,
-        },
-    ] = commands.as_slice()
-    else {
-        panic!("Enter must start a run")
-    };
-    let (tx, mut rx) = mpsc::channel(8192);
-    let stop = CancellationToken::new();
-    let handle = tokio::spawn(racelab::tui::run_one(
-        target.clone(),
-        settings(),
-        *strategy,
-        workload.clone(),
-        *generation,
-        tx,
-        stop.clone(),
-    ));
+    let (mut rx, stop, handle) = press_enter(&mut app, &target);
     // Wait until the journey is in Redis and every updater is thinking.
     drive(&mut app, &mut rx, |app| {
         let run = app.run.as_ref().unwrap();

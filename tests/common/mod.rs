@@ -49,6 +49,18 @@ impl TestRedis {
             .unwrap()
     }
 
+    /// Makes ACL user `name` (password `pw`) with `rules` (`~*`, `+@all`, `-del`, …) and returns
+    /// the URL that logs in as it.
+    pub async fn acl_user(&self, name: &str, pw: &str, rules: &[&str]) -> String {
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER").arg(name).arg("on").arg(format!(">{pw}"));
+        for rule in rules {
+            cmd.arg(*rule);
+        }
+        let () = cmd.query_async(&mut self.conn().await).await.unwrap();
+        format!("redis://{name}:{pw}@127.0.0.1:{}/", self.server.port())
+    }
+
     /// Every key in the server, by SCAN (tests only: racelab itself never lists keys it does
     /// not own).
     pub async fn all_keys(&self) -> Vec<String> {
