@@ -36,6 +36,14 @@ fn assert_no_panic(output: &Output) {
     assert_ne!(output.status.code(), Some(101), "{all}");
 }
 
+/// A run that could not be made or judged: exit 2, no panic. Its stderr.
+fn exit_2(output: &Output) -> String {
+    assert_no_panic(output);
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    err
+}
+
 fn journey_file(dir: &tempfile::TempDir, json: &str) -> String {
     let path = dir.path().join("journey.json");
     std::fs::write(&path, json).unwrap();
@@ -126,12 +134,20 @@ fn a_run_where_one_update_gets_through_is_inconclusive_not_ok() {
     // Under contention, WATCH without retries lets one update through and gives up the rest:
     // nothing was tested, so there is no verdict to trust.
     let output = racelab(&["run", "-s", "watch", "--max-retries", "0"]);
-    assert_no_panic(&output);
-    let err = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    let err = exit_2(&output);
     assert!(err.contains("inconclusive: watch"), "{err}");
     assert!(err.contains("too few"), "{err}");
     assert!(text(&output.stdout).contains("INCONCLUSIVE"));
+}
+
+/// `racelab ARGS --redis-url <redis>` on a thread of its own, for a test to meddle meanwhile.
+fn run_in_background(redis: &TestRedis, args: &[&str]) -> std::thread::JoinHandle<Output> {
+    let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    args.extend(["--redis-url".to_owned(), redis.url()]);
+    std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        racelab(&args)
+    })
 }
 
 /// The run's journey key, once a run has seeded it.
@@ -157,18 +173,7 @@ async fn wait_for_journey(redis: &TestRedis) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_where_redis_refuses_every_write_is_inconclusive() {
     let redis = TestRedis::start();
-    let url = redis.url();
-    let run = std::thread::spawn(move || {
-        racelab(&[
-            "run",
-            "-s",
-            "naive",
-            "--redis-url",
-            &url,
-            "--think",
-            "400ms",
-        ])
-    });
+    let run = run_in_background(&redis, &["run", "-s", "naive", "--think", "400ms"]);
     wait_for_journey(&redis).await;
     // Every updater has read; now no write may land.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -188,9 +193,7 @@ async fn a_run_where_redis_refuses_every_write_is_inconclusive() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_no_panic(&output);
-    let err = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    let err = exit_2(&output);
     assert!(
         err.contains("inconclusive: naive: no update was acknowledged"),
         "{err}"
@@ -202,22 +205,20 @@ async fn a_run_where_redis_refuses_every_write_is_inconclusive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journey_that_vanishes_mid_run_stops_lock_like_every_strategy() {
     let redis = TestRedis::start();
-    let url = redis.url();
-    let run = std::thread::spawn(move || {
-        racelab(&[
+    let run = run_in_background(
+        &redis,
+        &[
             "run",
             "-s",
             "lock",
             "-n",
             "5",
-            "--redis-url",
-            &url,
             "--think",
             "300ms",
             "--lock-ttl",
             "10s",
-        ])
-    });
+        ],
+    );
     let journey = wait_for_journey(&redis).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     // What a FLUSHDB does to the run: the journey and its lock are gone.
@@ -230,9 +231,7 @@ async fn a_journey_that_vanishes_mid_run_stops_lock_like_every_strategy() {
         .await
         .unwrap();
     let output = run.join().unwrap();
-    assert_no_panic(&output);
-    let err = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    let err = exit_2(&output);
     assert!(err.contains("vanished during the run"), "{err}");
 }
 
@@ -293,9 +292,7 @@ fn a_full_disk_or_a_closed_stdout_is_one_sentence_and_exit_2() {
         .env_remove("REDIS_URL")
         .output()
         .unwrap();
-    assert_no_panic(&output);
-    let err = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    let err = exit_2(&output);
     assert!(err.contains("stdout is closed"), "{err}");
     // Discarding the report on purpose is fine.
     let output = racelab_cmd(&["run", "-s", "hash"])
@@ -323,15 +320,7 @@ async fn sighup_cleans_up_like_sigterm_and_every_key_has_a_safety_ttl() {
     .unwrap();
     let journey = wait_for_journey(&redis).await;
     // Every key racelab made has an expiry, before and after the updaters' writes.
-    let mut conn = redis.conn().await;
-    for key in redis.all_keys().await {
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!(ttl > 0, "{key} has no expiry ({ttl})");
-    }
+    assert_eq!(redis.keys_without_expiry().await, Vec::<String>::new());
     // SAFETY: sending SIGHUP to the child we started.
     unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
     let output = child.wait_with_output().unwrap();
@@ -359,17 +348,9 @@ async fn writes_keep_the_safety_ttl_and_keep_makes_keys_permanent() {
         assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     }
     // --keep: every key kept for as long as the user wants.
-    let mut conn = redis.conn().await;
     let keys = redis.all_keys().await;
     assert!(keys.len() > 9 * 3, "{keys:?}");
-    for key in keys {
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(ttl, -1, "{key}");
-    }
+    assert_eq!(redis.keys_without_expiry().await, keys);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,9 +452,7 @@ async fn a_users_key_where_the_lobby_goes_is_reported_and_left_untouched() {
         .await
         .unwrap();
     let output = racelab(&["worker", "--redis-url", &redis.url(), "--once"]);
-    assert_no_panic(&output);
-    let err = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    let err = exit_2(&output);
     assert!(err.contains("holds a string"), "{err}");
     assert!(!err.contains("cannot connect"), "{err}");
     let ttl: i64 = redis::cmd("PTTL")
@@ -491,9 +470,7 @@ fn each_redis_error_gets_its_own_sentence_not_cannot_connect() {
     let port = primary.server.port().to_string();
     let replica = TestRedis::start_with(&["--replicaof", "127.0.0.1", &port]);
     let output = racelab(&["run", "-s", "hash", "--redis-url", &replica.url()]);
-    assert_no_panic(&output);
-    let err = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    let err = exit_2(&output);
     assert!(err.contains("READONLY"), "{err}");
     assert!(err.contains("its primary"), "{err}");
     assert!(!err.contains("cannot connect"), "{err}");
@@ -501,9 +478,7 @@ fn each_redis_error_gets_its_own_sentence_not_cannot_connect() {
     // A cluster node named as a plain server.
     let node = TestRedis::start_with(&["--cluster-enabled", "yes"]);
     let output = racelab(&["run", "-s", "hash", "--redis-url", &node.url()]);
-    assert_no_panic(&output);
-    let err = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    let err = exit_2(&output);
     assert!(err.contains("--cluster"), "{err}");
     assert!(!err.contains("cannot connect"), "{err}");
 
@@ -518,9 +493,7 @@ fn each_redis_error_gets_its_own_sentence_not_cannot_connect() {
         "--redis-url",
         &small.url(),
     ]);
-    assert_no_panic(&output);
-    let err = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    let err = exit_2(&output);
     assert!(err.contains("maxclients"), "{err}");
     assert!(err.contains("need 20 connections"), "{err}");
     assert!(!err.contains("cannot connect"), "{err}");
@@ -530,9 +503,7 @@ fn each_redis_error_gets_its_own_sentence_not_cannot_connect() {
 fn a_run_too_big_for_the_machine_is_refused_before_it_starts() {
     // 20,000 copies of a 100,000-segment journey: far beyond any machine's memory.
     let output = racelab(&["run", "-n", "20000", "--segments", "100000"]);
-    assert_no_panic(&output);
-    let err = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    let err = exit_2(&output);
     assert!(err.contains("would need about"), "{err}");
     assert!(err.contains("fewer updaters or segments"), "{err}");
     // hash holds no copy, so the journey's size does not multiply.
@@ -596,23 +567,20 @@ async fn a_journey_deleted_and_written_back_by_a_stale_copy_is_caught() {
     // the journey is there at the end, but it is not the run's.
     for strategy in ["naive", "cas", "lock"] {
         let redis = TestRedis::start();
-        let url = redis.url();
-        let strategy_arg = strategy.to_owned();
-        let run = std::thread::spawn(move || {
-            racelab(&[
+        let run = run_in_background(
+            &redis,
+            &[
                 "run",
                 "-s",
-                &strategy_arg,
+                strategy,
                 "-n",
                 "4",
-                "--redis-url",
-                &url,
                 "--think",
                 "600ms",
                 "--lock-ttl",
                 "10s",
-            ])
-        });
+            ],
+        );
         let journey = wait_for_journey(&redis).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let mut conn = redis.conn().await;
@@ -642,9 +610,7 @@ async fn a_seed_refused_halfway_leaves_no_key_behind() {
     let redis = TestRedis::start();
     let url = acl_user(&redis, "noexpire", &["pexpire", "expire"]).await;
     let output = racelab(&["run", "-s", "naive", "--redis-url", &url]);
-    assert_no_panic(&output);
-    let err = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    let err = exit_2(&output);
     assert!(err.contains("NOPERM"), "{err}");
     assert!(!err.contains("refused the connection"), "{err}");
     assert_eq!(redis.all_keys().await, Vec::<String>::new());
@@ -656,24 +622,14 @@ async fn a_lock_whose_release_is_refused_stops_before_the_run() {
     let url = acl_user(&redis, "noscript", &["evalsha", "eval"]).await;
     let started = Instant::now();
     let output = racelab(&["run", "-s", "lock", "-n", "5", "--redis-url", &url]);
-    assert_no_panic(&output);
-    let err = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    let err = exit_2(&output);
     assert!(err.contains("NOPERM"), "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "it waited out lock ttls"
     );
     // The lock taken to try the release has an expiry of its own.
-    let mut conn = redis.conn().await;
-    for key in redis.all_keys().await {
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!(ttl > 0, "{key} has no expiry");
-    }
+    assert_eq!(redis.keys_without_expiry().await, Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -696,15 +652,7 @@ async fn a_worker_leaves_no_key_without_an_expiry() {
     }
     worker.kill().unwrap();
     worker.wait().unwrap();
-    let mut conn = redis.conn().await;
-    for key in redis.all_keys().await {
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!(ttl > 0, "{key} has no expiry");
-    }
+    assert_eq!(redis.keys_without_expiry().await, Vec::<String>::new());
 }
 
 #[test]

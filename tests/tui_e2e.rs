@@ -34,6 +34,40 @@ impl Tmux {
             .expect("tmux must be installed for the end-to-end test (.ci/run installs it)")
     }
 
+    /// Runs `command` through `sh -c` in a 100×30 pane named `e2e`.
+    fn start(&self, command: &str) -> Output {
+        self.run(&[
+            "new-session",
+            "-d",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            "-s",
+            "e2e",
+            "sh",
+            "-c",
+            command,
+        ])
+    }
+
+    /// The pid of the racelab the pane's shell started.
+    fn racelab(&self) -> u32 {
+        let shell: u32 = String::from_utf8_lossy(
+            &self
+                .run(&["display-message", "-p", "-t", "e2e", "#{pane_pid}"])
+                .stdout,
+        )
+        .trim()
+        .parse()
+        .expect("tmux names the pane's process");
+        children(shell)
+            .into_iter()
+            .find(|(_, comm)| comm == "racelab")
+            .map(|(pid, _)| pid)
+            .expect("racelab runs in the pane")
+    }
+
     fn capture(&self) -> String {
         String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "e2e"]).stdout).into_owned()
     }
@@ -108,19 +142,7 @@ fn racelab_shows_lost_updates_and_quits_cleanly() {
         exit_file.display()
     );
     let tmux = Tmux::new();
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "-s",
-        "e2e",
-        "sh",
-        "-c",
-        &command,
-    ]);
+    let started = tmux.start(&command);
     assert!(
         started.status.success(),
         "tmux new-session failed: {}",
@@ -130,19 +152,7 @@ fn racelab_shows_lost_updates_and_quits_cleanly() {
         s.contains("idle: press Enter to run naive")
     });
 
-    let shell: u32 = String::from_utf8_lossy(
-        &tmux
-            .run(&["display-message", "-p", "-t", "e2e", "#{pane_pid}"])
-            .stdout,
-    )
-    .trim()
-    .parse()
-    .expect("tmux names the pane's process");
-    let racelab = children(shell)
-        .into_iter()
-        .find(|(_, comm)| comm == "racelab")
-        .map(|(pid, _)| pid)
-        .expect("racelab runs in the pane");
+    let racelab = tmux.racelab();
     let redis: Vec<u32> = children(racelab)
         .into_iter()
         .filter(|(_, comm)| comm.starts_with("redis-server"))
@@ -308,36 +318,12 @@ fn closing_the_terminal_mid_run_ends_racelab_and_deletes_its_keys() {
         redis.url()
     );
     let tmux = Tmux::new();
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "-s",
-        "e2e",
-        "sh",
-        "-c",
-        &command,
-    ]);
+    let started = tmux.start(&command);
     assert!(started.status.success());
     tmux.wait_for("the idle screen", Duration::from_secs(20), |s| {
         s.contains("idle: press Enter to run naive")
     });
-    let shell: u32 = String::from_utf8_lossy(
-        &tmux
-            .run(&["display-message", "-p", "-t", "e2e", "#{pane_pid}"])
-            .stdout,
-    )
-    .trim()
-    .parse()
-    .expect("tmux names the pane's process");
-    let racelab = children(shell)
-        .into_iter()
-        .find(|(_, comm)| comm == "racelab")
-        .map(|(pid, _)| pid)
-        .expect("racelab runs in the pane");
+    let racelab = tmux.racelab();
     tmux.run(&["send-keys", "-t", "e2e", "Enter"]);
     tmux.wait_for("the run", Duration::from_secs(10), |s| {
         s.contains("running naive")

@@ -61,6 +61,23 @@ impl TestRedis {
         format!("redis://{name}:{pw}@127.0.0.1:{}/", self.server.port())
     }
 
+    /// The keys that have no expiry (PTTL -1): racelab gives every key it writes one.
+    pub async fn keys_without_expiry(&self) -> Vec<String> {
+        let mut conn = self.conn().await;
+        let mut found = Vec::new();
+        for key in self.all_keys().await {
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if ttl == -1 {
+                found.push(key);
+            }
+        }
+        found
+    }
+
     /// Every key in the server, by SCAN (tests only: racelab itself never lists keys it does
     /// not own).
     pub async fn all_keys(&self) -> Vec<String> {
