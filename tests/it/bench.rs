@@ -2,11 +2,9 @@
 //! really sends, and stood beside redis-benchmark on the same server. (No timing assertions:
 //! performance figures belong to the benchmark's output, not to tests.)
 
-mod common;
-
 use std::process::Command;
 
-use common::TestRedis;
+use crate::common::TestRedis;
 
 #[test]
 fn bench_reports_every_cell_with_commands_per_update_and_yardsticks() {

@@ -2,13 +2,11 @@
 //! the screen, press q; the exit code is 0 and the private redis-server is gone. With
 //! `--workers 2`, two `racelab worker` processes run the updaters and leave when the TUI quits.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestRedis;
+use crate::common::TestRedis;
 
 struct Tmux {
     socket: String,

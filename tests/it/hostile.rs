@@ -2,12 +2,10 @@
 //! what racelab wrote, closed pipes and full disks, signals, junk in the environment. A verdict CI
 //! trusts must never fail a fix that works, pass a run that tested nothing, or panic.
 
-mod common;
-
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestRedis;
+use crate::common::TestRedis;
 
 fn racelab_cmd(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_racelab"));

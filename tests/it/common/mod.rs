@@ -299,7 +299,7 @@ pub fn assert_intact(result: &RunResult, workload: &Workload) {
 /// Fails unless `report` validates against `assets/report.schema.json`.
 pub fn assert_schema(report: &serde_json::Value) {
     let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../assets/report.schema.json")).unwrap();
+        serde_json::from_str(include_str!("../../../assets/report.schema.json")).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator
         .iter_errors(report)

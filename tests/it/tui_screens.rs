@@ -3,8 +3,6 @@
 //! text snapshot in `tests/snapshots/` (`UPDATE_SNAPSHOTS=1 cargo test --test tui_screens`
 //! rewrites them after an intended change; review the diff).
 
-mod tui_support;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -14,7 +12,7 @@ use racelab::tui::ui;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-use tui_support::*;
+use crate::tui_support::*;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
 

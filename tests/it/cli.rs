@@ -1,11 +1,11 @@
 //! The binary as CI uses it: exit codes, the JSON report against its schema, `--output`, and one
 //! clear sentence for every kind of bad input.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 
-use common::TestRedis;
+use crate::common::TestRedis;
 
 fn racelab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_racelab"))

@@ -2,7 +2,7 @@
 //! its verdict stays honest when connections die, servers pause or vanish, and it refuses bad
 //! input and bad transports with one clear sentence.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{SAFE, TestRedis, run, workload};
+use crate::common::{SAFE, TestRedis, run, workload};
 use racelab::Strategy;
 
 fn racelab() -> Command {

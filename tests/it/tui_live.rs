@@ -1,8 +1,6 @@
 //! The TUI's runtime against a real redis-server, without a terminal: a naive run seen live by
 //! the observer, a quit in the middle of a run, and a comparison.
 
-mod tui_support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +15,7 @@ use racelab::tui::story::Story;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use tui_support::*;
+use crate::tui_support::*;
 
 const PREFIX: &str = "racelab-tui-test";
 

@@ -1,13 +1,13 @@
 //! The seed challenge's two tests, ported for every strategy, and the proof that the safe ones
 //! hold under repetition and contention. Every test runs against its own real redis-server.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use std::sync::Arc;
 
-use common::{SAFE, TestRedis, assert_intact, repeat, run, seed_workload, workload};
+use crate::common::{SAFE, TestRedis, assert_intact, repeat, run, seed_workload, workload};
 use racelab::JourneyService;
 use racelab::{Journey, UPDATE_STATUSES};
 use racelab::{Strategy, UpdateStatus};

@@ -3,12 +3,12 @@
 //! must still lose on naive and every fix must still hold, with scripts, functions and WATCH
 //! routed to the primary that owns the journey's slot.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{SAFE, TestCluster, assert_intact, run, seed_workload, workload};
+use crate::common::{SAFE, TestCluster, assert_intact, run, seed_workload, workload};
 use racelab::Strategy;
 
 /// The slot Redis Cluster gives `key` (CRC16/XMODEM of its hash tag, mod 16384), computed here

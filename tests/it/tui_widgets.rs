@@ -1,6 +1,6 @@
 //! The screen's parts drawn into a `Buffer`: the grid, the lanes, the story, bars.
 
-mod tui_support;
+use crate::tui_support;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::Line;
 
-use tui_support::screen_text;
+use crate::tui_support::screen_text;
 
 const PLAIN: Theme = Theme { color: false };
 

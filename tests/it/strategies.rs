@@ -2,13 +2,13 @@
 //! that `watch` really retries, that scripts and functions survive being flushed mid-run, and that
 //! the history file tells the same story as the report.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestRedis, assert_intact, run, workload};
+use crate::common::{TestRedis, assert_intact, run, workload};
 use racelab::Journey;
 use racelab::JourneyService;
 use racelab::{Strategy, UpdateStatus};

@@ -1,6 +1,6 @@
 //! The TUI's state and update, without a terminal: keys, runs, live losses, the comparison.
 
-mod tui_support;
+use crate::tui_support;
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use racelab::tui::run_view::RunState;
 use racelab::tui::story::Story;
 use racelab::tui::theme::Look;
 
-use tui_support::*;
+use crate::tui_support::*;
 
 #[test]
 fn enter_runs_the_selected_strategy_on_the_selected_workload() {

@@ -1,14 +1,12 @@
 //! Distributed updaters: `racelab worker` processes joined by `racelab run --workers K`, against
 //! a real redis-server (and a real cluster). Every process here is the real binary.
 
-mod common;
-
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestCluster, TestRedis, assert_schema};
+use crate::common::{TestCluster, TestRedis, assert_schema};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_racelab");
