@@ -1,6 +1,6 @@
 //! Whole screens on a `TestBackend` at 80×24 and 120×40: idle, mid-run, after a naive run with
 //! losses, the comparison and the help. Each is checked for what it must say, and against a plain
-//! text snapshot in `tests/snapshots/` (`UPDATE_SNAPSHOTS=1 cargo test --test tui_screens`
+//! text snapshot in `tests/snapshots/` (`UPDATE_SNAPSHOTS=1 cargo test --test it tui_screens`
 //! rewrites them after an intended change; review the diff).
 
 use std::path::PathBuf;
