@@ -45,8 +45,11 @@ pub(super) async fn renew_expiry(
     keys: &Keys,
     journey: &Journey,
     only_if_set: bool,
+    expiry: Duration,
 ) -> std::convert::Infallible {
-    let ttl = SAFETY_TTL.as_millis() as i64;
+    let ttl = expiry.as_millis() as i64;
+    // Most runs end long before the first renewal: the key list is only made for those that don't.
+    tokio::time::sleep(expiry / 4).await;
     // Not the lock: its own short ttl is the lesson of `lock`. Not the events stream: the crew
     // keeps its expiry.
     let (lock, events) = (keys.lock(), keys.events());
@@ -56,7 +59,6 @@ pub(super) async fn renew_expiry(
         .filter(|key| *key != lock && *key != events)
         .collect();
     loop {
-        tokio::time::sleep(SAFETY_TTL / 4).await;
         for chunk in all.chunks(1000) {
             let mut pipe = redis::pipe();
             for key in chunk {
@@ -70,6 +72,7 @@ pub(super) async fn renew_expiry(
             }
             let _: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
         }
+        tokio::time::sleep(expiry / 4).await;
     }
 }
 
@@ -207,3 +210,59 @@ pub(super) async fn cleanup(conn: &mut Conn, keys: &Keys, journey: &Journey) -> 
 
 /// Attempts at reading the final state back, for a connection that is reconnecting.
 const FINAL_READ_ATTEMPTS: u32 = 3;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::RedisServer;
+
+    /// Renewal keeps a long run's keys alive past their first expiry, and leaves a key written
+    /// back without one as it is (so `written_back` can tell).
+    #[tokio::test]
+    async fn renewal_keeps_a_long_runs_keys_and_no_more() {
+        let Ok(server) = RedisServer::start() else {
+            panic!("redis-server must be installed for the tests");
+        };
+        let target = Target::open(Some(&server.url()), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut conn = target.connection().await.unwrap();
+        let journey = Journey::seed_fixture().unwrap().with_segments(2);
+        let keys = Keys::new("racelab-test", "0a1b2c3d", &journey.id);
+        let expiry = Duration::from_millis(400);
+        let () = redis::pipe()
+            .cmd("SET")
+            .arg(keys.journey())
+            .arg("{}")
+            .arg("PX")
+            .arg(400)
+            .ignore()
+            .cmd("SET")
+            .arg(keys.version())
+            .arg(0)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let renew = renew_expiry(conn.clone(), &keys, &journey, true, expiry);
+        // Three expiries long: without renewal the journey would be gone twice over.
+        let _ = tokio::time::timeout(Duration::from_millis(1200), renew).await;
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(keys.journey())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "the journey's expiry was not renewed ({ttl})");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(keys.version())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(ttl, -1, "a key without expiry got one");
+        assert!(
+            written_back(Strategy::Naive, &mut conn, &keys)
+                .await
+                .is_none()
+        );
+    }
+}

@@ -152,6 +152,7 @@ pub async fn run_as(
             &keys,
             journey,
             target.major_version().is_some_and(|major| major >= 7),
+            SAFETY_TTL,
         ) => match never {},
     };
 
