@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::journey::{Journey, SegmentState};
-use crate::keys::{Keys, SAFETY_TTL};
+use crate::keys::Keys;
 use crate::redis_errors::{is_refusal, is_transient};
 use crate::strategy::Strategy;
 use crate::strategy::storage::StorageError;
