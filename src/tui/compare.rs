@@ -34,6 +34,8 @@ pub struct CompareRow {
     pub applied: u64,
     pub lost: u64,
     pub duration: Duration,
+    /// The run tested too little for a verdict (`truth::inconclusive`): too few updates made.
+    pub inconclusive: bool,
     /// Wall time it started, for the live throughput of the running row.
     started: Option<Instant>,
 }
@@ -79,6 +81,7 @@ impl CompareView {
                 applied: 0,
                 lost: 0,
                 duration: Duration::ZERO,
+                inconclusive: false,
                 started: None,
             })
             .collect();
@@ -107,6 +110,8 @@ impl CompareView {
     }
 
     pub(super) fn on_finished(&mut self, strategy: Strategy, result: Result<RunResult, String>) {
+        let total = self.workload.total_updates();
+        let expects_loss = strategy.loses_updates(&self.workload.shape()) == Some(true);
         let Some(row) = self.row(strategy) else {
             return;
         };
@@ -117,6 +122,9 @@ impl CompareView {
                 row.state = RowState::Failed(format!("no verdict: {reason}"));
             }
             Ok(result) => {
+                row.inconclusive =
+                    crate::truth::inconclusive(&result.tally, &result.truth, total, expects_loss)
+                        .is_some();
                 row.applied = result.truth.applied;
                 row.lost = result.truth.lost;
                 row.duration = result.tally.last_at;
@@ -215,6 +223,8 @@ pub fn draw(area: Rect, buf: &mut Buffer, view: &CompareView, now: Instant, them
             RowState::Waiting => ("waiting", theme.dim()),
             RowState::Running => ("running", theme.busy()),
             RowState::Done if row.lost > 0 => ("✗ lost", theme.bad()),
+            // Too few updates made for any verdict (README "Exit codes": inconclusive).
+            RowState::Done if row.inconclusive => ("? too few", theme.busy()),
             // Nothing lost, but not everything made: say so rather than a plain "intact".
             RowState::Done if row.tally.give_ups > 0 => ("✓ partial", theme.busy()),
             RowState::Done => ("✓ intact", theme.good()),

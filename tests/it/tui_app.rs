@@ -651,3 +651,35 @@ fn a_run_where_no_update_was_acknowledged_is_inconclusive_on_screen_too() {
     );
     assert!(!verdict.contains("none lost"), "{verdict}");
 }
+
+#[test]
+fn a_compared_strategy_that_made_too_few_updates_is_not_called_intact() {
+    let base = Instant::now();
+    let mut app = app(base);
+    let commands = app.update(ch('c'), base);
+    let [Command::Compare { generation, .. }] = commands.as_slice() else {
+        panic!("c must start a comparison")
+    };
+    let generation = *generation;
+    for (strategy, made) in [(Strategy::Fenced, 1), (Strategy::Hash, 20)] {
+        app.update(
+            Msg::CompareStarted {
+                generation,
+                strategy,
+            },
+            base,
+        );
+        app.update(
+            Msg::CompareFinished {
+                generation,
+                strategy,
+                result: Ok(intact_result(strategy, made, 0)),
+            },
+            base,
+        );
+    }
+    let view = app.compare.as_ref().unwrap();
+    let row = |s: Strategy| view.rows.iter().find(|r| r.strategy == s).unwrap();
+    assert!(row(Strategy::Fenced).inconclusive, "1 of 20 made");
+    assert!(!row(Strategy::Hash).inconclusive, "20 of 20 made");
+}
