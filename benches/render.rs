@@ -32,6 +32,7 @@ fn main() {
             max_retries: 100,
         },
         deadline: None,
+        schedule: None,
     };
     let target = TargetInfo {
         display: "redis://127.0.0.1:6379/".into(),

@@ -144,11 +144,13 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
                     max_retries: args.max_retries,
                 },
                 deadline: Some(args.duration),
+                schedule: None,
             };
             // The same run with no time to update measures what setting up costs (connections,
             // seeding, read-back, cleanup), to take it off the real one.
             let setup = Workload {
                 deadline: Some(Duration::ZERO),
+                schedule: None,
                 ..workload.clone()
             };
             let (_, base) =

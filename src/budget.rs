@@ -118,6 +118,7 @@ mod tests {
                 max_retries: 10,
             },
             deadline: None,
+            schedule: None,
         }
     }
 

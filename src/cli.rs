@@ -228,6 +228,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
 
+    /// The interleaving to run: updater numbers (spaces or commas), each letting that updater take
+    /// its next step; `t` lets time pass (the lock's ttl runs out); steps left over run one at a
+    /// time in updater order.
+    #[arg(long, value_name = "\"1 2 1 2\"", value_parser = crate::schedule::Schedule::parse)]
+    pub schedule: Option<crate::schedule::Schedule>,
+
     /// What the verdict expects: auto (naive loses when it can race, fixes don't), lost, intact.
     #[arg(long, value_enum, default_value_t = Expect::Auto)]
     pub expect: Expect,
@@ -455,6 +461,7 @@ impl Options {
                 max_retries: self.max_retries,
             },
             deadline: None,
+            schedule: None,
         })
     }
 

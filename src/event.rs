@@ -158,6 +158,8 @@ pub struct Probe {
     read_at: Option<Duration>,
     seen: Option<Seen>,
     written_count: Option<u64>,
+    /// In a scheduled run, the gate every step waits at (`--schedule`); `None` runs free.
+    gate: Option<Arc<crate::schedule::Gate>>,
 }
 
 impl Probe {
@@ -171,6 +173,21 @@ impl Probe {
             read_at: None,
             seen: None,
             written_count: None,
+            gate: None,
+        }
+    }
+
+    /// Every step waits at `gate` until the schedule lets it through.
+    pub(crate) fn with_gate(mut self, gate: Option<Arc<crate::schedule::Gate>>) -> Probe {
+        self.gate = gate;
+        self
+    }
+
+    /// Before one step (one Redis round trip) of an update: in a scheduled run, waits for the
+    /// schedule's turn; free running, nothing.
+    pub async fn step(&self) {
+        if let Some(gate) = &self.gate {
+            gate.pass(self.updater).await;
         }
     }
 
@@ -247,7 +264,9 @@ impl Probe {
         }
     }
 
+    /// The read step begins (it waits for its turn in a scheduled run).
     pub async fn reading(&mut self) {
+        self.step().await;
         self.emit(EventKind::Reading { round: self.round }).await;
     }
 
@@ -263,7 +282,9 @@ impl Probe {
         .await;
     }
 
+    /// The write step begins (it waits for its turn in a scheduled run).
     pub async fn writing(&mut self) {
+        self.step().await;
         self.emit(EventKind::Writing { round: self.round }).await;
     }
 

@@ -140,6 +140,17 @@ impl History {
             let text = serde_json::to_string(&line).unwrap_or_default();
             writeln!(out, "{text}").map_err(|e| history_error(&self.path, e))?;
         }
+        // The interleaving the run followed (`--schedule`).
+        if let Some(schedule) = &workload.schedule {
+            let line = ScheduleLine {
+                strategy: result.strategy.name(),
+                t_us,
+                kind: "schedule",
+                schedule: schedule.to_string(),
+            };
+            let text = serde_json::to_string(&line).unwrap_or_default();
+            writeln!(out, "{text}").map_err(|e| history_error(&self.path, e))?;
+        }
         // Which worker ran which updaters, when workers ran them (`--workers`).
         for share in &result.workers {
             let line = WorkerLine {
@@ -153,6 +164,15 @@ impl History {
         }
         out.flush().map_err(|e| history_error(&self.path, e))
     }
+}
+
+/// A `schedule` line: the interleaving the run followed, as `--schedule` takes it.
+#[derive(serde::Serialize)]
+struct ScheduleLine<'a> {
+    strategy: &'a str,
+    t_us: u64,
+    kind: &'static str,
+    schedule: String,
 }
 
 /// A `worker` line: the share of one worker of the run, as in the report.

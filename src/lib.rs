@@ -31,6 +31,7 @@
 //! - `engine/`: one strategy, one workload: `mod.rs` runs it (and races remote updaters through
 //!   the `RemoteUpdaters` seam), `lifecycle.rs` seeds, renews, reads back and deletes the run's
 //!   keys, `local.rs` drives this process's updaters.
+//! - `schedule`: chosen interleavings: `--schedule`, and the gate before every step.
 //! - `truth`: acknowledged, applied, lost, unknown; who erased each lost update; inconclusive.
 //! - `budget`: how much memory a run will take, and whether the machine has it.
 //!
@@ -61,6 +62,7 @@ mod output;
 mod redis_errors;
 mod report;
 mod roster;
+mod schedule;
 mod server;
 mod service;
 mod strategy;
@@ -78,6 +80,7 @@ pub use journey::{Journey, SegmentState, UPDATE_STATUSES, update_status};
 pub use output::guard_standard_streams;
 pub use report::{Expect, Expected};
 pub use roster::WorkerShare;
+pub use schedule::{Schedule, Token};
 pub use server::{RedisCluster, RedisServer};
 pub use service::JourneyService;
 pub use strategy::{Strategy, UpdateStatus};

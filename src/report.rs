@@ -103,6 +103,9 @@ pub struct RunReport {
     pub segments: u32,
     pub rounds: u32,
     pub think_ms: f64,
+    /// The interleaving the run followed (`--schedule`), as `--schedule` takes it; `null` when
+    /// the updaters ran free.
+    pub schedule: Option<String>,
     pub acknowledged: u64,
     /// `null` when the final state could not be read: nobody can say.
     pub applied: Option<u64>,
@@ -167,6 +170,7 @@ impl RunReport {
             segments: workload.segments(),
             rounds: workload.rounds,
             think_ms: ms(workload.think),
+            schedule: workload.schedule.as_ref().map(ToString::to_string),
             acknowledged: tally.acknowledged,
             applied: verified.then_some(result.truth.applied),
             lost: verified.then_some(result.truth.lost),
@@ -315,6 +319,12 @@ impl Report {
                     first.think_ms / 1000.0
                 )),
             );
+            if let Some(schedule) = &first.schedule {
+                let _ = writeln!(
+                    out,
+                    "schedule {schedule} (steps left over ran one at a time, in updater order)"
+                );
+            }
             for share in &first.workers {
                 let _ = writeln!(out, "  {}", share.describe());
             }

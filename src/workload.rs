@@ -28,6 +28,9 @@ pub struct Workload {
     /// When set, updaters start no new update this long after the release (`bench` runs for a
     /// time rather than a number of rounds).
     pub deadline: Option<Duration>,
+    /// When set, the interleaving the updaters' steps follow (`--schedule`); else they run free.
+    #[serde(default)]
+    pub schedule: Option<crate::schedule::Schedule>,
 }
 
 impl Workload {
@@ -52,6 +55,7 @@ impl Workload {
             think: self.think,
             jitter: self.jitter,
             lock_ttl: self.tuning.lock_ttl,
+            scheduled: self.schedule.is_some(),
         }
     }
 }
@@ -80,4 +84,6 @@ pub struct RaceShape {
     pub think: Duration,
     pub jitter: f64,
     pub lock_ttl: Duration,
+    /// The interleaving is chosen (`--schedule`), not timing's.
+    pub scheduled: bool,
 }

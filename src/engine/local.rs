@@ -15,6 +15,7 @@ use crate::event::{Event, EventKind, Outcome, Probe, WriteScope};
 use crate::journey::update_status;
 use crate::keys::Keys;
 use crate::lease::Lease;
+use crate::schedule::{Gate, Schedule};
 use crate::strategy::{Op, Strategy, UpdateStatus, Updater};
 use crate::target::{Conn, Target};
 use crate::workload::Workload;
@@ -25,6 +26,10 @@ pub(crate) struct Share {
     tasks: tokio::task::JoinSet<()>,
     release: watch::Sender<Option<std::time::Instant>>,
     stopped: Arc<std::sync::Mutex<Option<String>>>,
+    /// In a scheduled run (`--schedule`), the gate every step waits at, the schedule that opens
+    /// it, and the lock's ttl for its `t` tokens.
+    scheduled: Option<(Arc<Gate>, Schedule, std::time::Duration)>,
+    stop: CancellationToken,
 }
 
 impl Share {
@@ -49,6 +54,13 @@ impl Share {
         let silence = Arc::new(Silence::new(target.timeout()));
         let mut tasks = tokio::task::JoinSet::new();
         let needed = updaters.len();
+        let scheduled = workload.schedule.clone().map(|schedule| {
+            (
+                Arc::new(Gate::new(workload.updaters)),
+                schedule,
+                workload.tuning.lock_ttl,
+            )
+        });
         for i in updaters {
             let updater = match Updater::new(strategy, conn, target, workload.tuning).await {
                 Ok(updater) => updater,
@@ -66,6 +78,7 @@ impl Share {
                 silence: silence.clone(),
                 phases,
                 lease: lease.clone(),
+                gate: scheduled.as_ref().map(|(gate, _, _)| gate.clone()),
             };
             tasks.spawn(task.run(released.clone()));
         }
@@ -73,7 +86,27 @@ impl Share {
             tasks,
             release,
             stopped,
+            scheduled,
+            stop,
         })
+    }
+
+    /// In a scheduled run, opens the gates as the schedule says until every updater is done; a
+    /// token that cannot be taken stops the run and says why. Free running, nothing to do.
+    pub(crate) async fn drive(&self) {
+        let Some((gate, schedule, ttl)) = &self.scheduled else {
+            return;
+        };
+        let driven = tokio::select! {
+            driven = gate.drive(schedule, *ttl) => driven,
+            () = self.stop.cancelled() => Ok(()),
+        };
+        if let Err(reason) = driven {
+            if let Ok(mut stopped) = self.stopped.lock() {
+                stopped.get_or_insert(reason);
+            }
+            self.stop.cancel();
+        }
     }
 
     /// Releases every updater of the share at once; event times are measured from now.
@@ -152,6 +185,8 @@ struct UpdaterTask {
     phases: bool,
     /// A worker's hold on the run: once lapsed, no more writes.
     lease: Option<Arc<Lease>>,
+    /// The gate every step waits at in a scheduled run.
+    gate: Option<Arc<Gate>>,
 }
 
 /// How long Redis has gone without answering any updater. A fault that passes (a killed
@@ -186,7 +221,16 @@ impl Silence {
 }
 
 impl UpdaterTask {
-    async fn run(mut self, mut released: watch::Receiver<Option<std::time::Instant>>) {
+    async fn run(mut self, released: watch::Receiver<Option<std::time::Instant>>) {
+        let gate = self.gate.clone();
+        self.updates(released).await;
+        // Done, or stopped: the schedule's driver no longer waits for this updater.
+        if let Some(gate) = gate {
+            gate.finished(self.index);
+        }
+    }
+
+    async fn updates(&mut self, mut released: watch::Receiver<Option<std::time::Instant>>) {
         let start = match released.wait_for(Option::is_some).await {
             Ok(start) => start.unwrap_or_else(std::time::Instant::now),
             Err(_) => return,
@@ -201,7 +245,8 @@ impl UpdaterTask {
                 .seed
                 .wrapping_add(u64::from(self.index).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         );
-        let mut probe = Probe::new(Some(self.tx.clone()), start, self.index);
+        let mut probe =
+            Probe::new(Some(self.tx.clone()), start, self.index).with_gate(self.gate.clone());
         if !self.phases {
             probe = probe.without_phases();
         }

@@ -259,7 +259,7 @@ async fn race(
             // Completion is every updater's sender gone: drop ours so the collector can end.
             drop(tx);
             share.release();
-            collect.await;
+            tokio::join!(share.drive(), collect);
             (share.finish().await, Vec::new())
         }
         Some(remote) => {

@@ -26,6 +26,7 @@ impl Kind for Cas {
     const FACTS: Facts = Facts {
         name: "cas",
         how: "read version + journey, think, compare-and-set script; retry",
+        steps: &["read (MGET version, journey)", "compare-and-set (EVALSHA)"],
         storage: Storage::Document,
         scope: WriteScope::Journey,
         cjson: false,

@@ -32,6 +32,7 @@ impl Kind for Fenced {
     const FACTS: Facts = Facts {
         name: "fenced",
         how: "lock + INCR fencing token; a write with an old token is refused",
+        steps: &["acquire (SET NX PX, INCR fence)", "read (GET)", "write (EVALSHA fenced write)", "release (EVALSHA unlock)"],
         storage: Storage::Document,
         scope: WriteScope::Journey,
         cjson: false,
@@ -59,6 +60,7 @@ impl Kind for Fenced {
         loop {
             let lock = acquire(&mut self.conn, op, probe, self.tuning).await?;
             let attempt = self.attempt(op, probe).await;
+            probe.step().await;
             release(&mut self.conn, op, &lock).await;
             if let Some(result) = attempt.transpose() {
                 return result;

@@ -77,6 +77,7 @@ impl Kind for Function {
     const FACTS: Facts = Facts {
         name: "function",
         how: "the read-modify-write as a Redis 7 Function (FCALL)",
+        steps: &["update (FCALL)"],
         storage: Storage::Document,
         scope: WriteScope::Journey,
         cjson: true,

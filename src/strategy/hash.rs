@@ -17,6 +17,7 @@ impl Kind for Hash {
     const FACTS: Facts = Facts {
         name: "hash",
         how: "HSET the segment's status and HINCRBY its count in one MULTI",
+        steps: &["write (MULTI/HSET/HINCRBY/EXEC)"],
         storage: Storage::Hash,
         scope: WriteScope::Segment,
         cjson: false,

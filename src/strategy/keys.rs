@@ -21,6 +21,7 @@ impl Kind for SegmentKeys {
     const FACTS: Facts = Facts {
         name: "keys",
         how: "GET the segment's own key, change it, think, SET it back",
+        steps: &["read (GET its segment)", "write (SET its segment)"],
         storage: Storage::Keys,
         scope: WriteScope::Segment,
         cjson: false,

@@ -56,6 +56,7 @@ impl Kind for Lock {
     const FACTS: Facts = Facts {
         name: "lock",
         how: "SET lock NX PX ttl, read-modify-write, compare-and-delete unlock",
+        steps: &["acquire (SET NX PX)", "read (GET)", "write (SET)", "release (EVALSHA unlock)"],
         storage: Storage::Document,
         scope: WriteScope::Journey,
         cjson: false,
@@ -77,6 +78,7 @@ impl Kind for Lock {
     ) -> Result<UpdateStatus, UpdateError> {
         let token = acquire(&mut self.conn, op, probe, self.tuning).await?;
         let result = super::naive::read_modify_write(&mut self.conn, op, probe).await;
+        probe.step().await;
         release(&mut self.conn, op, &token).await;
         result
     }
@@ -95,6 +97,9 @@ pub(super) async fn acquire(
     let ttl_ms = tuning.lock_ttl.as_millis().max(1) as u64;
     let mut retries = 0;
     loop {
+        // Each try for the lock is a step of its own: in a schedule, a busy lock is retried
+        // when the updater's turn comes again.
+        probe.step().await;
         let taken: redis::RedisResult<Option<String>> = redis::cmd("SET")
             .arg(op.keys.lock())
             .arg(&token)

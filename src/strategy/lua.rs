@@ -27,6 +27,7 @@ impl Kind for Lua {
     const FACTS: Facts = Facts {
         name: "lua",
         how: "the whole read-modify-write in one Lua script (EVALSHA)",
+        steps: &["update (EVALSHA)"],
         storage: Storage::Document,
         scope: WriteScope::Journey,
         cjson: true,

@@ -33,6 +33,8 @@ pub struct Facts {
     pub name: &'static str,
     /// One line on how an update is made.
     pub how: &'static str,
+    /// Its steps, one Redis round trip each: what a `--schedule` token lets an updater take.
+    pub steps: &'static [&'static str],
     /// How it lays the journey out in Redis, which decides seeding and reading back.
     pub storage: Storage,
     /// What one of its writes replaces, for attributing lost updates.
@@ -209,8 +211,25 @@ impl Strategy {
     }
 
     /// Whether this strategy loses updates on a workload (`--expect auto`); see [`Facts::loses`].
+    ///
+    /// A scheduled run (`--schedule`) loses exactly when its schedule makes it, whatever the
+    /// timing: a strategy that could lose under the worst timing (any think, any lock ttl)
+    /// expects either, one that could not expects intact.
     pub fn loses_updates(self, shape: &RaceShape) -> Option<bool> {
-        (self.facts().loses)(shape)
+        let loses = self.facts().loses;
+        if !shape.scheduled {
+            return loses(shape);
+        }
+        let worst = RaceShape {
+            think: Duration::from_secs(3600),
+            jitter: 0.0,
+            lock_ttl: Duration::ZERO,
+            ..*shape
+        };
+        match loses(&worst) {
+            Some(false) => Some(false),
+            _ => None,
+        }
     }
 
     /// Refuses a journey this strategy cannot store faithfully.

@@ -19,6 +19,7 @@ impl Kind for Naive {
     const FACTS: Facts = Facts {
         name: "naive",
         how: "GET the journey JSON, change one segment, think, SET it back",
+        steps: &["read (GET)", "write (SET)"],
         storage: Storage::Document,
         scope: WriteScope::Journey,
         cjson: false,

@@ -83,6 +83,7 @@ impl Kind for Watch {
     const FACTS: Facts = Facts {
         name: "watch",
         how: "WATCH, GET, think, MULTI/SET/EXEC; retry when EXEC aborts",
+        steps: &["read (WATCH, GET)", "commit (MULTI/SET/EXEC)"],
         storage: Storage::Document,
         scope: WriteScope::Journey,
         cjson: false,

@@ -9,6 +9,7 @@ mod cli;
 mod cluster;
 mod hostile;
 mod safety;
+mod schedules;
 mod seed;
 mod strategies;
 mod tui_app;

@@ -198,6 +198,7 @@ pub fn workload(updaters: u32, segments: usize, rounds: u32, think: Duration) ->
             max_retries: 10_000,
         },
         deadline: None,
+        schedule: None,
     }
 }
 

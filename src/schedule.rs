@@ -1,0 +1,247 @@
+//! Chosen interleavings (`--schedule "1 2 1 2"`, README "Schedules").
+//!
+//! Every strategy's update is a short sequence of steps, one Redis round trip each (each
+//! strategy's file names its steps). In a scheduled run every step waits at a [`Gate`] until the
+//! schedule lets that updater take it, so which updater's command reaches Redis first is the
+//! schedule's choice, not the machine's timing: a real Redis still answers, so a WATCH really
+//! aborts and a lock really expires. A free run has no gate at all.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+/// One token of a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Token {
+    /// Updater number `n` (1-based, as shown everywhere) takes its next step.
+    Step(u32),
+    /// Time passes: long enough for the lock's ttl to run out (`t`).
+    Wait,
+}
+
+/// The interleaving a scheduled run follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub tokens: Vec<Token>,
+}
+
+impl Schedule {
+    /// Parses `1 2 1 2`, `1,2,1,2` or `1 2 t 2`. Says which token is wrong.
+    pub fn parse(text: &str) -> Result<Schedule, String> {
+        let mut tokens = Vec::new();
+        for (k, word) in text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|w| !w.is_empty())
+            .enumerate()
+        {
+            let token = match word {
+                "t" | "T" => Token::Wait,
+                _ => match word.parse::<u32>() {
+                    Ok(n) if n >= 1 => Token::Step(n),
+                    _ => {
+                        return Err(format!(
+                            "token {} of the schedule, '{word}', is neither an updater number (1, 2, …) nor t (time passes)",
+                            k + 1
+                        ));
+                    }
+                },
+            };
+            tokens.push(token);
+        }
+        if tokens.is_empty() {
+            return Err(
+                "the schedule is empty; list updater numbers, e.g. --schedule \"1 2 1 2\""
+                    .to_owned(),
+            );
+        }
+        Ok(Schedule { tokens })
+    }
+
+    /// Refuses a token for an updater the run does not have.
+    pub fn check(&self, updaters: u32) -> Result<(), String> {
+        for (k, token) in self.tokens.iter().enumerate() {
+            if let Token::Step(n) = token
+                && *n > updaters
+            {
+                return Err(format!(
+                    "token {} of the schedule names updater #{n}, and the run has {updaters}; use numbers from 1 to {updaters} (or more updaters with -n)",
+                    k + 1
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    /// The form `--schedule` takes back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let words: Vec<String> = self
+            .tokens
+            .iter()
+            .map(|t| match t {
+                Token::Step(n) => n.to_string(),
+                Token::Wait => "t".to_owned(),
+            })
+            .collect();
+        f.write_str(&words.join(" "))
+    }
+}
+
+/// Where each updater of a scheduled run is.
+#[derive(Debug, Default)]
+struct Places {
+    /// Waiting at a gate before its next step.
+    at_gate: Vec<bool>,
+    /// Let through, and not yet through.
+    granted: Vec<bool>,
+    /// Made all its updates.
+    done: Vec<bool>,
+}
+
+impl Places {
+    /// Nobody is between two gates: the next token can be taken.
+    fn settled(&self) -> bool {
+        (0..self.done.len()).all(|u| self.at_gate[u] || self.done[u])
+    }
+}
+
+/// The gate before every step of a scheduled run's updaters, and the driver that opens it one
+/// step at a time as the schedule says.
+#[derive(Debug)]
+pub struct Gate {
+    places: Mutex<Places>,
+    changed: Notify,
+}
+
+/// How long past the lock's ttl a `t` token waits: the expiry is Redis's, on Redis's clock.
+const WAIT_MARGIN: Duration = Duration::from_millis(50);
+
+impl Gate {
+    pub fn new(updaters: u32) -> Gate {
+        let n = updaters as usize;
+        Gate {
+            places: Mutex::new(Places {
+                at_gate: vec![false; n],
+                granted: vec![false; n],
+                done: vec![false; n],
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Places) -> T) -> T {
+        let mut places = match self.places.lock() {
+            Ok(places) => places,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut places)
+    }
+
+    /// Waits until `ready` holds, without missing a change that happens meanwhile.
+    async fn until(&self, ready: impl Fn(&Places) -> bool) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.with(|p| ready(p)) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Updater `updater` (0-based) waits here before a step until the schedule lets it through.
+    pub async fn pass(&self, updater: u32) {
+        let u = updater as usize;
+        self.with(|p| p.at_gate[u] = true);
+        self.changed.notify_waiters();
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let through = self.with(|p| {
+                if p.granted[u] {
+                    p.granted[u] = false;
+                    p.at_gate[u] = false;
+                    true
+                } else {
+                    false
+                }
+            });
+            if through {
+                self.changed.notify_waiters();
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Updater `updater` made all its updates (or was stopped).
+    pub fn finished(&self, updater: u32) {
+        let u = updater as usize;
+        self.with(|p| {
+            p.done[u] = true;
+            p.at_gate[u] = false;
+        });
+        self.changed.notify_waiters();
+    }
+
+    /// Lets updater `u` take one step and waits until it is at its next gate or done.
+    async fn step(&self, u: usize) {
+        self.with(|p| p.granted[u] = true);
+        self.changed.notify_waiters();
+        self.until(|p| !p.granted[u] && (p.at_gate[u] || p.done[u]))
+            .await;
+    }
+
+    /// Opens the gates as `schedule` says, then takes the steps left one at a time in updater
+    /// order, until every updater is done. `ttl` is the lock's, for `t`. Says which token could
+    /// not be taken, if one could not.
+    pub async fn drive(&self, schedule: &Schedule, ttl: Duration) -> Result<(), String> {
+        self.until(Places::settled).await;
+        for (k, token) in schedule.tokens.iter().enumerate() {
+            match *token {
+                Token::Wait => tokio::time::sleep(ttl + WAIT_MARGIN).await,
+                Token::Step(n) => {
+                    let u = n.saturating_sub(1) as usize;
+                    if self.with(|p| p.done.get(u).copied().unwrap_or(true)) {
+                        return Err(format!(
+                            "token {} of the schedule lets updater #{n} take a step, and #{n} has already made all its updates; shorten the schedule (steps left over run by themselves)",
+                            k + 1
+                        ));
+                    }
+                    self.step(u).await;
+                }
+            }
+        }
+        loop {
+            self.until(Places::settled).await;
+            let next = self.with(|p| (0..p.done.len()).find(|&u| p.at_gate[u]));
+            match next {
+                Some(u) => self.step(u).await,
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_parse_and_say_which_token_is_wrong() {
+        let s = Schedule::parse("1 2, 1,2 t 2").unwrap();
+        assert_eq!(s.to_string(), "1 2 1 2 t 2");
+        assert!(s.check(2).is_ok());
+        let err = s.check(1).unwrap_err();
+        assert!(err.contains("token 2") && err.contains("#2"), "{err}");
+        let err = Schedule::parse("1 x 2").unwrap_err();
+        assert!(err.contains("token 2") && err.contains("'x'"), "{err}");
+        assert!(Schedule::parse("0").is_err());
+        assert!(Schedule::parse(" , ").is_err());
+    }
+}
