@@ -36,6 +36,8 @@ pub enum Action {
     Run(RunArgs),
     /// Throughput and latency of the strategies, beside redis-benchmark on the same server.
     Bench(BenchArgs),
+    /// Every interleaving of 2 or 3 updaters' steps, each run on the real Redis: which lose.
+    Prove(ProveArgs),
     /// Join runs from this process or host: run the share of updaters a `run --workers K` (or
     /// the TUI's) hands out, racing the other workers through the same Redis.
     Worker(WorkerArgs),
@@ -83,6 +85,47 @@ impl WorkerArgs {
             )),
         }
     }
+}
+
+/// Options of `racelab prove`.
+#[derive(Debug, Clone, Args)]
+pub struct ProveArgs {
+    #[arg(help = crate::strategy::STRATEGY_HELP, short, long, default_value = "all", value_parser = parse_strategies)]
+    pub strategy: StrategyList,
+
+    /// Updaters whose interleavings are tried: 2 or 3.
+    #[arg(short = 'n', long, default_value_t = 2, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(2..=3))]
+    pub updaters: u32,
+
+    /// Retries (conflict, busy lock) an update may take before it gives up: what keeps the
+    /// interleavings of retrying strategies finite.
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=5))]
+    pub retry_bound: u32,
+
+    /// The lock and fenced strategies' lock ttl: long, so no lock expires (no time passes in
+    /// prove; `run --schedule` with `t` shows an expiry).
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub lock_ttl: Duration,
+
+    /// Redis to run against; without it racelab starts a private redis-server.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Every key racelab touches starts with this prefix.
+    #[arg(long, default_value = "racelab", value_parser = parse_prefix)]
+    pub key_prefix: String,
+
+    /// How long any Redis command may take before its outcome counts as unknown.
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Write the report to this file instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Options of `racelab bench`.

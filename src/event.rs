@@ -183,6 +183,12 @@ impl Probe {
         self
     }
 
+    /// Whether a schedule orders the steps: then a pause before a retry orders nothing, and
+    /// only slows the run (`racelab prove` runs thousands of schedules).
+    pub fn scheduled(&self) -> bool {
+        self.gate.is_some()
+    }
+
     /// Before one step (one Redis round trip) of an update: in a scheduled run, waits for the
     /// schedule's turn; free running, nothing.
     pub async fn step(&self) {

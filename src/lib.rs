@@ -31,7 +31,8 @@
 //! - `engine/`: one strategy, one workload: `mod.rs` runs it (and races remote updaters through
 //!   the `RemoteUpdaters` seam), `lifecycle.rs` seeds, renews, reads back and deletes the run's
 //!   keys, `local.rs` drives this process's updaters.
-//! - `schedule`: chosen interleavings: `--schedule`, and the gate before every step.
+//! - `schedule`, `prove`: chosen interleavings (`--schedule`, the gate before every step), and
+//!   `racelab prove`, every interleaving of 2 or 3 updaters.
 //! - `truth`: acknowledged, applied, lost, unknown; who erased each lost update; inconclusive.
 //! - `budget`: how much memory a run will take, and whether the machine has it.
 //!
@@ -59,6 +60,7 @@ mod journey;
 mod keys;
 mod lease;
 mod output;
+mod prove;
 mod redis_errors;
 mod report;
 mod roster;
@@ -124,6 +126,17 @@ pub fn main(cli: Cli) -> i32 {
 async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
     let result = match cli.command {
         Some(Action::Run(args)) => headless::run(&args, cancel).await,
+        Some(Action::Prove(args)) => {
+            return match prove_command(&args, cancel).await {
+                Ok(ok) => interrupted_code(cancel).unwrap_or(if ok { 0 } else { 1 }),
+                Err(e) => {
+                    if !matches!(e, Error::Interrupted) {
+                        crate::note!("racelab: {e}");
+                    }
+                    interrupted_code(cancel).unwrap_or(e.exit_code())
+                }
+            };
+        }
         Some(Action::Bench(args)) => {
             return match bench::run(&args, cancel).await {
                 Ok(_) => interrupted_code(cancel).unwrap_or(0),
@@ -174,6 +187,24 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
             interrupted.unwrap_or(e.exit_code())
         }
     }
+}
+
+/// `racelab prove`: the report to stdout or `--output`; whether every strategy behaved as
+/// expected under every schedule.
+async fn prove_command(args: &cli::ProveArgs, cancel: &CancellationToken) -> Result<bool, Error> {
+    if args.output.is_none() {
+        output::check_stdout("prove report")?;
+    }
+    let report = prove::run(args, cancel).await?;
+    let text = report.write(args.format);
+    match &args.output {
+        Some(path) => std::fs::write(path, text).map_err(|e| Error::Output {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?,
+        None => output::stdout(&text, "prove report")?,
+    }
+    Ok(report.ok)
 }
 
 /// The TUI's exit code: 0 when the user quits, 2 when it could not be shown (no terminal, no

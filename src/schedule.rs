@@ -108,12 +108,22 @@ impl Places {
     }
 }
 
+/// One step a scheduled run took: which updater (1-based) and which were waiting to take one.
+/// The steps of a run, in order, are the schedule that ran; the waiting ones are where
+/// `racelab prove` branches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    pub updater: u32,
+    pub waiting: Vec<u32>,
+}
+
 /// The gate before every step of a scheduled run's updaters, and the driver that opens it one
 /// step at a time as the schedule says.
 #[derive(Debug)]
 pub struct Gate {
     places: Mutex<Places>,
     changed: Notify,
+    taken: Mutex<Vec<Choice>>,
 }
 
 /// How long past the lock's ttl a `t` token waits: the expiry is Redis's, on Redis's clock.
@@ -129,6 +139,15 @@ impl Gate {
                 done: vec![false; n],
             }),
             changed: Notify::new(),
+            taken: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The steps taken so far, in order.
+    pub fn taken(&self) -> Vec<Choice> {
+        match self.taken.lock() {
+            Ok(taken) => taken.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
@@ -191,6 +210,18 @@ impl Gate {
 
     /// Lets updater `u` take one step and waits until it is at its next gate or done.
     async fn step(&self, u: usize) {
+        let waiting: Vec<u32> = self.with(|p| {
+            (0..p.at_gate.len())
+                .filter(|&w| p.at_gate[w])
+                .map(|w| w as u32 + 1)
+                .collect()
+        });
+        if let Ok(mut taken) = self.taken.lock() {
+            taken.push(Choice {
+                updater: u as u32 + 1,
+                waiting,
+            });
+        }
         self.with(|p| p.granted[u] = true);
         self.changed.notify_waiters();
         self.until(|p| !p.granted[u] && (p.at_gate[u] || p.done[u]))

@@ -15,7 +15,7 @@ use crate::event::{Event, EventKind, Outcome, Probe, WriteScope};
 use crate::journey::update_status;
 use crate::keys::Keys;
 use crate::lease::Lease;
-use crate::schedule::{Gate, Schedule};
+use crate::schedule::{Choice, Gate, Schedule};
 use crate::strategy::{Op, Strategy, UpdateStatus, Updater};
 use crate::target::{Conn, Target};
 use crate::workload::Workload;
@@ -89,6 +89,13 @@ impl Share {
             scheduled,
             stop,
         })
+    }
+
+    /// The steps a scheduled run took (empty free running).
+    pub(crate) fn taken(&self) -> Vec<Choice> {
+        self.scheduled
+            .as_ref()
+            .map_or_else(Vec::new, |(gate, _, _)| gate.taken())
     }
 
     /// In a scheduled run, opens the gates as the schedule says until every updater is done; a

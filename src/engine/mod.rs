@@ -15,6 +15,7 @@ use crate::event::Event;
 use crate::journey::SegmentState;
 use crate::keys::{Keys, SAFETY_TTL};
 use crate::roster::WorkerShare;
+use crate::schedule::Choice;
 use crate::strategy::Strategy;
 use crate::target::{Conn, Target};
 use crate::truth::{Tally, Truth, verify};
@@ -88,6 +89,9 @@ pub struct RunResult {
     pub keys_left: Option<String>,
     /// Which worker ran which updaters, when a crew of workers ran them (`--workers`).
     pub workers: Vec<WorkerShare>,
+    /// The steps a scheduled run took, in order (`--schedule`, `racelab prove`); empty when the
+    /// updaters ran free.
+    pub taken: Vec<Choice>,
 }
 
 impl RunResult {
@@ -178,7 +182,7 @@ pub async fn run_as(
             )
         })
     };
-    let (tally, stopped, workers) = outcome?;
+    let (tally, stopped, workers, taken) = outcome?;
     let (states, unverified) = match final_states {
         Ok(Some(_)) if rewritten.is_some() => (Vec::new(), rewritten),
         Ok(Some(states)) if states.len() == journey.segments.len() => (states, None),
@@ -209,6 +213,7 @@ pub async fn run_as(
         unverified,
         keys_left,
         workers,
+        taken,
     })
 }
 
@@ -226,7 +231,7 @@ async fn race(
     settings: &Settings,
     watcher: Option<mpsc::Sender<Event>>,
     cancel: &CancellationToken,
-) -> Result<(Tally, Option<String>, Vec<WorkerShare>), Error> {
+) -> Result<(Tally, Option<String>, Vec<WorkerShare>, Vec<Choice>), Error> {
     let (tx, mut rx) = mpsc::channel(EVENT_CHANNEL);
     // A fatal error in one updater stops the others; so does the caller's cancellation.
     let stop = cancel.child_token();
@@ -241,6 +246,7 @@ async fn race(
             }
         }
     };
+    let mut taken = Vec::new();
     let (mut reason, shares) = match &settings.remote {
         None => {
             let share = Share::prepare(
@@ -260,6 +266,7 @@ async fn race(
             drop(tx);
             share.release();
             tokio::join!(share.drive(), collect);
+            taken = share.taken();
             (share.finish().await, Vec::new())
         }
         Some(remote) => {
@@ -271,5 +278,5 @@ async fn race(
     if reason.is_none() && cancel.is_cancelled() {
         reason = Some("interrupted".to_owned());
     }
-    Ok((tally, reason, shares))
+    Ok((tally, reason, shares, taken))
 }

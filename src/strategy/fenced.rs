@@ -77,7 +77,9 @@ impl Kind for Fenced {
                 ));
             }
             probe.retry(retries, RetryReason::Conflict).await;
-            tokio::time::sleep(backoff(retries, op.think)).await;
+            if !probe.scheduled() {
+                tokio::time::sleep(backoff(retries, op.think)).await;
+            }
         }
     }
 }

@@ -138,7 +138,9 @@ pub(super) async fn acquire(
             return Err(UpdateError::gave_up(retries - 1, "the run's time was up"));
         }
         probe.retry(retries, RetryReason::LockBusy).await;
-        tokio::time::sleep(backoff(retries, LOCK_POLL_CAP)).await;
+        if !probe.scheduled() {
+            tokio::time::sleep(backoff(retries, LOCK_POLL_CAP)).await;
+        }
     }
 }
 

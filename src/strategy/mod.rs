@@ -325,7 +325,9 @@ pub(crate) async fn after_conflict(
     probe
         .retry(retries, crate::event::RetryReason::Conflict)
         .await;
-    tokio::time::sleep(backoff(retries, op.think.max(Duration::from_millis(20)))).await;
+    if !probe.scheduled() {
+        tokio::time::sleep(backoff(retries, op.think.max(Duration::from_millis(20)))).await;
+    }
     Ok(())
 }
 

@@ -204,3 +204,121 @@ fn the_report_and_the_history_say_which_schedule_ran() {
         .count();
     assert_eq!(schedules, 2, "{lines}");
 }
+
+fn prove(args: &[&str]) -> (Output, serde_json::Value) {
+    let mut all = vec!["prove"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--format", "json"]);
+    let output = racelab(&all);
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output, report)
+}
+
+fn result<'a>(
+    report: &'a serde_json::Value,
+    strategy: &str,
+    layout: &str,
+) -> &'a serde_json::Value {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["strategy"] == strategy && r["layout"] == layout)
+        .unwrap_or_else(|| panic!("no {strategy} {layout} in {report}"))
+}
+
+#[test]
+fn prove_finds_every_losing_interleaving_of_naive_and_keys_and_none_for_the_fixes() {
+    let (output, report) = prove(&["-n", "2"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../assets/prove.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["retry_bound"], 2);
+    // Two updaters of two steps: 4!/(2!·2!) = 6 interleavings; 4 of them put both reads before
+    // a write, and the shortest of those is 1 2 1 2.
+    for layout in ["different-segments", "same-segment"] {
+        let naive = result(&report, "naive", layout);
+        assert_eq!(naive["schedules"], 6, "{naive}");
+        assert_eq!(naive["losing"], 4, "{naive}");
+        assert_eq!(naive["shortest"], "1 2 1 2", "{naive}");
+        assert_eq!(naive["expected"], "lost");
+    }
+    // keys loses only when the updaters share a segment.
+    assert_eq!(result(&report, "keys", "different-segments")["losing"], 0);
+    assert_eq!(result(&report, "keys", "same-segment")["losing"], 4);
+    // Every fix holds under every interleaving, including watch's and cas's retries.
+    for strategy in ["hash", "watch", "lua", "lock", "fenced", "cas", "function"] {
+        for layout in ["different-segments", "same-segment"] {
+            let r = result(&report, strategy, layout);
+            assert_eq!(r["losing"], 0, "{r}");
+            assert_eq!(r["ok"], true, "{r}");
+        }
+    }
+    // The retrying strategies' interleavings include their retries: more than naive's 6.
+    assert!(
+        result(&report, "watch", "same-segment")["schedules"]
+            .as_u64()
+            .unwrap()
+            > 2
+    );
+    assert!(
+        result(&report, "lock", "same-segment")["schedules"]
+            .as_u64()
+            .unwrap()
+            > 6
+    );
+}
+
+#[test]
+fn prove_with_three_updaters_counts_every_interleaving() {
+    let (output, report) = prove(&["-n", "3", "-s", "naive,hash"]);
+    assert_eq!(output.status.code(), Some(0));
+    // 6!/(2!·2!·2!) = 90 for naive's two steps each; 3! = 6 for hash's one.
+    let naive = result(&report, "naive", "different-segments");
+    assert_eq!(naive["schedules"], 90, "{naive}");
+    assert_eq!(result(&report, "hash", "same-segment")["schedules"], 6);
+    // The shortest losing schedule runs as it is with run --schedule, and loses there too.
+    let shortest = naive["shortest"].as_str().unwrap().to_owned();
+    let run = racelab(&[
+        "run",
+        "-s",
+        "naive",
+        "-n",
+        "3",
+        "--schedule",
+        &shortest,
+        "--expect",
+        "lost",
+    ]);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+#[test]
+fn prove_refuses_more_updaters_than_it_can_enumerate() {
+    let output = racelab(&["prove", "-n", "4"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--updaters"));
+}

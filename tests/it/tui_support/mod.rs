@@ -236,6 +236,7 @@ pub fn finished_naive(base: Instant) -> App {
         unverified: None,
         keys_left: None,
         workers: Vec::new(),
+        taken: Vec::new(),
     };
     app.update(
         Msg::RunFinished {
@@ -281,6 +282,7 @@ pub fn intact_result(strategy: Strategy, updates: u32, lost: u32) -> RunResult {
         unverified: None,
         keys_left: None,
         workers: Vec::new(),
+        taken: Vec::new(),
     }
 }
 
@@ -375,6 +377,7 @@ pub fn vanished_worker_run(base: Instant) -> App {
         unverified: None,
         keys_left: None,
         workers,
+        taken: Vec::new(),
     };
     app.update(
         Msg::RunFinished {

@@ -1,0 +1,298 @@
+//! `racelab prove`: every interleaving of a few updaters' steps, each run on the real Redis with
+//! fresh keys (README "Prove").
+//!
+//! A scheduled run records, at each step, which updaters were waiting to take one. Running a
+//! schedule's prefix and letting the rest run in updater order gives one complete interleaving;
+//! every other updater that was waiting at a step after the prefix is a branch not yet taken.
+//! Exploring those depth-first visits every complete interleaving exactly once (retries make the
+//! space unbounded, so each update gives up after `--retry-bound` retries, the way loom bounds
+//! preemptions).
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ProveArgs;
+use crate::engine::{self, Settings};
+use crate::error::Error;
+use crate::journey::Journey;
+use crate::report::{Expected, Format};
+use crate::schedule::{Schedule, Token};
+use crate::strategy::Strategy;
+use crate::target::Target;
+use crate::workload::{RaceShape, Tuning, Workload};
+
+/// Where the updaters work: the seed's bug is updaters on different segments of one journey;
+/// `keys` only loses when they share a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    DifferentSegments,
+    SameSegment,
+}
+
+impl Layout {
+    const ALL: [Layout; 2] = [Layout::DifferentSegments, Layout::SameSegment];
+
+    fn name(self) -> &'static str {
+        match self {
+            Layout::DifferentSegments => "different-segments",
+            Layout::SameSegment => "same-segment",
+        }
+    }
+
+    /// Updater `i` works on segment `i mod S`: as many segments as updaters, or one.
+    fn segments(self, updaters: u32) -> usize {
+        match self {
+            Layout::DifferentSegments => updaters as usize,
+            Layout::SameSegment => 1,
+        }
+    }
+}
+
+/// One strategy on one layout, every interleaving tried.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProveResult {
+    pub strategy: Strategy,
+    pub layout: Layout,
+    pub schedules: u64,
+    pub losing: u64,
+    /// The shortest losing schedule, as `run --schedule` takes it; `null` when none lost.
+    pub shortest: Option<String>,
+    pub expected: Expected,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProveReport {
+    pub ok: bool,
+    pub updaters: u32,
+    pub retry_bound: u32,
+    pub schedules_per_s: f64,
+    pub redis: String,
+    pub results: Vec<ProveResult>,
+}
+
+/// Whether `strategy` can lose updates by interleaving alone (no time passing, so no lock
+/// expires): then some schedule must lose, and prove expects to find it.
+fn expected(strategy: Strategy, updaters: u32, segments: usize) -> Expected {
+    let by_interleaving = RaceShape {
+        updaters,
+        segments: segments as u32,
+        think: Duration::from_secs(3600),
+        jitter: 0.0,
+        lock_ttl: Duration::from_secs(7200),
+        scheduled: false,
+    };
+    match strategy.loses_updates(&by_interleaving) {
+        Some(true) => Expected::Lost,
+        _ => Expected::Intact,
+    }
+}
+
+pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveReport, Error> {
+    let target = Target::open(args.redis_url.as_deref(), args.timeout).await?;
+    let settings = Settings {
+        key_prefix: args.key_prefix.clone(),
+        keep: false,
+        lost_limit: 10,
+        remote: None,
+    };
+    let journey = Journey::seed_fixture()?;
+    let started = Instant::now();
+    let progress = std::io::stderr().is_terminal();
+    let mut results = Vec::new();
+    let mut total = 0u64;
+    for &strategy in &args.strategy.0 {
+        for layout in Layout::ALL {
+            let segments = layout.segments(args.updaters);
+            let workload = Workload {
+                journey: Arc::new(journey.clone().with_segments(segments)),
+                updaters: args.updaters,
+                rounds: 1,
+                think: Duration::ZERO,
+                jitter: 0.0,
+                seed: 0,
+                tuning: Tuning {
+                    lock_ttl: args.lock_ttl,
+                    max_retries: args.retry_bound,
+                },
+                deadline: None,
+                schedule: None,
+            };
+            let result = explore(
+                &target, strategy, layout, &workload, &settings, progress, cancel,
+            )
+            .await?;
+            total += result.schedules;
+            crate::note!(
+                "prove: {strategy} {}: {} of {} schedules lost updates",
+                layout.name(),
+                result.losing,
+                result.schedules
+            );
+            results.push(result);
+        }
+    }
+    let secs = started.elapsed().as_secs_f64().max(f64::EPSILON);
+    Ok(ProveReport {
+        ok: results.iter().all(|r| r.ok),
+        updaters: args.updaters,
+        retry_bound: args.retry_bound,
+        schedules_per_s: (total as f64 / secs * 10.0).round() / 10.0,
+        redis: if target.is_private() {
+            format!("{} (private redis-server)", target.version())
+        } else {
+            format!("{} ({})", target.version(), target.display())
+        },
+        results,
+    })
+}
+
+/// Every interleaving of `strategy` on `workload`, depth-first.
+#[allow(clippy::too_many_arguments)]
+async fn explore(
+    target: &Target,
+    strategy: Strategy,
+    layout: Layout,
+    workload: &Workload,
+    settings: &Settings,
+    progress: bool,
+    cancel: &CancellationToken,
+) -> Result<ProveResult, Error> {
+    strategy.check_journey(&workload.journey)?;
+    let mut schedules = 0u64;
+    let mut losing = 0u64;
+    let mut shortest: Option<Vec<u32>> = None;
+    let mut pending: Vec<Vec<u32>> = vec![Vec::new()];
+    while let Some(prefix) = pending.pop() {
+        if cancel.is_cancelled() {
+            return Err(Error::Interrupted);
+        }
+        let mut scheduled = workload.clone();
+        scheduled.schedule = Some(Schedule {
+            tokens: prefix.iter().map(|&u| Token::Step(u)).collect(),
+        });
+        let result = engine::run(target, strategy, &scheduled, settings, None, cancel).await?;
+        if let Some(why) = result.stopped.as_ref().or(result.unverified.as_ref()) {
+            return Err(Error::Run {
+                target: target.display().to_owned(),
+                reason: format!(
+                    "{strategy} under schedule '{}' could not be completed: {why}",
+                    words(&prefix)
+                ),
+            });
+        }
+        schedules += 1;
+        let taken: Vec<u32> = result.taken.iter().map(|c| c.updater).collect();
+        if result.truth.lost > 0 {
+            losing += 1;
+            let shorter = shortest
+                .as_ref()
+                .is_none_or(|s| (taken.len(), &taken) < (s.len(), s));
+            if shorter {
+                shortest = Some(taken.clone());
+            }
+        }
+        // Every other updater waiting at a step past the prefix is an interleaving not tried.
+        for (i, choice) in result.taken.iter().enumerate().skip(prefix.len()) {
+            for &other in choice.waiting.iter().rev() {
+                if other != choice.updater {
+                    let mut branch = taken[..i].to_vec();
+                    branch.push(other);
+                    pending.push(branch);
+                }
+            }
+        }
+        if progress && schedules.is_multiple_of(25) {
+            crate::note_inline!(
+                "\r\x1b[2Kprove: {strategy} {}: {schedules} schedules…",
+                layout.name()
+            );
+        }
+    }
+    if progress {
+        crate::note_inline!("\r\x1b[2K");
+    }
+    let expected = expected(strategy, workload.updaters, workload.journey.segments.len());
+    Ok(ProveResult {
+        strategy,
+        layout,
+        schedules,
+        losing,
+        shortest: shortest.map(|s| words(&s)),
+        expected,
+        ok: expected.met_by(losing),
+    })
+}
+
+/// `1 2 1 2`.
+fn words(updaters: &[u32]) -> String {
+    let words: Vec<String> = updaters.iter().map(u32::to_string).collect();
+    words.join(" ")
+}
+
+impl ProveReport {
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "racelab prove · Redis {} · {} updaters · retry bound {}",
+            self.redis, self.updaters, self.retry_bound
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<9} {:<19} {:>9} {:>7}  {:<24} {:<9} verdict",
+            "strategy", "layout", "schedules", "losing", "shortest losing", "expected"
+        );
+        for r in &self.results {
+            let _ = writeln!(
+                out,
+                "{:<9} {:<19} {:>9} {:>7}  {:<24} {:<9} {}",
+                r.strategy.name(),
+                r.layout.name(),
+                r.schedules,
+                r.losing,
+                r.shortest.as_deref().unwrap_or("–"),
+                match r.expected {
+                    Expected::Lost => "lost",
+                    Expected::Intact => "intact",
+                    Expected::Either => "either",
+                },
+                if r.ok { "ok" } else { "FAIL" }
+            );
+        }
+        let total: u64 = self.results.iter().map(|r| r.schedules).sum();
+        let _ = writeln!(
+            out,
+            "\n{total} schedules, {} a second",
+            self.schedules_per_s
+        );
+        let _ = writeln!(
+            out,
+            "{}",
+            if self.ok {
+                "every strategy behaved as expected under every schedule"
+            } else {
+                "a strategy did not behave as expected: run its losing schedule with racelab run --schedule"
+            }
+        );
+        out
+    }
+
+    pub fn write(&self, format: Format) -> String {
+        match format {
+            Format::Json => self.json(),
+            Format::Text => self.text(),
+        }
+    }
+}
