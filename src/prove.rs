@@ -95,13 +95,13 @@ fn expected(strategy: Strategy, updaters: u32, segments: usize) -> Expected {
 }
 
 pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveReport, Error> {
-    let target = Target::open(args.redis_url.as_deref(), args.timeout).await?;
-    let settings = Settings {
+    let target = Arc::new(Target::open(args.redis_url.as_deref(), args.timeout).await?);
+    let settings = Arc::new(Settings {
         key_prefix: args.key_prefix.clone(),
         keep: false,
         lost_limit: 10,
         remote: None,
-    };
+    });
     let journey = Journey::seed_fixture()?;
     let started = Instant::now();
     let progress = std::io::stderr().is_terminal();
@@ -153,43 +153,105 @@ pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveRe
     })
 }
 
-/// Every interleaving of `strategy` on `workload`, depth-first.
+/// Schedules run at once, each under its own run id (its own keys): while one waits for Redis,
+/// another runs.
+const CONCURRENT_SCHEDULES: usize = 8;
+
+/// What one schedule's run showed: the steps taken (and who else was waiting at each), and
+/// whether it lost an update.
+struct Explored {
+    prefix_len: usize,
+    taken: Vec<crate::schedule::Choice>,
+    lost: bool,
+}
+
+/// Runs `strategy` on `workload` under `prefix` (then the leftover steps in updater order).
+async fn explore_one(
+    target: Arc<Target>,
+    strategy: Strategy,
+    workload: Arc<Workload>,
+    settings: Arc<Settings>,
+    prefix: Vec<u32>,
+    cancel: CancellationToken,
+) -> Result<Explored, Error> {
+    let mut scheduled = (*workload).clone();
+    scheduled.schedule = Some(Schedule {
+        tokens: prefix.iter().map(|&u| Token::Step(u)).collect(),
+    });
+    let result = engine::run(&target, strategy, &scheduled, &settings, None, &cancel).await?;
+    if let Some(why) = result.stopped.as_ref().or(result.unverified.as_ref()) {
+        return Err(Error::Run {
+            target: target.display().to_owned(),
+            reason: format!(
+                "{strategy} under schedule '{}' could not be completed: {why}",
+                words(&prefix)
+            ),
+        });
+    }
+    Ok(Explored {
+        prefix_len: prefix.len(),
+        taken: result.taken,
+        lost: result.truth.lost > 0,
+    })
+}
+
+/// Every interleaving of `strategy` on `workload`, depth-first, several schedules at a time.
 #[allow(clippy::too_many_arguments)]
 async fn explore(
-    target: &Target,
+    target: &Arc<Target>,
     strategy: Strategy,
     layout: Layout,
     workload: &Workload,
-    settings: &Settings,
+    settings: &Arc<Settings>,
     progress: bool,
     cancel: &CancellationToken,
 ) -> Result<ProveResult, Error> {
     strategy.check_journey(&workload.journey)?;
+    let workload = Arc::new(workload.clone());
     let mut schedules = 0u64;
     let mut losing = 0u64;
     let mut shortest: Option<Vec<u32>> = None;
     let mut pending: Vec<Vec<u32>> = vec![Vec::new()];
-    while let Some(prefix) = pending.pop() {
+    let mut running = tokio::task::JoinSet::new();
+    // A run that fails stops the others, which still delete their keys before they end.
+    let stop = cancel.child_token();
+    while !pending.is_empty() || !running.is_empty() {
         if cancel.is_cancelled() {
             return Err(Error::Interrupted);
         }
-        let mut scheduled = workload.clone();
-        scheduled.schedule = Some(Schedule {
-            tokens: prefix.iter().map(|&u| Token::Step(u)).collect(),
-        });
-        let result = engine::run(target, strategy, &scheduled, settings, None, cancel).await?;
-        if let Some(why) = result.stopped.as_ref().or(result.unverified.as_ref()) {
-            return Err(Error::Run {
-                target: target.display().to_owned(),
-                reason: format!(
-                    "{strategy} under schedule '{}' could not be completed: {why}",
-                    words(&prefix)
-                ),
-            });
+        while running.len() < CONCURRENT_SCHEDULES
+            && let Some(prefix) = pending.pop()
+        {
+            running.spawn(explore_one(
+                target.clone(),
+                strategy,
+                workload.clone(),
+                settings.clone(),
+                prefix,
+                stop.clone(),
+            ));
         }
+        let Some(joined) = running.join_next().await else {
+            continue;
+        };
+        let explored = match joined {
+            Ok(Ok(explored)) => explored,
+            failed => {
+                stop.cancel();
+                while running.join_next().await.is_some() {}
+                return Err(match failed {
+                    Ok(Err(e)) => e,
+                    Err(e) => Error::Run {
+                        target: target.display().to_owned(),
+                        reason: format!("a schedule's run ended abnormally ({e})"),
+                    },
+                    Ok(Ok(_)) => Error::Interrupted,
+                });
+            }
+        };
         schedules += 1;
-        let taken: Vec<u32> = result.taken.iter().map(|c| c.updater).collect();
-        if result.truth.lost > 0 {
+        let taken: Vec<u32> = explored.taken.iter().map(|c| c.updater).collect();
+        if explored.lost {
             losing += 1;
             let shorter = shortest
                 .as_ref()
@@ -199,7 +261,7 @@ async fn explore(
             }
         }
         // Every other updater waiting at a step past the prefix is an interleaving not tried.
-        for (i, choice) in result.taken.iter().enumerate().skip(prefix.len()) {
+        for (i, choice) in explored.taken.iter().enumerate().skip(explored.prefix_len) {
             for &other in choice.waiting.iter().rev() {
                 if other != choice.updater {
                     let mut branch = taken[..i].to_vec();
