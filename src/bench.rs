@@ -107,6 +107,7 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
         keep: false,
         lost_limit: 0,
         remote: None,
+        driver: None,
     };
 
     let progress = Progress::new(args.strategy.0.len() * args.updaters.len());

@@ -514,6 +514,7 @@ impl Options {
             keep: self.keep,
             lost_limit: LOST_LISTED,
             remote: None,
+            driver: None,
         }
     }
 }

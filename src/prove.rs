@@ -101,6 +101,7 @@ pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveRe
         keep: false,
         lost_limit: 10,
         remote: None,
+        driver: None,
     });
     let journey = Journey::seed_fixture()?;
     let started = Instant::now();

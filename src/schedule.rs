@@ -259,6 +259,62 @@ impl Gate {
     }
 }
 
+/// A scheduler that someone drives (the TUI's step mode, a test): hand it to the engine in
+/// [`crate::Settings::driver`] and the run's updaters take a step only when [`Driver::step`]
+/// says so. A fixed `--schedule` and `racelab prove` open the same gate.
+#[derive(Debug, Clone)]
+pub struct Driver {
+    gate: std::sync::Arc<Gate>,
+    updaters: u32,
+}
+
+impl Driver {
+    /// A driver for a run of `updaters` updaters.
+    pub fn new(updaters: u32) -> Driver {
+        Driver {
+            gate: std::sync::Arc::new(Gate::new(updaters)),
+            updaters,
+        }
+    }
+
+    pub fn updaters(&self) -> u32 {
+        self.updaters
+    }
+
+    pub(crate) fn gate(&self) -> std::sync::Arc<Gate> {
+        self.gate.clone()
+    }
+
+    /// Waits until no updater is between two gates, and says which (1-based) wait to take a
+    /// step; none once every updater is done.
+    pub async fn waiting(&self) -> Vec<u32> {
+        self.gate.until(Places::settled).await;
+        self.gate.with(|p| {
+            (0..p.at_gate.len())
+                .filter(|&u| p.at_gate[u])
+                .map(|u| u as u32 + 1)
+                .collect()
+        })
+    }
+
+    /// Lets updater `updater` (1-based) take its next step, and waits until it has.
+    pub async fn step(&self, updater: u32) -> Result<(), String> {
+        let waiting = self.waiting().await;
+        if !waiting.contains(&updater) {
+            return Err(format!(
+                "updater #{updater} is not waiting to take a step (waiting: {waiting:?})"
+            ));
+        }
+        self.gate.step(updater as usize - 1).await;
+        Ok(())
+    }
+
+    /// The steps taken so far: the schedule `run --schedule` would replay.
+    pub fn taken(&self) -> Vec<Choice> {
+        self.gate.taken()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

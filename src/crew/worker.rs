@@ -395,6 +395,7 @@ impl Worker {
             stop.clone(),
             job.phases,
             Some(self.lease.clone()),
+            None,
         )
         .await;
         drop(tx);

@@ -15,7 +15,7 @@ use crate::event::{Event, EventKind, Outcome, Probe, WriteScope};
 use crate::journey::update_status;
 use crate::keys::Keys;
 use crate::lease::Lease;
-use crate::schedule::{Choice, Gate, Schedule};
+use crate::schedule::{Choice, Driver, Gate, Schedule};
 use crate::strategy::{Op, Strategy, UpdateStatus, Updater};
 use crate::target::{Conn, Target};
 use crate::workload::Workload;
@@ -48,19 +48,25 @@ impl Share {
         stop: CancellationToken,
         phases: bool,
         lease: Option<Arc<Lease>>,
+        driver: Option<&Driver>,
     ) -> Result<Share, Error> {
         let (release, released) = watch::channel(None);
         let stopped: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         let silence = Arc::new(Silence::new(target.timeout()));
         let mut tasks = tokio::task::JoinSet::new();
         let needed = updaters.len();
-        let scheduled = workload.schedule.clone().map(|schedule| {
-            (
-                Arc::new(Gate::new(workload.updaters)),
-                schedule,
-                workload.tuning.lock_ttl,
-            )
-        });
+        // A driver someone else steps wins over the workload's fixed schedule.
+        let scheduled = workload
+            .schedule
+            .clone()
+            .filter(|_| driver.is_none())
+            .map(|schedule| {
+                (
+                    Arc::new(Gate::new(workload.updaters)),
+                    schedule,
+                    workload.tuning.lock_ttl,
+                )
+            });
         for i in updaters {
             let updater = match Updater::new(strategy, conn, target, workload.tuning).await {
                 Ok(updater) => updater,
@@ -78,7 +84,9 @@ impl Share {
                 silence: silence.clone(),
                 phases,
                 lease: lease.clone(),
-                gate: scheduled.as_ref().map(|(gate, _, _)| gate.clone()),
+                gate: driver
+                    .map(Driver::gate)
+                    .or_else(|| scheduled.as_ref().map(|(gate, _, _)| gate.clone())),
             };
             tasks.spawn(task.run(released.clone()));
         }

@@ -38,6 +38,9 @@ pub struct Settings {
     /// Where the updaters run when not in this process (`--workers`: a crew of worker
     /// processes); in this process when `None`.
     pub remote: Option<Arc<dyn RemoteUpdaters>>,
+    /// A scheduler someone drives (the TUI's step mode, a test): every step of the run's
+    /// updaters waits for it. `None`: the workload's `--schedule`, if any, or free running.
+    pub driver: Option<crate::schedule::Driver>,
 }
 
 /// Why a race of updaters stopped early, if it did, and which worker ran which updaters.
@@ -260,6 +263,7 @@ async fn race(
                 stop,
                 phases,
                 None,
+                settings.driver.as_ref(),
             )
             .await?;
             // Completion is every updater's sender gone: drop ours so the collector can end.

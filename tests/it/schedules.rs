@@ -322,3 +322,42 @@ fn prove_refuses_more_updaters_than_it_can_enumerate() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--updaters"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_steps_a_run_one_step_at_a_time() {
+    let redis = TestRedis::start();
+    let target = std::sync::Arc::new(redis.target().await);
+    let workload = workload(2, 20, 1, Duration::ZERO);
+    let driver = racelab::Driver::new(2);
+    let mut settings = crate::common::settings();
+    settings.driver = Some(driver.clone());
+    let run = {
+        let (target, workload) = (target.clone(), workload.clone());
+        tokio::spawn(async move {
+            racelab::run(
+                &target,
+                Strategy::Naive,
+                &workload,
+                &settings,
+                None,
+                &tokio_util::sync::CancellationToken::new(),
+            )
+            .await
+            .unwrap()
+        })
+    };
+    // Both updaters wait before their read; nothing moves until the driver says so.
+    assert_eq!(driver.waiting().await, vec![1, 2]);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(driver.waiting().await, vec![1, 2]);
+    for updater in [1, 2, 1, 2] {
+        driver.step(updater).await.unwrap();
+    }
+    assert_eq!(driver.waiting().await, Vec::<u32>::new());
+    let err = driver.step(1).await.unwrap_err();
+    assert!(err.contains("not waiting"), "{err}");
+    let result = run.await.unwrap();
+    assert_eq!(losses(&result), vec![(1, Some(2))]);
+    let taken: Vec<u32> = driver.taken().iter().map(|c| c.updater).collect();
+    assert_eq!(taken, vec![1, 2, 1, 2]);
+}

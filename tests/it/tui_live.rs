@@ -25,6 +25,7 @@ fn settings() -> Settings {
         keep: false,
         lost_limit: 1000,
         remote: None,
+        driver: None,
     }
 }
 

@@ -213,6 +213,7 @@ pub fn settings() -> Settings {
         keep: false,
         lost_limit: 10_000,
         remote: None,
+        driver: None,
     }
 }
 
