@@ -218,6 +218,8 @@ async fn explore(
     let stop = cancel.child_token();
     while !pending.is_empty() || !running.is_empty() {
         if cancel.is_cancelled() {
+            // The runs in flight see the same cancellation and delete their keys as they end.
+            while running.join_next().await.is_some() {}
             return Err(Error::Interrupted);
         }
         while running.len() < CONCURRENT_SCHEDULES
