@@ -361,3 +361,35 @@ async fn a_driver_steps_a_run_one_step_at_a_time() {
     let taken: Vec<u32> = driver.taken().iter().map(|c| c.updater).collect();
     assert_eq!(taken, vec![1, 2, 1, 2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_prove_leaves_no_key_behind() {
+    let redis = TestRedis::start();
+    let child = Command::new(env!("CARGO_BIN_EXE_racelab"))
+        .args([
+            "prove",
+            "-n",
+            "3",
+            "-s",
+            "lock",
+            "--redis-url",
+            &redis.url(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while redis.all_keys().await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prove never ran a schedule"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // SAFETY: signalling the child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    assert_eq!(redis.all_keys().await, Vec::<String>::new());
+}
