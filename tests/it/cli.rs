@@ -5,17 +5,7 @@ use crate::common;
 
 use std::process::{Command, Output};
 
-use crate::common::TestRedis;
-
-fn racelab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_racelab"))
-        .args(args)
-        .env_remove("REDIS_URL")
-        .env_remove("REDIS_CLUSTER")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run racelab")
-}
+use crate::common::{TestRedis, racelab};
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()

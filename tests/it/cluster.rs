@@ -5,10 +5,10 @@
 
 use crate::common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{SAFE, TestCluster, assert_intact, run, seed_workload, workload};
+use crate::common::{SAFE, TestCluster, assert_intact, racelab, run, seed_workload, workload};
 use racelab::Strategy;
 
 /// The slot Redis Cluster gives `key` (CRC16/XMODEM of its hash tag, mod 16384), computed here
@@ -56,16 +56,6 @@ async fn owner_of(conn: &mut redis::aio::MultiplexedConnection, slot: u16) -> St
         .find(|(start, end, _)| (*start..=*end).contains(&slot))
         .expect("every slot is served");
     format!("{host}:{port}")
-}
-
-fn racelab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_racelab"))
-        .args(args)
-        .env_remove("REDIS_URL")
-        .env_remove("REDIS_CLUSTER")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run racelab")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,21 +5,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::TestRedis;
-
-fn racelab_cmd(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_racelab"));
-    command
-        .args(args)
-        .env_remove("REDIS_URL")
-        .env_remove("REDIS_CLUSTER")
-        .env("NO_COLOR", "1");
-    command
-}
-
-fn racelab(args: &[&str]) -> Output {
-    racelab_cmd(args).output().expect("run racelab")
-}
+use crate::common::{TestRedis, racelab, racelab_cmd};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

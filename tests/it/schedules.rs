@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::common::{TestRedis, run, workload};
+use crate::common::{TestRedis, racelab, run, workload};
 use racelab::{RunResult, Schedule, Strategy, Workload};
 
 /// `updaters` updaters on `segments` segments following `schedule`, no think time.
@@ -128,16 +128,6 @@ async fn the_same_schedule_gives_the_same_outcome() {
         assert_eq!(losses(&again), losses(&first));
         assert_eq!(again.states, first.states);
     }
-}
-
-fn racelab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_racelab"))
-        .args(args)
-        .env_remove("REDIS_URL")
-        .env_remove("REDIS_CLUSTER")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
 }
 
 #[test]

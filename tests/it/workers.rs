@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{TestCluster, TestRedis, assert_schema};
+use crate::common::{TestCluster, TestRedis, assert_schema, racelab};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_racelab");
@@ -99,15 +99,6 @@ impl Drop for Workers {
             }
         }
     }
-}
-
-fn racelab(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("REDIS_URL")
-        .env_remove("REDIS_CLUSTER")
-        .output()
-        .unwrap()
 }
 
 /// Starts racelab with `args` in the background, its report and stderr captured.

@@ -14,6 +14,23 @@ use racelab::{RunResult, Settings};
 use racelab::{Tuning, Workload};
 use tokio_util::sync::CancellationToken;
 
+/// The racelab binary with `args`, told of no Redis by the environment (each test names its own,
+/// or lets racelab start a private one) and without colour.
+pub fn racelab_cmd(args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_racelab"));
+    command
+        .args(args)
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_CLUSTER")
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// [`racelab_cmd`] run to its end.
+pub fn racelab(args: &[&str]) -> std::process::Output {
+    racelab_cmd(args).output().expect("run racelab")
+}
+
 pub struct TestRedis {
     pub server: RedisServer,
 }
