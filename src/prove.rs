@@ -295,10 +295,12 @@ async fn explore(
     })
 }
 
-/// `1 2 1 2`.
+/// `1 2 1 2`: the steps as `run --schedule` takes them.
 fn words(updaters: &[u32]) -> String {
-    let words: Vec<String> = updaters.iter().map(u32::to_string).collect();
-    words.join(" ")
+    Schedule {
+        tokens: updaters.iter().map(|&u| Token::Step(u)).collect(),
+    }
+    .to_string()
 }
 
 impl ProveReport {
@@ -328,11 +330,7 @@ impl ProveReport {
                 r.schedules,
                 r.losing,
                 r.shortest.as_deref().unwrap_or("–"),
-                match r.expected {
-                    Expected::Lost => "lost",
-                    Expected::Intact => "intact",
-                    Expected::Either => "either",
-                },
+                r.expected.word(),
                 if r.ok { "ok" } else { "FAIL" }
             );
         }

@@ -63,7 +63,7 @@ impl Expected {
         }
     }
 
-    fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Expected::Lost => "lost",
             Expected::Intact => "intact",
