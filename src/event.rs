@@ -4,11 +4,14 @@
 //! watches (the TUI's screen, a history file). Times are offsets from the moment the updaters
 //! were released together.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio::sync::mpsc;
+
+use crate::schedule::Step;
 
 /// Events serialize so a worker can send them through Redis to the run's coordinator
 /// (`racelab worker`); a status is one of the journey's known names on both sides.
@@ -190,10 +193,19 @@ impl Probe {
     }
 
     /// Before one step (one Redis round trip) of an update: in a scheduled run, waits for the
-    /// schedule's turn; free running, nothing.
-    pub async fn step(&self) {
+    /// schedule's turn, showing whoever drives it the step `next` describes; free running,
+    /// nothing (and `next` is never called).
+    pub async fn step(&self, next: impl FnOnce() -> Step) {
         if let Some(gate) = &self.gate {
-            gate.pass(self.updater).await;
+            gate.pass(self.updater, next()).await;
+        }
+    }
+
+    /// Redis's reply to the step just taken, in a user's words, for whoever drives a scheduled
+    /// run; free running, nothing (and `reply` is never called).
+    pub fn answered(&self, reply: impl FnOnce() -> Cow<'static, str>) {
+        if let Some(gate) = &self.gate {
+            gate.answered(self.updater, reply());
         }
     }
 
@@ -270,16 +282,24 @@ impl Probe {
         }
     }
 
-    /// The read step begins (it waits for its turn in a scheduled run).
-    pub async fn reading(&mut self) {
-        self.step().await;
+    /// The read step `next` begins (it waits for its turn in a scheduled run).
+    pub async fn reading(&mut self, next: impl FnOnce() -> Step) {
+        self.step(next).await;
         self.emit(EventKind::Reading { round: self.round }).await;
     }
 
-    /// The read is done: what gets written from here on is based on it.
+    /// The read is done: what gets written from here on is based on it. In a scheduled run the
+    /// step's reply is what was read.
     pub async fn read(&mut self, seen: Option<Seen>, version: Option<u64>) {
         self.read_at = Some(self.now());
         self.seen = seen;
+        self.answered(|| {
+            let version = version.map_or_else(String::new, |v| format!(", version {v}"));
+            match seen {
+                Some(seen) => format!("{} (count {}{version})", seen.status, seen.count).into(),
+                None => format!("read{version}").into(),
+            }
+        });
         self.emit(EventKind::Read {
             round: self.round,
             seen,
@@ -288,9 +308,9 @@ impl Probe {
         .await;
     }
 
-    /// The write step begins (it waits for its turn in a scheduled run).
-    pub async fn writing(&mut self) {
-        self.step().await;
+    /// The write step `next` begins (it waits for its turn in a scheduled run).
+    pub async fn writing(&mut self, next: impl FnOnce() -> Step) {
+        self.step(next).await;
         self.emit(EventKind::Writing { round: self.round }).await;
     }
 

@@ -82,7 +82,7 @@ pub use journey::{Journey, SegmentState, UPDATE_STATUSES, update_status};
 pub use output::guard_standard_streams;
 pub use report::{Expect, Expected};
 pub use roster::WorkerShare;
-pub use schedule::{Choice, Driver, Schedule, Token};
+pub use schedule::{Choice, Driver, Role, Schedule, Step, Token};
 pub use server::{RedisCluster, RedisServer};
 pub use service::JourneyService;
 pub use strategy::{Strategy, UpdateStatus};

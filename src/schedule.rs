@@ -6,6 +6,7 @@
 //! schedule's choice, not the machine's timing: a real Redis still answers, so a WATCH really
 //! aborts and a lock really expires. A free run has no gate at all.
 
+use std::borrow::Cow;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -90,6 +91,38 @@ impl std::fmt::Display for Schedule {
     }
 }
 
+/// What a step does to the journey, so whoever drives a run can tell what a step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Reads what the update will change.
+    Read,
+    /// Writes the update without a copy of anything read before (a script, a hash field).
+    Write,
+    /// Writes back a copy of what an earlier step read: stale if someone wrote in between.
+    WriteBack,
+    /// Tries to take the journey's lock.
+    Lock,
+    /// Releases the lock.
+    Unlock,
+}
+
+/// A step as its updater waits to take it: the Redis command it will send, in a user's words
+/// (`SET journey`, `EXEC (WATCHed journey)`, `SET lock NX PX 6000`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub role: Role,
+    pub command: Cow<'static, str>,
+}
+
+impl Step {
+    pub fn new(role: Role, command: impl Into<Cow<'static, str>>) -> Step {
+        Step {
+            role,
+            command: command.into(),
+        }
+    }
+}
+
 /// Where each updater of a scheduled run is.
 #[derive(Debug, Default)]
 struct Places {
@@ -99,6 +132,12 @@ struct Places {
     granted: Vec<bool>,
     /// Made all its updates.
     done: Vec<bool>,
+    /// The step each waiting updater will take next.
+    next: Vec<Option<Step>>,
+    /// Redis's reply to each updater's latest step, as its updater read it.
+    reply: Vec<Option<Cow<'static, str>>>,
+    /// Every gate stands open: the rest of the run goes free ([`Driver::free`]).
+    free: bool,
 }
 
 impl Places {
@@ -110,11 +149,15 @@ impl Places {
 
 /// One step a scheduled run took: which updater (1-based) and which were waiting to take one.
 /// The steps of a run, in order, are the schedule that ran; the waiting ones are where
-/// `racelab prove` branches.
+/// `racelab prove` branches. What the step sent and what Redis answered come along for whoever
+/// shows the steps (the TUI's step mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choice {
     pub updater: u32,
     pub waiting: Vec<u32>,
+    pub step: Option<Step>,
+    /// `None` when the updater's step ended with no reply it could name (it was stopped).
+    pub reply: Option<Cow<'static, str>>,
 }
 
 /// The gate before every step of a scheduled run's updaters, and the driver that opens it one
@@ -137,6 +180,9 @@ impl Gate {
                 at_gate: vec![false; n],
                 granted: vec![false; n],
                 done: vec![false; n],
+                next: vec![None; n],
+                reply: vec![None; n],
+                free: false,
             }),
             changed: Notify::new(),
             taken: Mutex::new(Vec::new()),
@@ -145,10 +191,7 @@ impl Gate {
 
     /// The steps taken so far, in order.
     pub fn taken(&self) -> Vec<Choice> {
-        match self.taken.lock() {
-            Ok(taken) => taken.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.record().clone()
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Places) -> T) -> T {
@@ -172,17 +215,26 @@ impl Gate {
         }
     }
 
-    /// Updater `updater` (0-based) waits here before a step until the schedule lets it through.
-    pub async fn pass(&self, updater: u32) {
+    /// Updater `updater` (0-based) waits here before `step` until the schedule lets it through.
+    pub async fn pass(&self, updater: u32, step: Step) {
         let u = updater as usize;
-        self.with(|p| p.at_gate[u] = true);
+        let free = self.with(|p| {
+            if !p.free {
+                p.at_gate[u] = true;
+                p.next[u] = Some(step);
+            }
+            p.free
+        });
+        if free {
+            return;
+        }
         self.changed.notify_waiters();
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             let through = self.with(|p| {
-                if p.granted[u] {
+                if p.granted[u] || p.free {
                     p.granted[u] = false;
                     p.at_gate[u] = false;
                     true
@@ -198,6 +250,11 @@ impl Gate {
         }
     }
 
+    /// Redis answered updater `updater`'s (0-based) step with `reply`.
+    pub fn answered(&self, updater: u32, reply: Cow<'static, str>) {
+        self.with(|p| p.reply[updater as usize] = Some(reply));
+    }
+
     /// Updater `updater` made all its updates (or was stopped).
     pub fn finished(&self, updater: u32) {
         let u = updater as usize;
@@ -208,24 +265,41 @@ impl Gate {
         self.changed.notify_waiters();
     }
 
-    /// Lets updater `u` take one step and waits until it is at its next gate or done.
-    async fn step(&self, u: usize) {
-        let waiting: Vec<u32> = self.with(|p| {
-            (0..p.at_gate.len())
+    /// Lets updater `u` take one step, waits until it is at its next gate or done, and says
+    /// what the step sent and what Redis answered.
+    async fn step(&self, u: usize) -> Choice {
+        let (waiting, step) = self.with(|p| {
+            let waiting = (0..p.at_gate.len())
                 .filter(|&w| p.at_gate[w])
                 .map(|w| w as u32 + 1)
-                .collect()
+                .collect();
+            p.reply[u] = None;
+            p.granted[u] = true;
+            (waiting, p.next[u].take())
         });
-        if let Ok(mut taken) = self.taken.lock() {
-            taken.push(Choice {
-                updater: u as u32 + 1,
-                waiting,
-            });
-        }
-        self.with(|p| p.granted[u] = true);
+        let choice = Choice {
+            updater: u as u32 + 1,
+            waiting,
+            step,
+            reply: None,
+        };
+        self.record().push(choice.clone());
         self.changed.notify_waiters();
         self.until(|p| !p.granted[u] && (p.at_gate[u] || p.done[u]))
             .await;
+        let reply = self.with(|p| p.reply[u].take());
+        let mut taken = self.record();
+        if let Some(last) = taken.last_mut() {
+            last.reply.clone_from(&reply);
+        }
+        Choice { reply, ..choice }
+    }
+
+    /// The steps taken, to add to.
+    fn record(&self) -> std::sync::MutexGuard<'_, Vec<Choice>> {
+        self.taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Opens the gates as `schedule` says, then takes the steps left one at a time in updater
@@ -252,10 +326,21 @@ impl Gate {
             self.until(Places::settled).await;
             let next = self.with(|p| (0..p.done.len()).find(|&u| p.at_gate[u]));
             match next {
-                Some(u) => self.step(u).await,
+                Some(u) => {
+                    self.step(u).await;
+                }
                 None => return Ok(()),
             }
         }
+    }
+
+    /// Opens every gate for good: from now on the updaters run free.
+    fn open(&self) {
+        self.with(|p| {
+            p.free = true;
+            p.at_gate.iter_mut().for_each(|g| *g = false);
+        });
+        self.changed.notify_waiters();
     }
 }
 
@@ -297,16 +382,32 @@ impl Driver {
         })
     }
 
-    /// Lets updater `updater` (1-based) take its next step, and waits until it has.
-    pub async fn step(&self, updater: u32) -> Result<(), String> {
+    /// Like [`Driver::waiting`], with the step each waiting updater will take.
+    pub async fn next_steps(&self) -> Vec<(u32, Option<Step>)> {
+        self.gate.until(Places::settled).await;
+        self.gate.with(|p| {
+            (0..p.at_gate.len())
+                .filter(|&u| p.at_gate[u])
+                .map(|u| (u as u32 + 1, p.next[u].clone()))
+                .collect()
+        })
+    }
+
+    /// Lets updater `updater` (1-based) take its next step, waits until it has, and says what
+    /// it sent and what Redis answered.
+    pub async fn step(&self, updater: u32) -> Result<Choice, String> {
         let waiting = self.waiting().await;
         if !waiting.contains(&updater) {
             return Err(format!(
                 "updater #{updater} is not waiting to take a step (waiting: {waiting:?})"
             ));
         }
-        self.gate.step(updater as usize - 1).await;
-        Ok(())
+        Ok(self.gate.step(updater as usize - 1).await)
+    }
+
+    /// Lets every updater run the rest of the run free, as if there were no driver.
+    pub fn free(&self) {
+        self.gate.open();
     }
 
     /// The steps taken so far: the schedule `run --schedule` would replay.

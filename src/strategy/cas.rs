@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use crate::target::Conn;
 use redis::Script;
 
+use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, after_conflict, invoke};
 use crate::error::Error;
 use crate::event::WriteScope;
@@ -65,7 +66,9 @@ impl Cas {
     ) -> Result<Option<UpdateStatus>, UpdateError> {
         let key = op.keys.journey();
         let version_key = op.keys.version();
-        probe.reading().await;
+        probe
+            .reading(|| Step::new(Role::Read, "MGET version journey"))
+            .await;
         // One round trip for both: they share the journey's hash tag, so this holds on a cluster.
         let (version, doc): (Option<String>, Option<String>) = redis::cmd("MGET")
             .arg(&version_key)
@@ -83,15 +86,24 @@ impl Cas {
         probe.read(Some(read.seen()), version.parse().ok()).await;
         super::think(op).await?;
         let (doc, count) = read.apply(op.status);
-        probe.writing().await;
+        probe
+            .writing(|| {
+                Step::new(
+                    Role::WriteBack,
+                    format!("EVALSHA cas_write (SET journey if the version is still {version})"),
+                )
+            })
+            .await;
         let mut invocation = CAS_WRITE.key(&version_key);
         invocation.key(&key).arg(&version).arg(doc);
         let new_version: i64 = invoke(&invocation, &mut self.conn)
             .await
             .map_err(UpdateError::during_write)?;
         if new_version == 0 {
+            probe.answered(|| "0: conflict, the version moved on since the read".into());
             return Ok(None);
         }
+        probe.answered(|| format!("OK, version {new_version}").into());
         probe.wrote(count);
         Ok(Some(UpdateStatus::Applied))
     }

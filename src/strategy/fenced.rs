@@ -11,6 +11,7 @@ use redis::AsyncCommands;
 use redis::Script;
 
 use super::lock::{acquire, release};
+use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, backoff, invoke};
 use crate::error::Error;
 use crate::event::WriteScope;
@@ -58,10 +59,9 @@ impl Kind for Fenced {
     ) -> Result<UpdateStatus, UpdateError> {
         let mut retries = 0;
         loop {
-            let lock = acquire(&mut self.conn, op, probe, self.tuning).await?;
+            let lock = acquire(&mut self.conn, op, probe, self.tuning, ", then INCR fence").await?;
             let attempt = self.attempt(op, probe).await;
-            probe.step().await;
-            release(&mut self.conn, op, &lock).await;
+            release(&mut self.conn, op, &lock, probe).await;
             if let Some(result) = attempt.transpose() {
                 return result;
             }
@@ -99,8 +99,11 @@ impl Fenced {
             .incr(op.keys.fence(), 1)
             .await
             .map_err(UpdateError::before_write)?;
+        probe.answered(|| format!("OK (the lock), fencing token {token}").into());
         let key = op.keys.journey();
-        probe.reading().await;
+        probe
+            .reading(|| Step::new(Role::Read, "GET journey"))
+            .await;
         let doc: Option<String> = self
             .conn
             .get(&key)
@@ -116,15 +119,24 @@ impl Fenced {
         probe.read(Some(read.seen()), Some(token)).await;
         super::think(op).await?;
         let (doc, count) = read.apply(op.status);
-        probe.writing().await;
+        probe
+            .writing(|| {
+                Step::new(
+                    Role::WriteBack,
+                    format!("EVALSHA fenced_write (SET journey if token {token} is the newest)"),
+                )
+            })
+            .await;
         let mut invocation = FENCED_WRITE.key(op.keys.fence());
         invocation.key(&key).arg(token).arg(doc);
         let written: i64 = invoke(&invocation, &mut self.conn)
             .await
             .map_err(UpdateError::during_write)?;
         if written == 0 {
+            probe.answered(|| "0: refused, a newer fencing token was issued".into());
             return Ok(None);
         }
+        probe.answered(|| "OK".into());
         probe.wrote(count);
         Ok(Some(UpdateStatus::Applied))
     }

@@ -5,6 +5,7 @@
 use crate::target::Conn;
 
 use super::lua::{UPDATE_SEGMENT_SOURCE, script_reply};
+use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus};
 use crate::event::WriteScope;
 use crate::error::Error;
@@ -99,7 +100,9 @@ impl Kind for Function {
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
         super::think(op).await?;
-        probe.writing().await;
+        probe
+            .writing(|| Step::new(Role::Write, format!("FCALL {FUNCTION} (journey)")))
+            .await;
         let mut reloads = 0;
         let reply = loop {
             match self.fcall(op).await {

@@ -4,6 +4,7 @@
 
 use crate::target::Conn;
 
+use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus, transaction};
 use crate::error::Error;
 use crate::event::WriteScope;
@@ -36,7 +37,15 @@ impl Kind for Hash {
         // The seed's "processing" time stays, so the workloads compare; there is just no read
         // before it whose result could go stale.
         super::think(op).await?;
-        probe.writing().await;
+        probe
+            .writing(|| {
+                let id = op.segment_id;
+                Step::new(
+                    Role::Write,
+                    format!("MULTI, HSET status:{id}, HINCRBY count:{id}, EXEC"),
+                )
+            })
+            .await;
         let key = op.keys.segments_hash();
         // MULTI/EXEC: status and count change together or not at all.
         let exec = transaction(&mut self.conn, |pipe| {
@@ -52,6 +61,7 @@ impl Kind for Hash {
             && let Some(redis::Value::Int(count)) = replies.get(1)
         {
             probe.wrote(*count as u64);
+            probe.answered(|| format!("OK (count {count})").into());
         }
         Ok(UpdateStatus::Applied)
     }

@@ -6,6 +6,7 @@ use crate::target::Conn;
 use redis::AsyncCommands;
 
 use super::storage::segment_json;
+use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus};
 use crate::error::Error;
 use crate::event::WriteScope;
@@ -38,7 +39,9 @@ impl Kind for SegmentKeys {
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
         let key = op.keys.segment(op.segment_id);
-        probe.reading().await;
+        probe
+            .reading(|| Step::new(Role::Read, format!("GET segment:{}", op.segment_id)))
+            .await;
         let value: Option<String> = self
             .conn
             .get(&key)
@@ -57,7 +60,9 @@ impl Kind for SegmentKeys {
         super::think(op).await?;
         segment.status = op.status.to_owned();
         segment.update_count += 1;
-        probe.writing().await;
+        probe
+            .writing(|| Step::new(Role::WriteBack, format!("SET segment:{}", op.segment_id)))
+            .await;
         // KEEPTTL: the key keeps its safety-net expiry (`keys::SAFETY_TTL`).
         let () = redis::cmd("SET")
             .arg(&key)
@@ -66,6 +71,7 @@ impl Kind for SegmentKeys {
             .query_async(&mut self.conn)
             .await
             .map_err(UpdateError::during_write)?;
+        probe.answered(|| "OK".into());
         probe.wrote(segment.update_count);
         Ok(UpdateStatus::Applied)
     }

@@ -14,6 +14,7 @@ use rand::Rng;
 use redis::AsyncCommands;
 use redis::Script;
 
+use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus, backoff, invoke};
 use crate::error::Error;
 use crate::workload::RaceShape;
@@ -76,21 +77,22 @@ impl Kind for Lock {
         op: &Op<'_>,
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
-        let token = acquire(&mut self.conn, op, probe, self.tuning).await?;
+        let token = acquire(&mut self.conn, op, probe, self.tuning, "").await?;
         let result = super::naive::read_modify_write(&mut self.conn, op, probe).await;
-        probe.step().await;
-        release(&mut self.conn, op, &token).await;
+        release(&mut self.conn, op, &token, probe).await;
         result
     }
 }
 
 
-/// Takes the journey's lock, waiting while someone else holds it. Returns our token.
+/// Takes the journey's lock, waiting while someone else holds it. Returns our token. `then`
+/// names what the caller sends right after, in the same step (`fenced`'s INCR).
 pub(super) async fn acquire(
     conn: &mut Conn,
     op: &Op<'_>,
     probe: &mut Probe,
     tuning: Tuning,
+    then: &'static str,
 ) -> Result<String, UpdateError> {
     // Random, so only the holder can release: a late holder's unlock can't free another's lock.
     let token = format!("{:016x}", rand::rng().random::<u64>());
@@ -99,7 +101,9 @@ pub(super) async fn acquire(
     loop {
         // Each try for the lock is a step of its own: in a schedule, a busy lock is retried
         // when the updater's turn comes again.
-        probe.step().await;
+        probe
+            .step(|| Step::new(Role::Lock, format!("SET lock NX PX {ttl_ms}{then}")))
+            .await;
         let taken: redis::RedisResult<Option<String>> = redis::cmd("SET")
             .arg(op.keys.lock())
             .arg(&token)
@@ -109,8 +113,11 @@ pub(super) async fn acquire(
             .query_async(conn)
             .await;
         match taken {
-            Ok(Some(_)) => return Ok(token),
-            Ok(None) => {}
+            Ok(Some(_)) => {
+                probe.answered(|| "OK: the lock is taken".into());
+                return Ok(token);
+            }
+            Ok(None) => probe.answered(|| "nil: the lock is busy".into()),
             // No answer: the SET may have taken the lock all the same. The token says: if the
             // lock holds ours, it is ours; if not, nothing of ours is left behind.
             Err(e) if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() => {
@@ -144,12 +151,20 @@ pub(super) async fn acquire(
     }
 }
 
-/// Releases the lock if it is still ours. Best effort: if this fails the ttl frees it, and the
-/// update's outcome is already decided.
-pub(super) async fn release(conn: &mut Conn, op: &Op<'_>, token: &str) {
+/// Releases the lock if it is still ours (a step of its own). Best effort: if this fails the
+/// ttl frees it, and the update's outcome is already decided.
+pub(super) async fn release(conn: &mut Conn, op: &Op<'_>, token: &str, probe: &Probe) {
+    probe
+        .step(|| Step::new(Role::Unlock, "EVALSHA unlock (DEL lock if it holds our token)"))
+        .await;
     let mut invocation = UNLOCK.key(op.keys.lock());
     invocation.arg(token);
-    let _: Result<i64, _> = invoke(&invocation, conn).await;
+    let released: Result<i64, _> = invoke(&invocation, conn).await;
+    probe.answered(|| match released {
+        Ok(1) => "1: released".into(),
+        Ok(_) => "0: not ours any more (it expired), left alone".into(),
+        Err(e) => format!("error: {}", crate::redis_errors::describe(&e)).into(),
+    });
 }
 
 /// Takes the journey's lock and releases it once, before the run: a user allowed `SET` but not

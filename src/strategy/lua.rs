@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use crate::target::Conn;
 use redis::Script;
 
+use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus, invoke};
 use crate::error::Error;
 use crate::event::WriteScope;
@@ -46,7 +47,9 @@ impl Kind for Lua {
         // The processing time comes before the script: there is no read whose result could go
         // stale while the updater thinks.
         super::think(op).await?;
-        probe.writing().await;
+        probe
+            .writing(|| Step::new(Role::Write, "EVALSHA update_segment.lua (journey)"))
+            .await;
         let mut invocation = UPDATE_SEGMENT.key(op.keys.journey());
         invocation.arg(op.segment_id).arg(op.status);
         let reply: i64 = invoke(&invocation, &mut self.conn)
@@ -63,6 +66,7 @@ pub(super) fn script_reply(reply: i64, probe: &mut Probe) -> UpdateStatus {
         0 => UpdateStatus::JourneyNotFound,
         n if n < 0 => UpdateStatus::SegmentNotFound,
         n => {
+            probe.answered(|| format!("{n} (the segment's new count)").into());
             probe.wrote(n as u64);
             UpdateStatus::Applied
         }

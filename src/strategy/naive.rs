@@ -5,6 +5,7 @@
 use crate::target::Conn;
 use redis::AsyncCommands;
 
+use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus};
 use crate::error::Error;
 use crate::event::WriteScope;
@@ -53,7 +54,7 @@ pub(super) async fn read_modify_write(
     probe: &mut Probe,
 ) -> Result<UpdateStatus, UpdateError> {
     let key = op.keys.journey();
-    probe.reading().await;
+    probe.reading(|| Step::new(Role::Read, "GET journey")).await;
     let doc: Option<String> = conn.get(&key).await.map_err(UpdateError::before_write)?;
     let Some(doc) = doc else {
         return Ok(UpdateStatus::JourneyNotFound);
@@ -65,7 +66,7 @@ pub(super) async fn read_modify_write(
     probe.read(Some(read.seen()), None).await;
     super::think(op).await?;
     let (doc, count) = read.apply(op.status);
-    probe.writing().await;
+    probe.writing(|| Step::new(Role::WriteBack, "SET journey")).await;
     // KEEPTTL: the journey keeps the safety-net expiry it was seeded with (`keys::SAFETY_TTL`).
     let () = redis::cmd("SET")
         .arg(&key)
@@ -74,6 +75,7 @@ pub(super) async fn read_modify_write(
         .query_async(conn)
         .await
         .map_err(UpdateError::during_write)?;
+    probe.answered(|| "OK".into());
     probe.wrote(count);
     Ok(UpdateStatus::Applied)
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
+use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, after_conflict, backoff, transaction};
 use crate::event::WriteScope;
 use crate::error::Error;
@@ -182,7 +183,9 @@ impl Watch {
                 self.conn.insert(conn)
             }
         };
-        probe.reading().await;
+        probe
+            .reading(|| Step::new(Role::Read, "WATCH journey, GET journey"))
+            .await;
         let () = redis::cmd("WATCH")
             .arg(&key)
             .query_async(conn)
@@ -207,7 +210,9 @@ impl Watch {
         probe.read(Some(read.seen()), None).await;
         super::think(op).await?;
         let (doc, count) = read.apply(op.status);
-        probe.writing().await;
+        probe
+            .writing(|| Step::new(Role::WriteBack, "MULTI, SET journey, EXEC (WATCHed journey)"))
+            .await;
         // MULTI, SET, EXEC in one pipeline; a nil EXEC reply (None) means the WATCH tripped.
         let exec = transaction(conn, |pipe| {
             pipe.cmd("SET").arg(&key).arg(doc).arg("KEEPTTL").ignore();
@@ -215,8 +220,10 @@ impl Watch {
         .await
         .map_err(during_write)?;
         if exec.is_none() {
+            probe.answered(|| "nil: EXEC aborted, the journey changed since WATCH".into());
             return Ok(None);
         }
+        probe.answered(|| "OK".into());
         probe.wrote(count);
         Ok(Some(UpdateStatus::Applied))
     }

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::common::{TestRedis, racelab, run, workload};
-use racelab::{RunResult, Schedule, Strategy, Workload};
+use racelab::{Role, RunResult, Schedule, Strategy, Workload};
 
 /// `updaters` updaters on `segments` segments following `schedule`, no think time.
 fn scheduled(updaters: u32, segments: usize, schedule: &str) -> Workload {
@@ -340,9 +340,36 @@ async fn a_driver_steps_a_run_one_step_at_a_time() {
     assert_eq!(driver.waiting().await, vec![1, 2]);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(driver.waiting().await, vec![1, 2]);
-    for updater in [1, 2, 1, 2] {
-        driver.step(updater).await.unwrap();
+    // Each waits with the Redis command it will send next, and each step comes back with
+    // Redis's reply.
+    let next = driver.next_steps().await;
+    assert_eq!(next.len(), 2);
+    for (_, step) in &next {
+        let step = step.as_ref().unwrap();
+        assert_eq!(
+            (step.role, step.command.as_ref()),
+            (Role::Read, "GET journey")
+        );
     }
+    let mut replies = Vec::new();
+    for updater in [1, 2, 1, 2] {
+        let choice = driver.step(updater).await.unwrap();
+        assert_eq!(choice.updater, updater);
+        let step = choice.step.unwrap();
+        replies.push((
+            step.command.into_owned(),
+            choice.reply.unwrap().into_owned(),
+        ));
+    }
+    assert_eq!(
+        replies,
+        vec![
+            ("GET journey".to_owned(), "Scheduled (count 0)".to_owned()),
+            ("GET journey".to_owned(), "Scheduled (count 0)".to_owned()),
+            ("SET journey".to_owned(), "OK".to_owned()),
+            ("SET journey".to_owned(), "OK".to_owned()),
+        ]
+    );
     assert_eq!(driver.waiting().await, Vec::<u32>::new());
     let err = driver.step(1).await.unwrap_err();
     assert!(err.contains("not waiting"), "{err}");
@@ -382,4 +409,51 @@ async fn an_interrupted_prove_leaves_no_key_behind() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130));
     assert_eq!(redis.all_keys().await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_sees_a_busy_lock_and_can_let_the_rest_run_free() {
+    let redis = TestRedis::start();
+    let target = std::sync::Arc::new(redis.target().await);
+    let workload = workload(2, 20, 1, Duration::ZERO);
+    let driver = racelab::Driver::new(2);
+    let mut settings = crate::common::settings();
+    settings.driver = Some(driver.clone());
+    let run = {
+        let (target, workload) = (target.clone(), workload.clone());
+        tokio::spawn(async move {
+            racelab::run(
+                &target,
+                Strategy::Lock,
+                &workload,
+                &settings,
+                None,
+                &tokio_util::sync::CancellationToken::new(),
+            )
+            .await
+            .unwrap()
+        })
+    };
+    let next = driver.next_steps().await;
+    let ttl = workload.tuning.lock_ttl.as_millis();
+    for (_, step) in &next {
+        let step = step.as_ref().unwrap();
+        assert_eq!(step.role, Role::Lock);
+        assert_eq!(step.command, format!("SET lock NX PX {ttl}"));
+    }
+    let first = driver.step(1).await.unwrap();
+    assert_eq!(first.reply.as_deref(), Some("OK: the lock is taken"));
+    let second = driver.step(2).await.unwrap();
+    assert_eq!(second.reply.as_deref(), Some("nil: the lock is busy"));
+    // #2 tries again at its next step; #1 goes on to read.
+    let next = driver.next_steps().await;
+    let roles: Vec<(u32, Role)> = next
+        .iter()
+        .map(|(u, s)| (*u, s.as_ref().unwrap().role))
+        .collect();
+    assert_eq!(roles, vec![(1, Role::Read), (2, Role::Lock)]);
+    driver.free();
+    let result = run.await.unwrap();
+    assert!(losses(&result).is_empty());
+    assert_eq!(result.truth.applied, 2);
 }
