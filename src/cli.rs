@@ -249,6 +249,12 @@ pub struct Options {
     #[arg(long, value_name = "K", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub workers: Option<u32>,
 
+    /// The interleaving to run: updater numbers (spaces or commas), each letting that updater take
+    /// its next step; `t` lets time pass (the lock's ttl runs out); steps left over run one at a
+    /// time in updater order. The TUI opens in step mode with it loaded.
+    #[arg(long, value_name = "\"1 2 1 2\"", value_parser = crate::schedule::Schedule::parse)]
+    pub schedule: Option<crate::schedule::Schedule>,
+
     /// How long to wait for the --workers to join.
     #[arg(long, default_value = "2m", value_parser = parse_timeout, value_name = "DURATION")]
     pub join_timeout: Duration,
@@ -270,12 +276,6 @@ pub struct RunArgs {
     /// Write every operation of the run to this file as JSON lines (see the README).
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
-
-    /// The interleaving to run: updater numbers (spaces or commas), each letting that updater take
-    /// its next step; `t` lets time pass (the lock's ttl runs out); steps left over run one at a
-    /// time in updater order.
-    #[arg(long, value_name = "\"1 2 1 2\"", value_parser = crate::schedule::Schedule::parse)]
-    pub schedule: Option<crate::schedule::Schedule>,
 
     /// What the verdict expects: auto (naive loses when it can race, fixes don't), lost, intact.
     #[arg(long, value_enum, default_value_t = Expect::Auto)]
@@ -490,6 +490,14 @@ impl Options {
         };
         let segments = self.segments.map_or(journey.segments.len(), |s| s as usize);
         let think = self.think.unwrap_or(default_think);
+        if let Some(schedule) = &self.schedule {
+            if self.workers.is_some() {
+                return Err(Error::Usage(
+                    "--schedule runs the updaters in this process, one step at a time; leave out --workers".to_owned(),
+                ));
+            }
+            schedule.check(self.updaters).map_err(Error::Usage)?;
+        }
         Ok(Workload {
             journey: Arc::new(journey.with_segments(segments)),
             updaters: self.updaters,
@@ -504,7 +512,7 @@ impl Options {
                 max_retries: self.max_retries,
             },
             deadline: None,
-            schedule: None,
+            schedule: self.schedule.clone(),
         })
     }
 

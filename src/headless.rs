@@ -22,16 +22,7 @@ pub const RUN_JITTER: f64 = 0.1;
 /// Runs the strategies of `args` and writes the report. `Ok(report)` even when a strategy
 /// misbehaved: that is a verdict, not an error.
 pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, Error> {
-    let mut workload = args.options.workload(RUN_THINK, RUN_JITTER)?;
-    if let Some(schedule) = &args.schedule {
-        if args.options.workers.is_some() {
-            return Err(Error::Usage(
-                "--schedule runs the updaters in this process, one step at a time; leave out --workers".to_owned(),
-            ));
-        }
-        schedule.check(workload.updaters).map_err(Error::Usage)?;
-        workload.schedule = Some(schedule.clone());
-    }
+    let workload = args.options.workload(RUN_THINK, RUN_JITTER)?;
     // A journey a strategy can't store faithfully is refused before anything runs.
     // With --workers the updaters, and their memory, are the workers'.
     let memory = crate::budget::limit().filter(|_| args.options.workers.is_none());

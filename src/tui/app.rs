@@ -12,10 +12,12 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::compare::CompareView;
 use super::run_view::RunView;
+use super::step::{Control, Stage, StepView, Taken};
 use crate::engine::RunResult;
 use crate::event::Event;
 use crate::journey::SegmentState;
 use crate::roster::WorkerShare;
+use crate::schedule::{Schedule, Step, Token};
 use crate::strategy::Strategy;
 use crate::workload::Workload;
 
@@ -85,6 +87,23 @@ pub enum Msg {
     CompareDone {
         generation: u64,
     },
+    /// Step mode: these updaters wait, each before the step shown; the presenter's turn.
+    StepReady {
+        generation: u64,
+        waiting: Vec<(u32, Option<Step>)>,
+        /// How long the journey's lock has left, when it is held.
+        lock_left: Option<Duration>,
+    },
+    /// Step mode: a step (or time passing) was taken.
+    Stepped {
+        generation: u64,
+        taken: Taken,
+    },
+    /// Step mode: the step asked for could not be taken.
+    StepRefused {
+        generation: u64,
+        reason: String,
+    },
 }
 
 /// What the runtime should do after an update.
@@ -100,6 +119,17 @@ pub enum Command {
         strategies: Vec<Strategy>,
         workload: Workload,
     },
+    /// A run in step mode that replays `replay`, then waits for the presenter.
+    Step {
+        generation: u64,
+        strategy: Strategy,
+        workload: Workload,
+        replay: Vec<Token>,
+    },
+    /// Passes the presenter's choice to the stepped run.
+    Control { generation: u64, control: Control },
+    /// Stops a run (an undone step's, a step mode left); its keys are deleted.
+    Stop { generation: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +153,10 @@ pub struct App {
     pub screen: Screen,
     pub help: bool,
     pub run: Option<RunView>,
+    /// Step mode's steps, beside the run they belong to.
+    pub step: Option<StepView>,
+    /// The schedule `--schedule` loaded for step mode.
+    pub loaded: Option<Schedule>,
     pub compare: Option<CompareView>,
     /// First updater shown in the lanes.
     pub lane_scroll: usize,
@@ -155,6 +189,8 @@ impl App {
             screen: Screen::Main,
             help: false,
             run: None,
+            step: None,
+            loaded: None,
             compare: None,
             lane_scroll: 0,
             notice: None,
@@ -270,6 +306,9 @@ impl App {
                 if let Some(run) = self.run.as_mut().filter(|r| r.generation == generation) {
                     run.on_finished(result, self.now);
                 }
+                if let Some(step) = self.stepping(generation) {
+                    step.finish();
+                }
             }
             Msg::CompareStarted {
                 generation,
@@ -298,8 +337,50 @@ impl App {
                     c.on_done(now);
                 }
             }
+            Msg::StepReady {
+                generation,
+                waiting,
+                lock_left,
+            } => {
+                let now = self.now;
+                if let Some(step) = self.stepping(generation) {
+                    step.on_ready(waiting, lock_left, now);
+                }
+            }
+            Msg::Stepped { generation, taken } => {
+                let now = self.now;
+                if let Some(states) = &taken.states
+                    && let Some(run) = self
+                        .run
+                        .as_mut()
+                        .filter(|r| r.generation == generation && r.running())
+                {
+                    run.on_observed(taken.read_started, states.clone());
+                }
+                if let Some(step) = self.stepping(generation) {
+                    step.on_taken(taken, now);
+                }
+            }
+            Msg::StepRefused { generation, reason } => {
+                if let Some(step) = self.stepping(generation) {
+                    step.stage = Stage::Ready;
+                    self.say(reason);
+                }
+            }
         }
         Vec::new()
+    }
+
+    /// Step mode's steps, if they belong to run `generation`.
+    fn stepping(&mut self, generation: u64) -> Option<&mut StepView> {
+        self.step.as_mut().filter(|s| s.generation == generation)
+    }
+
+    /// Step mode is on and its run goes on: keys take steps.
+    pub fn in_step_mode(&self) -> bool {
+        self.step
+            .as_ref()
+            .is_some_and(|s| s.stage != Stage::Over && self.busy())
     }
 
     fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
@@ -315,6 +396,8 @@ impl App {
             KeyCode::Esc => self.quit = true,
             KeyCode::Char('?') | KeyCode::F(1) => self.help = !self.help,
             _ if self.help => self.help = false,
+            _ if self.in_step_mode() => return self.on_step_key(key.code),
+            KeyCode::Char('p') => return self.start_stepping(Vec::new()),
             KeyCode::Enter | KeyCode::Char('r') => return self.start_run(),
             KeyCode::Char('c') => return self.toggle_compare(),
             KeyCode::Char('s') | KeyCode::Tab => self.change(|app| {
@@ -344,6 +427,139 @@ impl App {
             _ => {}
         }
         Vec::new()
+    }
+
+    /// A key in step mode: the presenter picks who takes the next step.
+    fn on_step_key(&mut self, code: KeyCode) -> Vec<Command> {
+        let Some(step) = self.step.as_mut() else {
+            return Vec::new();
+        };
+        let generation = step.generation;
+        let control = |control| {
+            vec![Command::Control {
+                generation,
+                control,
+            }]
+        };
+        match code {
+            KeyCode::Char(c @ '1'..='9') => {
+                let n = c as u32 - '0' as u32;
+                if step.waiting().contains(&n) {
+                    step.selected = n;
+                } else if n as usize > step.next.len() {
+                    let have = step.next.len();
+                    self.say(format!("there is no #{n}; this run has {have} updaters"));
+                } else {
+                    self.say(format!("#{n} has made its update; pick one still waiting"));
+                }
+            }
+            KeyCode::Up | KeyCode::Char('k') => step.select_by(-1),
+            KeyCode::Down | KeyCode::Char('j') => step.select_by(1),
+            KeyCode::Char(' ') | KeyCode::Enter => {
+                if !step.ready() {
+                    self.say("a step is under way; wait for it");
+                } else if step.waiting().contains(&step.selected) {
+                    let token = Token::Step(step.selected);
+                    step.taking(token, self.now);
+                    return control(Control::Take(token));
+                }
+            }
+            KeyCode::Char('t') => {
+                if step.ready() {
+                    step.taking(Token::Wait, self.now);
+                    return control(Control::Take(Token::Wait));
+                }
+                self.say("a step is under way; wait for it");
+            }
+            KeyCode::Char('f') => {
+                if step.ready() {
+                    step.stage = Stage::Free;
+                    return control(Control::Free);
+                }
+                self.say("a step is under way; wait for it");
+            }
+            KeyCode::Char('u') | KeyCode::Backspace => {
+                if step.stage == Stage::Replaying || matches!(step.stage, Stage::Taking(..)) {
+                    self.say("a step is under way; wait for it");
+                } else if step.taken.is_empty() {
+                    self.say("no step to undo yet");
+                } else {
+                    let mut replay = step.taken.clone();
+                    replay.pop();
+                    return self.start_stepping(replay);
+                }
+            }
+            KeyCode::Char('r') => return self.start_stepping(Vec::new()),
+            KeyCode::Char('p') => {
+                self.step = None;
+                self.run = None;
+                return vec![Command::Stop { generation }];
+            }
+            KeyCode::PageUp => self.scroll(-20),
+            KeyCode::PageDown => self.scroll(20),
+            _ => self
+                .say("in step mode: 1-9 or ↑↓ pick, Space steps, u undo, t time, f free, p leave"),
+        }
+        Vec::new()
+    }
+
+    /// Opens step mode: a new run whose updaters wait for the presenter, after replaying
+    /// `replay` on fresh keys. A schedule loaded with `--schedule` is the plan while the
+    /// steps taken follow it.
+    pub fn start_stepping(&mut self, replay: Vec<Token>) -> Vec<Command> {
+        if self.workers.is_some() {
+            self.say("step mode runs the updaters in this process; start racelab without --workers to step");
+            return Vec::new();
+        }
+        let mut commands = Vec::new();
+        match (&self.step, &self.run) {
+            (Some(step), Some(run)) if run.running() && run.generation == step.generation => {
+                commands.push(Command::Stop {
+                    generation: step.generation,
+                });
+            }
+            _ if self.busy() => {
+                self.say("a run is going on; step mode opens when it ends");
+                return Vec::new();
+            }
+            _ => {}
+        }
+        if !self.fits(&[self.strategy]) {
+            return commands;
+        }
+        let generation = self.generation();
+        let mut workload = self.workload.clone();
+        // The presenter is the clock: no think time to wait out between a read and the write.
+        workload.think = Duration::ZERO;
+        workload.jitter = 0.0;
+        let plan = self.plan_after(&replay);
+        self.screen = Screen::Main;
+        self.lane_scroll = 0;
+        self.step = Some(StepView::new(generation, &workload, replay.clone(), plan));
+        self.run = Some(RunView::new(
+            generation,
+            self.strategy,
+            workload.clone(),
+            self.now,
+        ));
+        commands.push(Command::Step {
+            generation,
+            strategy: self.strategy,
+            workload,
+            replay,
+        });
+        commands
+    }
+
+    /// What is left of the loaded schedule once `taken` is replayed: its rest while `taken`
+    /// follows it, nothing once it went its own way.
+    fn plan_after(&self, taken: &[Token]) -> Vec<Token> {
+        match &self.loaded {
+            Some(loaded) if loaded.tokens.starts_with(taken) => {
+                loaded.tokens[taken.len()..].to_vec()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Settings change between runs: a running one keeps the settings it started with, and the
@@ -400,6 +616,7 @@ impl App {
         let workload = self.workload.clone();
         self.screen = Screen::Main;
         self.lane_scroll = 0;
+        self.step = None;
         self.run = Some(RunView::new(
             generation,
             self.strategy,

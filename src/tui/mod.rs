@@ -9,6 +9,8 @@
 //!   [`compare`](mod@compare).
 //! - [`ui`]: the whole screen from the state (header, footer, help); [`widgets`] and [`theme`]
 //!   are what every view draws with. Drawing does no I/O either.
+//! - [`step`]: step mode, where the presenter picks who takes the next step; [`stepper`]
+//!   runs it (the engine with a [`crate::schedule::Driver`] the presenter drives).
 //! - [`observer`]: reads the journey as Redis holds it, on its own connection.
 //! - [`terminal`]: full-screen mode in and out, whatever way the TUI ends.
 //!
@@ -22,6 +24,8 @@ pub mod grid;
 pub mod lanes;
 pub mod observer;
 pub mod run_view;
+pub mod step;
+pub mod stepper;
 pub mod story;
 pub mod terminal;
 pub mod theme;
@@ -71,7 +75,9 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
         .first()
         .copied()
         .unwrap_or(Strategy::Naive);
-    let workload = options.workload(TUI_THINK, TUI_JITTER)?;
+    let mut workload = options.workload(TUI_THINK, TUI_JITTER)?;
+    // A schedule is step mode's plan; the TUI's free runs stay free.
+    let loaded = workload.schedule.take();
     // Redis first: a missing redis-server or a wrong URL is reported on a plain terminal.
     let target = Arc::new(options.target().await?);
     let info = TargetInfo {
@@ -114,6 +120,7 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
         Instant::now(),
     );
     app.workers = crew.as_ref().map(|crew| crew.size() as u32);
+    app.loaded = loaded;
     app.memory_limit = crate::budget::limit();
     // The runs go on a runtime of their own, on a thread of its own: thousands of updaters
     // parsing journeys must never starve the frame loop and the keyboard (with everything on
@@ -152,8 +159,11 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
 
 /// A run or comparison in progress, as a task on the engine's runtime.
 struct RunTask {
+    generation: u64,
     stop: CancellationToken,
     handle: JoinHandle<()>,
+    /// A stepped run's way to hear the presenter.
+    controls: Option<mpsc::UnboundedSender<step::Control>>,
 }
 
 struct Session {
@@ -186,6 +196,12 @@ impl Session {
                 "cannot read the keyboard ({e}); use `racelab run` for a headless report"
             ))
         })?;
+        // A schedule loaded with --schedule opens in step mode.
+        if app.loaded.is_some() {
+            for command in app.start_stepping(Vec::new()) {
+                self.start(command, app.fixed_seed, &tx);
+            }
+        }
         let mut frame = tokio::time::interval(FRAME);
         frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let outcome = loop {
@@ -257,35 +273,91 @@ impl Session {
             }
             workload
         };
-        let handle = match command {
+        let mut controls = None;
+        let (generation, handle) = match command {
             Command::Run {
                 generation,
                 strategy,
                 workload,
-            } => self.engine.spawn(run_one(
-                target,
-                settings,
-                strategy,
-                reseed(workload),
+            } => (
                 generation,
-                tx,
-                stop.clone(),
-            )),
+                self.engine.spawn(run_one(
+                    target,
+                    settings,
+                    strategy,
+                    reseed(workload),
+                    generation,
+                    tx,
+                    stop.clone(),
+                )),
+            ),
             Command::Compare {
                 generation,
                 strategies,
                 workload,
-            } => self.engine.spawn(compare(
-                target,
-                settings,
-                strategies,
-                reseed(workload),
+            } => (
                 generation,
-                tx,
-                stop.clone(),
-            )),
+                self.engine.spawn(compare(
+                    target,
+                    settings,
+                    strategies,
+                    reseed(workload),
+                    generation,
+                    tx,
+                    stop.clone(),
+                )),
+            ),
+            // The same workload every time: an undo's replay must be the same run again.
+            Command::Step {
+                generation,
+                strategy,
+                workload,
+                replay,
+            } => {
+                let (send, receive) = mpsc::unbounded_channel();
+                controls = Some(send);
+                (
+                    generation,
+                    self.engine.spawn(stepper::run_stepped(
+                        target,
+                        settings,
+                        strategy,
+                        workload,
+                        replay,
+                        generation,
+                        receive,
+                        tx,
+                        stop.clone(),
+                    )),
+                )
+            }
+            Command::Control {
+                generation,
+                control,
+            } => {
+                if let Some(send) = self
+                    .tasks
+                    .iter()
+                    .find(|t| t.generation == generation)
+                    .and_then(|t| t.controls.as_ref())
+                {
+                    let _ = send.send(control);
+                }
+                return;
+            }
+            Command::Stop { generation } => {
+                for task in self.tasks.iter().filter(|t| t.generation == generation) {
+                    task.stop.cancel();
+                }
+                return;
+            }
         };
-        self.tasks.push(RunTask { stop, handle });
+        self.tasks.push(RunTask {
+            generation,
+            stop,
+            handle,
+            controls,
+        });
     }
 
     /// Forgets finished tasks; a task that panicked is returned as its panic message.
@@ -422,7 +494,11 @@ pub async fn compare(
 }
 
 /// Passes a run's events to the screen, stamped with when they arrived.
-async fn forward(mut events: mpsc::Receiver<Event>, generation: u64, tx: &mpsc::Sender<Msg>) {
+pub(super) async fn forward(
+    mut events: mpsc::Receiver<Event>,
+    generation: u64,
+    tx: &mpsc::Sender<Msg>,
+) {
     while let Some(event) = events.recv().await {
         let msg = Msg::Event {
             generation,

@@ -16,7 +16,7 @@ use super::run_view::{RunState, RunView};
 use super::theme::Look;
 use super::theme::Theme;
 use super::widgets::{self, fmt_ms};
-use super::{compare, lanes, story};
+use super::{compare, lanes, step, story};
 
 /// Below this the screen cannot say anything useful; it says so instead.
 pub const MIN_WIDTH: u16 = 60;
@@ -242,7 +242,19 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
     } else {
         "Journey".to_owned()
     };
+    let title = match (run, &app.step) {
+        (Some(run), Some(step)) if !step.taken.is_empty() => {
+            let when = if run.running() { "now" } else { "at the end" };
+            format!(
+                " {journey} in Redis {when}, after step {} · {} ",
+                step.taken.len(),
+                run.strategy
+            )
+        }
+        _ => String::new(),
+    };
     let title = match run {
+        _ if !title.is_empty() => title,
         Some(run) if run.running() && !run.observed => {
             format!(" {journey} · {} · seeding ", run.strategy)
         }
@@ -267,8 +279,27 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
     ])
     .spacing(1)
     .areas(rest);
-    match run {
-        Some(run) => {
+    match (run, &app.step) {
+        (Some(run), Some(steps)) => {
+            step::draw_panel(lanes_area, buf, steps, app.lane_scroll, app.now, theme);
+            let mut tail: Vec<String> = run
+                .story
+                .iter()
+                .filter(|s| matches!(s, story::Story::Verdict { .. }))
+                .map(story::Story::text)
+                .collect();
+            if !run.running() && !steps.taken.is_empty() {
+                tail.push(format!(
+                    "Repeat it: {}",
+                    steps.repeat_command(run.strategy, &run.workload)
+                ));
+            }
+            if steps.lines.is_empty() && steps.ready() {
+                tail.push(step_hint(steps));
+            }
+            step::draw_story(story_area, buf, steps, &tail, theme);
+        }
+        (Some(run), None) => {
             lanes::draw(
                 lanes_area,
                 buf,
@@ -280,7 +311,7 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
             let lines: Vec<_> = run.story.iter().cloned().collect();
             story::draw(story_area, buf, &lines, "", theme);
         }
-        None => {
+        (None, _) => {
             let block = Block::new()
                 .borders(ratatui::widgets::Borders::TOP)
                 .border_style(theme.border())
@@ -325,6 +356,14 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
     }
 }
 
+/// What the presenter can do, before the first step.
+fn step_hint(steps: &step::StepView) -> String {
+    format!(
+        "Each updater waits before every Redis command. Pick one (1-9 or ↑↓; ▶ marks #{}) and press Space: it sends its command, Redis answers, and the grid shows what Redis holds. u undoes, t lets time pass, f runs the rest free.",
+        steps.selected
+    )
+}
+
 fn footer(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
     let stats = match (app.screen, &app.run) {
         (Screen::Main, Some(run)) => stats_line(run, app, theme, usize::from(area.width)),
@@ -332,7 +371,8 @@ fn footer(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
     };
     let keys = match app.notice_text() {
         Some(notice) => Line::styled(notice.to_owned(), theme.busy()),
-        None => key_hints(theme, usize::from(area.width)),
+        None if app.in_step_mode() => hints(STEP_KEYS, theme, usize::from(area.width)),
+        None => hints(MAIN_KEYS, theme, usize::from(area.width)),
     };
     Paragraph::new(vec![stats, keys]).render(area, buf);
 }
@@ -372,18 +412,47 @@ fn stats_line(run: &RunView, app: &App, theme: Theme, width: usize) -> Line<'sta
     Line::default()
 }
 
-fn key_hints(theme: Theme, width: usize) -> Line<'static> {
-    let all: &[(&str, &str)] = &[
+/// The footer's keys: each with what it does, and shorter forms for narrow screens.
+struct Hints {
+    keys: &'static [(&'static str, &'static str)],
+    short: &'static str,
+    shortest: &'static str,
+}
+
+const MAIN_KEYS: Hints = Hints {
+    keys: &[
         ("Enter", "run"),
+        ("p", "step"),
         ("s", "strategy"),
         ("+/-", "updaters"),
         ("t/T", "think"),
         ("c", "compare"),
         ("?", "help"),
         ("q", "quit"),
-    ];
+    ],
+    short: "Enter run · p step · s strategy · +/- n · t/T think · c compare · ? · q quit",
+    shortest: "Enter run  p step  s strat  +/- n  t/T think  c cmp  ? help  q",
+};
+
+const STEP_KEYS: Hints = Hints {
+    keys: &[
+        ("1-9/↑↓", "pick"),
+        ("Space", "step"),
+        ("u", "undo"),
+        ("t", "time passes"),
+        ("f", "run free"),
+        ("r", "start over"),
+        ("p", "leave"),
+        ("?", "help"),
+        ("q", "quit"),
+    ],
+    short: "1-9 pick · Space step · u undo · t time · f free · r restart · p leave · ? · q",
+    shortest: "1-9 pick  Spc step  u undo  t time  f free  r again  p leave  q",
+};
+
+fn hints(hints: Hints, theme: Theme, width: usize) -> Line<'static> {
     let mut spans = Vec::new();
-    for (k, (key, what)) in all.iter().enumerate() {
+    for (k, (key, what)) in hints.keys.iter().enumerate() {
         if k > 0 {
             spans.push(Span::styled(" · ", theme.dim()));
         }
@@ -394,14 +463,10 @@ fn key_hints(theme: Theme, width: usize) -> Line<'static> {
     if line.width() <= width {
         return line;
     }
-    let short = "Enter run · s strategy · +/- n · t/T think · c compare · ? help · q quit";
-    if short.chars().count() <= width {
-        return Line::styled(short, theme.key());
+    if hints.short.chars().count() <= width {
+        return Line::styled(hints.short, theme.key());
     }
-    Line::styled(
-        "Enter run  s strat  +/- n  t/T think  c cmp  ? help  q quit",
-        theme.key(),
-    )
+    Line::styled(hints.shortest, theme.key())
 }
 
 /// Every key, one line each, and what the grid's symbols mean.
@@ -411,6 +476,20 @@ pub const HELP: &[(&str, &str)] = &[
     ("+ / -", "more / fewer updaters"),
     ("t / T", "slower / faster think time"),
     ("c", "compare every strategy (c again: back)"),
+    ("p", "step mode: you pick who takes each step"),
+    ("  1-9 / ↑ ↓", "step mode: pick the updater that goes next"),
+    (
+        "  Space / Enter",
+        "step mode: it takes its step (one Redis command)",
+    ),
+    (
+        "  u / Backspace",
+        "step mode: undo the last step (replayed on fresh keys)",
+    ),
+    ("  t", "step mode: time passes, the lock's ttl runs out"),
+    ("  f", "step mode: the rest runs free"),
+    ("  r", "step mode: start over"),
+    ("  p", "step mode: leave it"),
     ("↑ ↓ PgUp PgDn", "scroll the updater lanes"),
     ("?", "this help (any key closes it)"),
     ("q / Esc / Ctrl-C", "quit"),
