@@ -78,7 +78,10 @@ fn header(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
     } else {
         format!("{} rounds", workload.rounds)
     };
-    let think = if workload.jitter > 0.0 && !workload.think.is_zero() {
+    let think = if running.is_some() && app.step.is_some() {
+        // The presenter is the clock: there is no think time to show.
+        "stepped by you".to_owned()
+    } else if workload.jitter > 0.0 && !workload.think.is_zero() {
         format!(
             "think {}–{}",
             fmt_ms(workload.think),

@@ -16,5 +16,6 @@ mod tui_app;
 mod tui_e2e;
 mod tui_live;
 mod tui_screens;
+mod tui_step;
 mod tui_widgets;
 mod workers;

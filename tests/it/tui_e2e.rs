@@ -336,3 +336,50 @@ fn closing_the_terminal_mid_run_ends_racelab_and_deletes_its_keys() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert_eq!(rt.block_on(redis.all_keys()), Vec::<String>::new());
 }
+
+#[test]
+fn step_mode_steps_naive_through_1_2_1_2_and_shows_the_lost_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let exit_file = dir.path().join("exit");
+    let command = format!(
+        "env -u REDIS_URL NO_COLOR=1 '{}' -n 2; echo $? > '{}'",
+        env!("CARGO_BIN_EXE_racelab"),
+        exit_file.display()
+    );
+    let tmux = Tmux::new();
+    let started = tmux.start(&command);
+    assert!(
+        started.status.success(),
+        "tmux new-session failed: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    tmux.wait_for("the idle screen", Duration::from_secs(20), |s| {
+        s.contains("idle: press Enter to run naive")
+    });
+    tmux.run(&["send-keys", "-t", "e2e", "p"]);
+    tmux.wait_for("step mode", Duration::from_secs(20), |s| {
+        s.contains("▶#1") && s.contains("next: GET journey")
+    });
+    // The presenter picks each updater by its number and lets it take its step; each step is
+    // answered by the real Redis before the next is taken.
+    for (k, updater) in ["1", "2", "1", "2"].into_iter().enumerate() {
+        tmux.run(&["send-keys", "-t", "e2e", updater, "Space"]);
+        let number = format!("{:>2} #{updater} ", k + 1);
+        tmux.wait_for(&format!("step {}", k + 1), Duration::from_secs(20), |s| {
+            s.contains(&number)
+        });
+    }
+    let screen = tmux.wait_for("the lost segment", Duration::from_secs(20), |s| {
+        // The sentence may wrap: "#2 wrote its copy from step 2: SEG-001's Departed is gone".
+        s.contains("from step 2: SEG-001's")
+            && s.contains("Departed is gone")
+            && s.contains("✗ SEG-001")
+    });
+    assert!(screen.contains("schedule: 1 2 1 2"), "{screen}");
+    tmux.wait_for("the repeat command", Duration::from_secs(20), |s| {
+        s.contains("racelab run -s naive -n 2 --schedule") && s.contains("\"1 2 1 2\"")
+    });
+    tmux.run(&["send-keys", "-t", "e2e", "q"]);
+    let code = exit_code(&tmux, &exit_file, Duration::from_secs(15));
+    assert_eq!(code, "0", "racelab's exit code after q");
+}

@@ -301,3 +301,41 @@ fn every_size_renders_without_panicking() {
         }
     }
 }
+
+#[test]
+fn step_mode() {
+    let base = Instant::now();
+    let mut app = crate::tui_step::two_updaters(base);
+    crate::tui_step::naive_steps(&mut app, base, false);
+    check(
+        "step_mode",
+        &app,
+        &[
+            "schedule: 1 2 1",
+            "▶#2",
+            "read at step 2)",
+            "✓ SEG-001 Departed",
+            "3 #1 SET journey → OK",
+            "Space step",
+        ],
+    );
+    let mut app = crate::tui_step::two_updaters(base);
+    let generation = crate::tui_step::naive_steps(&mut app, base, true);
+    app.update(
+        Msg::RunFinished {
+            generation,
+            result: Ok(intact_result(Strategy::Naive, 2, 1)),
+        },
+        base,
+    );
+    check(
+        "step_mode_done",
+        &app,
+        &[
+            "schedule: 1 2 1 2",
+            "SEG-001's Departed is gone",
+            "--schedule \"1 2 1 2\"",
+            "every updater is done",
+        ],
+    );
+}
