@@ -473,7 +473,7 @@ impl App {
             }
             KeyCode::Char('f') => {
                 if step.ready() {
-                    step.stage = Stage::Free;
+                    step.free();
                     return control(Control::Free);
                 }
                 self.say("a step is under way; wait for it");

@@ -88,6 +88,8 @@ pub struct StepView {
     /// Who the next step goes to (1-based).
     pub selected: u32,
     pub lines: Vec<StepLine>,
+    /// The presenter let the rest run free (`f`): the schedule covers only the steps before.
+    pub went_free: bool,
     /// The step (1-based) at which each updater read what it holds now.
     read_step: Vec<Option<usize>>,
     /// Who holds the journey's lock, as the steps' replies say.
@@ -118,6 +120,7 @@ impl StepView {
             next: vec![None; n],
             selected: 1,
             lines: Vec::new(),
+            went_free: false,
             read_step: vec![None; n],
             holder: None,
             lock_left: None,
@@ -385,6 +388,12 @@ impl StepView {
             }
             _ => format!("next: {}", step.command),
         }
+    }
+
+    /// The rest runs free.
+    pub fn free(&mut self) {
+        self.stage = Stage::Free;
+        self.went_free = true;
     }
 
     /// Every updater is done (or the run stopped): nobody waits any more.

@@ -292,10 +292,12 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
                 .map(story::Story::text)
                 .collect();
             if !run.running() && !steps.taken.is_empty() {
-                tail.push(format!(
-                    "Repeat it: {}",
-                    steps.repeat_command(run.strategy, &run.workload)
-                ));
+                let repeat = steps.repeat_command(run.strategy, &run.workload);
+                tail.push(if steps.went_free {
+                    format!("The steps before f: {repeat} (the rest ran free; there it runs one step at a time)")
+                } else {
+                    format!("Repeat it: {repeat}")
+                });
             }
             if steps.lines.is_empty() && steps.ready() {
                 tail.push(step_hint(steps));

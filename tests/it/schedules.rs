@@ -457,3 +457,71 @@ async fn a_driver_sees_a_busy_lock_and_can_let_the_rest_run_free() {
     assert!(losses(&result).is_empty());
     assert_eq!(result.truth.applied, 2);
 }
+
+/// Every strategy's every step names its Redis command and comes back with Redis's reply, so
+/// the TUI's step mode can show each one (README "Step mode"), retries included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_strategys_steps_name_their_command_and_reply() {
+    let redis = TestRedis::start();
+    let target = std::sync::Arc::new(redis.target().await);
+    for &strategy in Strategy::ALL {
+        let workload = workload(2, 20, 1, Duration::ZERO);
+        let driver = racelab::Driver::new(2);
+        let mut settings = crate::common::settings();
+        settings.driver = Some(driver.clone());
+        let run = {
+            let (target, workload) = (target.clone(), workload.clone());
+            tokio::spawn(async move {
+                racelab::run(
+                    &target,
+                    strategy,
+                    &workload,
+                    &settings,
+                    None,
+                    &tokio_util::sync::CancellationToken::new(),
+                )
+                .await
+                .unwrap()
+            })
+        };
+        // Alternate while both wait, so the optimistic ones conflict and retry.
+        let mut turn = 0;
+        let mut replies = Vec::new();
+        loop {
+            let waiting = driver.waiting().await;
+            if waiting.is_empty() {
+                break;
+            }
+            let updater = waiting[turn % waiting.len()];
+            turn += 1;
+            let choice = driver.step(updater).await.unwrap();
+            let step = choice
+                .step
+                .unwrap_or_else(|| panic!("{strategy}: a step without a name"));
+            assert!(!step.command.is_empty(), "{strategy}");
+            let reply = choice.reply.unwrap_or_else(|| {
+                panic!(
+                    "{strategy}: #{updater}'s {} came back without a reply",
+                    step.command
+                )
+            });
+            replies.push(reply.into_owned());
+        }
+        // The retries show as Redis's refusals.
+        let refused = match strategy {
+            Strategy::Watch => Some("nil: EXEC aborted"),
+            Strategy::Cas => Some("0: conflict"),
+            Strategy::Lock | Strategy::Fenced => Some("nil: the lock is busy"),
+            _ => None,
+        };
+        if let Some(refused) = refused {
+            assert!(
+                replies.iter().any(|r| r.starts_with(refused)),
+                "{strategy}: {replies:?}"
+            );
+        }
+        let result = run.await.unwrap();
+        assert!(result.is_complete(), "{strategy}: {:?}", result.stopped);
+        assert_eq!(result.tally.acknowledged, 2, "{strategy}");
+    }
+}
