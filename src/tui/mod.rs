@@ -422,40 +422,83 @@ pub async fn run_one(
             })
             .await;
     }
-    let run_id = Keys::new_run_id();
-    let keys = Keys::new(&settings.key_prefix, &run_id, &workload.journey.id);
-    let (events, events_rx) = mpsc::channel(EVENT_CHANNEL);
-    let observer_stop = stop.child_token();
-    let run = async {
-        let result = engine::run_as(
-            &target,
-            strategy,
-            &workload,
-            &settings,
-            run_id,
-            Some(events),
-            &stop,
-        )
-        .await;
-        observer_stop.cancel();
-        result
-    };
-    let observe = observer::observe(
-        target.clone(),
+    let run = Watched {
+        target,
+        settings,
         strategy,
-        keys,
+        workload,
         generation,
-        tx.clone(),
-        observer_stop.clone(),
-    );
-    // The finish message goes last, after every event and snapshot of the run.
-    let (result, (), ()) = tokio::join!(run, forward(events_rx, generation, &tx), observe);
-    let _ = tx
-        .send(Msg::RunFinished {
+        tx,
+    };
+    run.run(stop, |_, _| async {}).await;
+}
+
+/// A run the screen watches: the engine's run, its events forwarded, the observer reading
+/// Redis, and whatever else goes `alongside` it (step mode's presenter), given the run's keys
+/// and a token cancelled once the run is over.
+pub(super) struct Watched {
+    pub target: Arc<Target>,
+    pub settings: Settings,
+    pub strategy: Strategy,
+    pub workload: Workload,
+    pub generation: u64,
+    pub tx: mpsc::Sender<Msg>,
+}
+
+impl Watched {
+    pub async fn run<F: Future<Output = ()>>(
+        self,
+        stop: CancellationToken,
+        alongside: impl FnOnce(Keys, CancellationToken) -> F,
+    ) {
+        let Watched {
+            target,
+            settings,
+            strategy,
+            workload,
             generation,
-            result: result.map_err(|e| e.to_string()),
-        })
-        .await;
+            tx,
+        } = self;
+        let run_id = Keys::new_run_id();
+        let keys = Keys::new(&settings.key_prefix, &run_id, &workload.journey.id);
+        let (events, events_rx) = mpsc::channel(EVENT_CHANNEL);
+        let over = stop.child_token();
+        let run = async {
+            let result = engine::run_as(
+                &target,
+                strategy,
+                &workload,
+                &settings,
+                run_id,
+                Some(events),
+                &stop,
+            )
+            .await;
+            over.cancel();
+            result
+        };
+        let observe = observer::observe(
+            target.clone(),
+            strategy,
+            keys.clone(),
+            generation,
+            tx.clone(),
+            over.clone(),
+        );
+        // The finish message goes last, after every event and snapshot of the run.
+        let (result, (), (), ()) = tokio::join!(
+            run,
+            forward(events_rx, generation, &tx),
+            observe,
+            alongside(keys, over.clone())
+        );
+        let _ = tx
+            .send(Msg::RunFinished {
+                generation,
+                result: result.map_err(|e| e.to_string()),
+            })
+            .await;
+    }
 }
 
 /// Every strategy on the same workload, one after another, as [`Msg::CompareStarted`],
@@ -494,11 +537,7 @@ pub async fn compare(
 }
 
 /// Passes a run's events to the screen, stamped with when they arrived.
-pub(super) async fn forward(
-    mut events: mpsc::Receiver<Event>,
-    generation: u64,
-    tx: &mpsc::Sender<Msg>,
-) {
+async fn forward(mut events: mpsc::Receiver<Event>, generation: u64, tx: &mpsc::Sender<Msg>) {
     while let Some(event) = events.recv().await {
         let msg = Msg::Event {
             generation,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::app::Msg;
 use super::step::{Control, Taken};
-use crate::engine::{self, Settings};
+use crate::engine::Settings;
 use crate::keys::Keys;
 use crate::schedule::{Driver, Schedule, Token};
 use crate::strategy::Strategy;
@@ -46,55 +46,31 @@ pub async fn run_stepped(
     workload.schedule = Some(Schedule {
         tokens: replay.clone(),
     });
-    let run_id = Keys::new_run_id();
-    let keys = Keys::new(&settings.key_prefix, &run_id, &workload.journey.id);
-    let (events, events_rx) = mpsc::channel(super::EVENT_CHANNEL);
-    let watchers = stop.child_token();
-    let run = async {
-        let result = engine::run_as(
-            &target,
+    let presenter = {
+        let (target, tx, lock_ttl) = (target.clone(), tx.clone(), workload.tuning.lock_ttl);
+        move |keys| Presenter {
+            driver,
+            target,
             strategy,
-            &workload,
-            &settings,
-            run_id,
-            Some(events),
-            &stop,
-        )
-        .await;
-        watchers.cancel();
-        result
-    };
-    let presenter = Presenter {
-        driver,
-        target: target.clone(),
-        strategy,
-        keys: keys.clone(),
-        lock_ttl: workload.tuning.lock_ttl,
-        generation,
-        tx: tx.clone(),
-        lock_held: false,
-    };
-    let steps = presenter.take(replay, controls, watchers.clone());
-    let observe = super::observer::observe(
-        target.clone(),
-        strategy,
-        keys,
-        generation,
-        tx.clone(),
-        watchers.clone(),
-    );
-    let (result, (), (), ()) = tokio::join!(
-        run,
-        super::forward(events_rx, generation, &tx),
-        steps,
-        observe
-    );
-    let _ = tx
-        .send(Msg::RunFinished {
+            keys,
+            lock_ttl,
             generation,
-            result: result.map_err(|e| e.to_string()),
-        })
-        .await;
+            tx,
+            lock_held: false,
+        }
+    };
+    let run = super::Watched {
+        target,
+        settings,
+        strategy,
+        workload,
+        generation,
+        tx,
+    };
+    run.run(stop, |keys, over| {
+        presenter(keys).take(replay, controls, over)
+    })
+    .await;
 }
 
 struct Presenter {

@@ -15,6 +15,31 @@ fn scheduled(updaters: u32, segments: usize, schedule: &str) -> Workload {
 }
 
 /// (updater, eraser) of each lost update, 1-based.
+/// A run of `strategy` whose updaters take each step only when the returned driver says so.
+fn driven(
+    target: &std::sync::Arc<racelab::Target>,
+    strategy: Strategy,
+    workload: &Workload,
+) -> (racelab::Driver, tokio::task::JoinHandle<RunResult>) {
+    let driver = racelab::Driver::new(workload.updaters);
+    let mut settings = crate::common::settings();
+    settings.driver = Some(driver.clone());
+    let (target, workload) = (target.clone(), workload.clone());
+    let run = tokio::spawn(async move {
+        racelab::run(
+            &target,
+            strategy,
+            &workload,
+            &settings,
+            None,
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .unwrap()
+    });
+    (driver, run)
+}
+
 fn losses(result: &RunResult) -> Vec<(u32, Option<u32>)> {
     assert!(result.is_complete(), "{:?}", result.stopped);
     let mut lost: Vec<_> = result
@@ -318,24 +343,7 @@ async fn a_driver_steps_a_run_one_step_at_a_time() {
     let redis = TestRedis::start();
     let target = std::sync::Arc::new(redis.target().await);
     let workload = workload(2, 20, 1, Duration::ZERO);
-    let driver = racelab::Driver::new(2);
-    let mut settings = crate::common::settings();
-    settings.driver = Some(driver.clone());
-    let run = {
-        let (target, workload) = (target.clone(), workload.clone());
-        tokio::spawn(async move {
-            racelab::run(
-                &target,
-                Strategy::Naive,
-                &workload,
-                &settings,
-                None,
-                &tokio_util::sync::CancellationToken::new(),
-            )
-            .await
-            .unwrap()
-        })
-    };
+    let (driver, run) = driven(&target, Strategy::Naive, &workload);
     // Both updaters wait before their read; nothing moves until the driver says so.
     assert_eq!(driver.waiting().await, vec![1, 2]);
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -416,24 +424,7 @@ async fn a_driver_sees_a_busy_lock_and_can_let_the_rest_run_free() {
     let redis = TestRedis::start();
     let target = std::sync::Arc::new(redis.target().await);
     let workload = workload(2, 20, 1, Duration::ZERO);
-    let driver = racelab::Driver::new(2);
-    let mut settings = crate::common::settings();
-    settings.driver = Some(driver.clone());
-    let run = {
-        let (target, workload) = (target.clone(), workload.clone());
-        tokio::spawn(async move {
-            racelab::run(
-                &target,
-                Strategy::Lock,
-                &workload,
-                &settings,
-                None,
-                &tokio_util::sync::CancellationToken::new(),
-            )
-            .await
-            .unwrap()
-        })
-    };
+    let (driver, run) = driven(&target, Strategy::Lock, &workload);
     let next = driver.next_steps().await;
     let ttl = workload.tuning.lock_ttl.as_millis();
     for (_, step) in &next {
@@ -466,24 +457,7 @@ async fn every_strategys_steps_name_their_command_and_reply() {
     let target = std::sync::Arc::new(redis.target().await);
     for &strategy in Strategy::ALL {
         let workload = workload(2, 20, 1, Duration::ZERO);
-        let driver = racelab::Driver::new(2);
-        let mut settings = crate::common::settings();
-        settings.driver = Some(driver.clone());
-        let run = {
-            let (target, workload) = (target.clone(), workload.clone());
-            tokio::spawn(async move {
-                racelab::run(
-                    &target,
-                    strategy,
-                    &workload,
-                    &settings,
-                    None,
-                    &tokio_util::sync::CancellationToken::new(),
-                )
-                .await
-                .unwrap()
-            })
-        };
+        let (driver, run) = driven(&target, strategy, &workload);
         // Alternate while both wait, so the optimistic ones conflict and retry.
         let mut turn = 0;
         let mut replies = Vec::new();

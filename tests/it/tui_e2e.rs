@@ -130,12 +130,13 @@ fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-#[test]
-fn racelab_shows_lost_updates_and_quits_cleanly() {
+/// `racelab ARGS` on its own private redis-server in a tmux pane, at its idle screen; the file
+/// gets its exit code once it ends.
+fn idle_racelab(args: &str) -> (Tmux, std::path::PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let exit_file = dir.path().join("exit");
     let command = format!(
-        "env -u REDIS_URL NO_COLOR=1 '{}' --think 150ms; echo $? > '{}'",
+        "env -u REDIS_URL NO_COLOR=1 '{}' {args}; echo $? > '{}'",
         env!("CARGO_BIN_EXE_racelab"),
         exit_file.display()
     );
@@ -149,6 +150,12 @@ fn racelab_shows_lost_updates_and_quits_cleanly() {
     tmux.wait_for("the idle screen", Duration::from_secs(20), |s| {
         s.contains("idle: press Enter to run naive")
     });
+    (tmux, exit_file, dir)
+}
+
+#[test]
+fn racelab_shows_lost_updates_and_quits_cleanly() {
+    let (tmux, exit_file, _dir) = idle_racelab("--think 150ms");
 
     let racelab = tmux.racelab();
     let redis: Vec<u32> = children(racelab)
@@ -339,23 +346,7 @@ fn closing_the_terminal_mid_run_ends_racelab_and_deletes_its_keys() {
 
 #[test]
 fn step_mode_steps_naive_through_1_2_1_2_and_shows_the_lost_segment() {
-    let dir = tempfile::tempdir().unwrap();
-    let exit_file = dir.path().join("exit");
-    let command = format!(
-        "env -u REDIS_URL NO_COLOR=1 '{}' -n 2; echo $? > '{}'",
-        env!("CARGO_BIN_EXE_racelab"),
-        exit_file.display()
-    );
-    let tmux = Tmux::new();
-    let started = tmux.start(&command);
-    assert!(
-        started.status.success(),
-        "tmux new-session failed: {}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    tmux.wait_for("the idle screen", Duration::from_secs(20), |s| {
-        s.contains("idle: press Enter to run naive")
-    });
+    let (tmux, exit_file, _dir) = idle_racelab("-n 2");
     tmux.run(&["send-keys", "-t", "e2e", "p"]);
     tmux.wait_for("step mode", Duration::from_secs(20), |s| {
         s.contains("▶#1") && s.contains("next: GET journey")
