@@ -27,6 +27,8 @@ pub fn estimate(strategy: Strategy, workload: &Workload) -> u64 {
         Strategy::Keys => 1,
         // Nothing read back into racelab (the scripts' copies live inside Redis).
         Strategy::Hash | Strategy::Lua | Strategy::Function => 0,
+        // The service's copies live in its own process; a user's script's inside Redis.
+        Strategy::User(_) => 0,
     };
     u64::from(workload.updaters)
         .saturating_mul(PER_UPDATER.saturating_add(segments_held.saturating_mul(PER_SEGMENT_COPY)))

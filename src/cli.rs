@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::engine::Settings;
 use crate::error::Error;
@@ -325,20 +325,21 @@ fn parse_cluster(text: &str) -> Result<ClusterSpec, String> {
 pub struct StrategyList(pub Vec<Strategy>);
 
 fn parse_strategies(text: &str) -> Result<StrategyList, String> {
-    let names: Vec<String> = Strategy::ALL.iter().map(|s| s.name().to_owned()).collect();
     let mut list = Vec::new();
-    for part in text.split(',').map(str::trim) {
+    let mut rest = text;
+    while !rest.is_empty() {
+        // A command or a path may hold commas: `exec:` and `lua:` take the rest of the list.
+        let (part, next) = match rest.trim_start() {
+            user if crate::strategy::user::is_user(user) => (user, ""),
+            other => other.split_once(',').unwrap_or((other, "")),
+        };
+        rest = next;
+        let part = part.trim();
         if part.eq_ignore_ascii_case("all") {
             list.extend_from_slice(Strategy::ALL);
             continue;
         }
-        let strategy = Strategy::from_str(part, true).map_err(|_| {
-            format!(
-                "unknown strategy '{part}'; choose from {}, a comma list, or all",
-                names.join(", ")
-            )
-        })?;
-        list.push(strategy);
+        list.push(Strategy::parse(part)?);
     }
     let mut seen = std::collections::HashSet::new();
     list.retain(|s| seen.insert(*s));

@@ -54,6 +54,7 @@ mod crew;
 mod engine;
 mod error;
 mod event;
+mod exec;
 mod headless;
 mod history;
 mod journey;

@@ -138,6 +138,21 @@ pub struct RunReport {
     /// Which worker ran which updaters, when workers ran them (`--workers`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<WorkerShare>,
+    /// How the verdict of a user's own strategy (`exec:`, `lua:`) was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserVerdict>,
+}
+
+/// How a user's own strategy was judged (README "Race your own service").
+#[derive(Debug, Clone, Serialize)]
+pub struct UserVerdict {
+    /// `exact`: one updater per segment and one round, so every acknowledged status must be in
+    /// the final state; `real-time`: only the update acknowledged last on a segment, where no
+    /// other update of it overlapped.
+    pub truth: &'static str,
+    /// The most requests the service had in flight at once (`exec:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight_max: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -220,6 +235,10 @@ impl RunReport {
             failures: tally.failure_reasons.clone(),
             keys_left: result.keys_left.clone(),
             workers: result.workers.clone(),
+            user: result.user.map(|user| UserVerdict {
+                truth: if user.exact { "exact" } else { "real-time" },
+                in_flight_max: user.in_flight_max,
+            }),
         }
     }
 
@@ -406,6 +425,20 @@ impl Report {
             }
             if let Some(left) = &run.keys_left {
                 let _ = writeln!(out, "\n{}: the run's keys are {left}", run.strategy);
+            }
+            if let Some(user) = &run.user {
+                let how = if user.truth == "exact" {
+                    "judged by status, exactly: one updater per segment and one round, so every acknowledged status must be in the final state"
+                } else {
+                    "judged by status in real-time order: several updates per segment, so only the one acknowledged last on a segment, with no other overlapping it, must be in the final state"
+                };
+                let raced = match user.in_flight_max {
+                    Some(1) => "; the service had one request in flight at a time: it did not race"
+                        .to_owned(),
+                    Some(n) => format!("; the service had up to {n} requests in flight at once"),
+                    None => String::new(),
+                };
+                let _ = writeln!(out, "\n{}: {how}{raced}", run.strategy);
             }
             let Some(lost) = run.lost.filter(|lost| *lost > 0) else {
                 continue;

@@ -58,7 +58,7 @@ impl JourneyService {
             lock_ttl: Tuning::default_lock_ttl(think),
             max_retries: DEFAULT_MAX_RETRIES,
         };
-        let updater = Updater::new(strategy, &conn, target, tuning).await?;
+        let updater = Updater::new(strategy, &conn, target, tuning, None).await?;
         Ok(JourneyService {
             strategy,
             prefix: prefix.to_owned(),
@@ -136,6 +136,7 @@ impl JourneyService {
         }
         let keys = self.keys(journey_id);
         let op = Op {
+            journey_id,
             retry_until: None,
             keys: &keys,
             segment_id,

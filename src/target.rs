@@ -104,6 +104,9 @@ pub struct Target {
     /// The URL for other tools (redis-benchmark), when it holds no secret: never printed. None
     /// on a cluster, which those tools would need told apart (`redis-benchmark --cluster`).
     tool_url: Option<String>,
+    /// The URL as given, password included, for a user's journey service (`exec:`), which
+    /// gets it in its environment: never printed. None on a cluster.
+    url: Option<String>,
     version: String,
     timeout: Duration,
 }
@@ -138,6 +141,7 @@ impl Target {
         let mut target = Target {
             backend: Backend::Single { client, private },
             tool_url: (!secret).then(|| url.to_owned()),
+            url: Some(url.to_owned()),
             display,
             version: String::new(),
             timeout,
@@ -218,6 +222,7 @@ impl Target {
             },
             display,
             tool_url: None,
+            url: None,
             version: String::new(),
             timeout,
         };
@@ -380,6 +385,12 @@ impl Target {
     /// (or needs TLS settings the tool would not get).
     pub fn url_for_tools(&self) -> Option<String> {
         self.tool_url.clone()
+    }
+
+    /// The URL with its password, for a user's journey service's environment only (`exec:`);
+    /// None on a cluster.
+    pub fn secret_url(&self) -> Option<&str> {
+        self.url.as_deref()
     }
 
     pub fn display(&self) -> &str {

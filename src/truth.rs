@@ -319,6 +319,77 @@ pub struct Truth {
     pub lost_updates: Vec<LostUpdate>,
 }
 
+/// Sets the acknowledged writes against the final state by status, for a user's own strategy
+/// (`exec:`, `lua:`), whose code keeps no count racelab can trust (README "Race your own
+/// service"). `exact` (one updater per segment, one round): every acknowledged update whose
+/// status is not in the final state was lost, and the eraser is looked for as for racelab's
+/// own strategies, with the moment the request was sent as the latest its read could have
+/// been. Otherwise only what real-time order proves: the update acknowledged last on a segment
+/// must be visible unless another update of that segment overlapped it (or has an unknown
+/// outcome).
+pub fn verify_by_status(
+    tally: &Tally,
+    journey: &Journey,
+    states: &[SegmentState],
+    exact: bool,
+    lost_limit: usize,
+) -> Truth {
+    let mut truth = Truth::default();
+    let mut writes = tally.writes.clone();
+    writes.sort_by_key(|w| w.acked_at);
+    let shows = |w: &AckedWrite| {
+        states
+            .get(w.segment as usize)
+            .is_some_and(|s| s.status == w.status)
+    };
+    let mut lost = Vec::new();
+    if exact {
+        for (pos, write) in writes.iter().enumerate() {
+            if shows(write) {
+                truth.applied += 1;
+            } else {
+                lost.push((pos, true));
+            }
+        }
+    } else {
+        for (segment, seg) in tally.segments.iter().enumerate() {
+            let of_segment: Vec<usize> = (0..writes.len())
+                .filter(|&k| writes[k].segment as usize == segment)
+                .collect();
+            let Some(&last) = of_segment.last() else {
+                continue;
+            };
+            let latest = &writes[last];
+            let sent = latest.read_at.unwrap_or(Duration::ZERO);
+            let overlapped = seg.unknown > 0
+                || of_segment
+                    .iter()
+                    .any(|&k| k != last && writes[k].acked_at > sent);
+            if shows(latest) {
+                truth.applied += 1;
+            } else if !overlapped {
+                lost.push((last, false));
+            }
+        }
+    }
+    truth.lost = lost.len() as u64;
+    let mut budget = ATTRIBUTION_BUDGET;
+    for (pos, attribute) in lost.into_iter().take(lost_limit) {
+        let eraser = if attribute {
+            find_eraser(&writes, pos, &mut budget).and_then(|e| writes.get(e))
+        } else {
+            None
+        };
+        truth
+            .lost_updates
+            .push(lost_update(journey, states, &writes[pos], eraser));
+    }
+    truth.lost_updates.sort_by(|a, b| {
+        (a.segment.as_str(), a.updater, a.round).cmp(&(b.segment.as_str(), b.updater, b.round))
+    });
+    truth
+}
+
 /// How much eraser searching a verification may do; beyond it, losses stay unattributed.
 const ATTRIBUTION_BUDGET: usize = 20_000_000;
 

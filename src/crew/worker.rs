@@ -396,6 +396,7 @@ impl Worker {
             job.phases,
             Some(self.lease.clone()),
             None,
+            None,
         )
         .await;
         drop(tx);

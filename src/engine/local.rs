@@ -49,6 +49,7 @@ impl Share {
         phases: bool,
         lease: Option<Arc<Lease>>,
         driver: Option<&Driver>,
+        service: Option<&Arc<crate::exec::Service>>,
     ) -> Result<Share, Error> {
         let (release, released) = watch::channel(None);
         let stopped: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
@@ -68,7 +69,8 @@ impl Share {
                 )
             });
         for i in updaters {
-            let updater = match Updater::new(strategy, conn, target, workload.tuning).await {
+            let updater = match Updater::new(strategy, conn, target, workload.tuning, service).await
+            {
                 Ok(updater) => updater,
                 Err(e) => return Err(explain_connections(e, strategy, needed, conn).await),
             };
@@ -278,6 +280,7 @@ impl UpdaterTask {
                 .think
                 .mul_f64(1.0 + workload.jitter * rng.random::<f64>());
             let op = Op {
+                journey_id: &workload.journey.id,
                 retry_until: workload.deadline,
                 lease: self.lease.as_deref(),
                 keys: &self.keys,

@@ -21,6 +21,7 @@ use crate::target::{Conn, Target};
 use crate::truth::{Tally, Truth, verify};
 use crate::workload::Workload;
 
+mod exec;
 mod lifecycle;
 mod local;
 
@@ -95,6 +96,20 @@ pub struct RunResult {
     /// The steps a scheduled run took, in order (`--schedule`, `racelab prove`); empty when the
     /// updaters ran free.
     pub taken: Vec<Choice>,
+    /// For a user's own strategy (`exec:`, `lua:`): how the verdict was made, and how much the
+    /// service raced.
+    pub user: Option<UserRun>,
+}
+
+/// What a run of a user's own strategy (`exec:`, `lua:`) adds to its result.
+#[derive(Debug, Clone, Copy)]
+pub struct UserRun {
+    /// One updater per segment and one round: every acknowledged status must be in the final
+    /// state. Otherwise only what real-time order proves is flagged (README "Race your own
+    /// service").
+    pub exact: bool,
+    /// The most requests the service had in flight at once: whether it raced at all (`exec:`).
+    pub in_flight_max: Option<u64>,
 }
 
 impl RunResult {
@@ -146,13 +161,19 @@ pub async fn run_as(
             ),
         });
     }
+    if let Some(command) = strategy.exec_command() {
+        return exec::run(
+            target, strategy, command, workload, settings, run_id, &keys, watcher, cancel,
+        )
+        .await;
+    }
     let mut conn = target.connection().await?;
     strategy.prepare(target, &mut conn, &keys).await?;
     seed(target, strategy, &mut conn, &keys, journey).await?;
 
     let outcome = tokio::select! {
         outcome = race(
-            target, strategy, workload, &keys, &run_id, &conn, settings, watcher, cancel,
+            target, strategy, workload, &keys, &run_id, &conn, settings, watcher, cancel, None,
         ) => outcome,
         never = renew_expiry(
             conn.clone(),
@@ -201,7 +222,15 @@ pub async fn run_as(
             Some(format!("reading the final state failed: {e}")),
         ),
     };
-    let truth = if unverified.is_none() {
+    // A user's script keeps no count racelab can trust: its verdict goes by status.
+    let exact = workload.updaters <= workload.segments() && workload.rounds == 1;
+    let user = strategy.is_user().then_some(UserRun {
+        exact,
+        in_flight_max: None,
+    });
+    let truth = if unverified.is_none() && user.is_some() {
+        crate::truth::verify_by_status(&tally, journey, &states, exact, settings.lost_limit)
+    } else if unverified.is_none() {
         verify(&tally, journey, &states, settings.lost_limit)
     } else {
         Truth::default()
@@ -217,6 +246,7 @@ pub async fn run_as(
         keys_left,
         workers,
         taken,
+        user,
     })
 }
 
@@ -234,6 +264,7 @@ async fn race(
     settings: &Settings,
     watcher: Option<mpsc::Sender<Event>>,
     cancel: &CancellationToken,
+    service: Option<&Arc<crate::exec::Service>>,
 ) -> Result<(Tally, Option<String>, Vec<WorkerShare>, Vec<Choice>), Error> {
     let (tx, mut rx) = mpsc::channel(EVENT_CHANNEL);
     // A fatal error in one updater stops the others; so does the caller's cancellation.
@@ -264,6 +295,7 @@ async fn race(
                 phases,
                 None,
                 settings.driver.as_ref(),
+                service,
             )
             .await?;
             // Completion is every updater's sender gone: drop ours so the collector can end.

@@ -6,12 +6,12 @@
 //! journey out in Redis, which decides how it is seeded and read back.
 
 pub mod storage;
+pub mod user;
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::target::Conn;
-use clap::ValueEnum;
 use rand::Rng;
 use serde::Serialize;
 
@@ -54,6 +54,8 @@ pub(crate) struct Context<'a> {
     pub shared: &'a Conn,
     pub target: &'a Target,
     pub tuning: Tuning,
+    /// The run's journey service, for `exec:` (README "Race your own service").
+    pub service: Option<&'a std::sync::Arc<crate::exec::Service>>,
 }
 
 /// One strategy: its facts, how an updater of it is made, how it makes an update, and any
@@ -80,22 +82,11 @@ macro_rules! strategies {
     ($($(#[$doc:meta])* $variant:ident => $module:ident :: $kind:ident,)+) => {
         $(mod $module;)+
 
-        #[derive(
-            Debug,
-            Clone,
-            Copy,
-            PartialEq,
-            Eq,
-            Hash,
-            PartialOrd,
-            Ord,
-            ValueEnum,
-            Serialize,
-            serde::Deserialize,
-        )]
-        #[serde(rename_all = "lowercase")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Strategy {
             $($(#[$doc])* $variant,)+
+            /// A user's own: `exec:CMD` or `lua:FILE` ([`user`]).
+            User(user::UserId),
         }
 
         impl Strategy {
@@ -106,6 +97,7 @@ macro_rules! strategies {
             pub fn facts(self) -> &'static Facts {
                 match self {
                     $(Strategy::$variant => &<$module::$kind as Kind>::FACTS,)+
+                    Strategy::User(id) => &id.get().facts,
                 }
             }
 
@@ -121,6 +113,7 @@ macro_rules! strategies {
                     $(Strategy::$variant => {
                         <$module::$kind as Kind>::prepare(target, conn, keys).await
                     })+
+                    Strategy::User(id) => user::prepare(id, target, conn).await,
                 }
             }
         }
@@ -137,6 +130,7 @@ macro_rules! strategies {
         /// unboxed would be the largest's size for every updater.
         pub enum Updater {
             $($variant(Box<$module::$kind>),)+
+            User(Box<user::UserUpdater>),
         }
 
         impl Updater {
@@ -145,12 +139,14 @@ macro_rules! strategies {
                 shared: &Conn,
                 target: &Target,
                 tuning: Tuning,
+                service: Option<&std::sync::Arc<crate::exec::Service>>,
             ) -> Result<Updater, Error> {
-                let cx = Context { shared, target, tuning };
+                let cx = Context { shared, target, tuning, service };
                 Ok(match strategy {
                     $(Strategy::$variant => {
                         Updater::$variant(Box::new(<$module::$kind as Kind>::new(&cx).await?))
                     })+
+                    Strategy::User(id) => Updater::User(Box::new(user::UserUpdater::new(id, &cx)?)),
                 })
             }
 
@@ -164,6 +160,7 @@ macro_rules! strategies {
                 // most of racelab's memory.
                 match self {
                     $(Updater::$variant(s) => Box::pin(Kind::update(s.as_mut(), op, probe)).await,)+
+                    Updater::User(s) => Box::pin(s.update(op, probe)).await,
                 }
             }
         }
@@ -247,6 +244,59 @@ impl Strategy {
 impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl Strategy {
+    /// The strategy `-s` names: a built-in one by its name (any case), or a user's own
+    /// (`exec:CMD`, `lua:FILE`). Says what is wrong.
+    pub fn parse(text: &str) -> Result<Strategy, String> {
+        if user::is_user(text) {
+            return user::register(text).map(Strategy::User);
+        }
+        Strategy::ALL
+            .iter()
+            .copied()
+            .find(|s| s.name().eq_ignore_ascii_case(text))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
+                format!(
+                    "unknown strategy '{text}'; choose from {}, exec:CMD, lua:FILE, a comma list, or all",
+                    names.join(", ")
+                )
+            })
+    }
+
+    /// The journey service's command, for `exec:` strategies.
+    pub fn exec_command(self) -> Option<&'static str> {
+        match self {
+            Strategy::User(id) => match &id.get().spec {
+                user::Spec::Exec(command) => Some(command),
+                user::Spec::Lua(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// A user's own strategy (`exec:`, `lua:`): racelab cannot keep its per-segment count, so
+    /// its verdict goes by status (README "Race your own service").
+    pub fn is_user(self) -> bool {
+        matches!(self, Strategy::User(_))
+    }
+}
+
+/// Strategies travel by name (a worker's job, a report): a user's own is registered again on
+/// the other side.
+impl Serialize for Strategy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Strategy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Strategy, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Strategy::parse(&name).map_err(serde::de::Error::custom)
     }
 }
 
@@ -368,6 +418,7 @@ pub(crate) fn backoff(attempt: u32, cap: Duration) -> Duration {
 /// with the segment already found in the journey's layout.
 pub struct Op<'a> {
     pub keys: &'a Keys,
+    pub journey_id: &'a str,
     pub segment_id: &'a str,
     pub status: &'a str,
     /// The pause between reading and writing.
@@ -517,7 +568,7 @@ mod tests {
     #[test]
     fn each_strategys_file_names_it_as_dash_s_parses_it() {
         for &strategy in Strategy::ALL {
-            let parsed = Strategy::from_str(strategy.name(), false);
+            let parsed = Strategy::parse(&strategy.name().to_uppercase());
             assert_eq!(parsed, Ok(strategy), "{}", strategy.name());
             assert!(STRATEGY_HELP.contains(strategy.name()));
             assert!(!strategy.how().is_empty());

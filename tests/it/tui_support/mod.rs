@@ -237,6 +237,7 @@ pub fn finished_naive(base: Instant) -> App {
         keys_left: None,
         workers: Vec::new(),
         taken: Vec::new(),
+        user: None,
     };
     app.update(
         Msg::RunFinished {
@@ -283,6 +284,7 @@ pub fn intact_result(strategy: Strategy, updates: u32, lost: u32) -> RunResult {
         keys_left: None,
         workers: Vec::new(),
         taken: Vec::new(),
+        user: None,
     }
 }
 
@@ -378,6 +380,7 @@ pub fn vanished_worker_run(base: Instant) -> App {
         keys_left: None,
         workers,
         taken: Vec::new(),
+        user: None,
     };
     app.update(
         Msg::RunFinished {

@@ -1,0 +1,149 @@
+//! A run of `-s exec:CMD` (README "Race your own service"): the same race, with the journey
+//! kept by the user's program instead of racelab. The program is started for the run, `init`
+//! stores the journey, every updater's update is a request to it, `get` reads the final state,
+//! and the keys it wrote under the run's prefix are deleted with SCAN afterwards.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{RunResult, Settings, UserRun, race};
+use crate::error::Error;
+use crate::event::Event;
+use crate::exec::Service;
+use crate::keys::Keys;
+use crate::strategy::Strategy;
+use crate::target::{Conn, Target};
+use crate::truth::{Truth, verify_by_status};
+use crate::workload::Workload;
+
+/// Keys deleted per SCAN page.
+const SCAN_COUNT: usize = 1000;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run(
+    target: &Target,
+    strategy: Strategy,
+    command: &str,
+    workload: &Workload,
+    settings: &Settings,
+    run_id: String,
+    keys: &Arc<Keys>,
+    watcher: Option<mpsc::Sender<Event>>,
+    cancel: &CancellationToken,
+) -> Result<RunResult, Error> {
+    if settings.remote.is_some() {
+        return Err(Error::Usage(
+            "exec: runs the journey service next to this racelab for now; leave out --workers"
+                .to_owned(),
+        ));
+    }
+    let Some(url) = target.secret_url() else {
+        return Err(Error::Usage(
+            "exec: hands the service one Redis URL (REDIS_URL), and a cluster has several; leave out --cluster".to_owned(),
+        ));
+    };
+    let journey = &workload.journey;
+    // Everything the program writes goes under the run's own prefix, and goes with it.
+    let prefix = format!("{}:{run_id}:", settings.key_prefix);
+    let service =
+        Arc::new(Service::start(command, url, &prefix, target.timeout()).map_err(Error::Usage)?);
+    let mut conn = target.connection().await?;
+    let outcome = async {
+        service.init(journey).await.map_err(|reason| Error::Run {
+            target: target.display().to_owned(),
+            reason,
+        })?;
+        let raced = race(
+            target,
+            strategy,
+            workload,
+            keys,
+            &run_id,
+            &conn,
+            settings,
+            watcher,
+            cancel,
+            Some(&service),
+        )
+        .await?;
+        let states = match service.broken() {
+            Some(_) => Err("the journey service could not be asked for the final state".to_owned()),
+            None => service.get(journey).await,
+        };
+        Ok((raced, states))
+    }
+    .await;
+    service.stop().await;
+    let pattern = format!("{prefix}*");
+    let keys_left = if settings.keep {
+        Some(format!("kept under {pattern}"))
+    } else {
+        delete_matching(&mut conn, &pattern).await.err().map(|why| {
+            format!(
+                "left under {pattern}: {why}; delete them with redis-cli --scan --pattern '{pattern}' | xargs redis-cli del"
+            )
+        })
+    };
+    let ((tally, stopped, workers, taken), states) = outcome?;
+    let (states, unverified) = match states {
+        Ok(states) => (states, None),
+        Err(why) => (Vec::new(), Some(why)),
+    };
+    // One updater per segment, one round: every acknowledged status must be in the final state.
+    let exact = workload.updaters <= workload.segments() && workload.rounds == 1;
+    let truth = if unverified.is_none() {
+        verify_by_status(&tally, journey, &states, exact, settings.lost_limit)
+    } else {
+        Truth::default()
+    };
+    Ok(RunResult {
+        strategy,
+        run_id,
+        tally,
+        truth,
+        states,
+        stopped,
+        unverified,
+        keys_left,
+        workers,
+        taken,
+        user: Some(UserRun {
+            exact,
+            in_flight_max: Some(service.in_flight_max()),
+        }),
+    })
+}
+
+/// Deletes every key matching `pattern` (SCAN, never KEYS).
+async fn delete_matching(conn: &mut Conn, pattern: &str) -> Result<(), String> {
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(conn)
+            .await
+            .map_err(|e| crate::redis_errors::describe(&e))?;
+        if !found.is_empty() {
+            redis::cmd("DEL")
+                .arg(&found)
+                .query_async::<i64>(conn)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "Redis refused to delete them: {}",
+                        crate::redis_errors::describe(&e)
+                    )
+                })?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
