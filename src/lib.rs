@@ -50,6 +50,7 @@
 mod bench;
 mod budget;
 mod cli;
+mod completions;
 mod crew;
 mod engine;
 mod error;
@@ -57,8 +58,10 @@ mod event;
 mod headless;
 mod history;
 mod journey;
+mod junit;
 mod keys;
 mod lease;
+mod markdown;
 mod output;
 mod prove;
 mod redis_errors;
@@ -157,6 +160,15 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
                 }
             };
         }
+        Some(Action::Completions(args)) => {
+            return match completions::write(&args) {
+                Ok(()) => 0,
+                Err(e) => {
+                    crate::note!("racelab: {e}");
+                    e.exit_code()
+                }
+            };
+        }
         Some(Action::Tui(options)) => return tui_exit(tui::run(options, cancel).await, cancel),
         None => return tui_exit(tui::run(cli.options, cancel).await, cancel),
     };
@@ -192,17 +204,29 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
 /// `racelab prove`: the report to stdout or `--output`; whether every strategy behaved as
 /// expected under every schedule.
 async fn prove_command(args: &cli::ProveArgs, cancel: &CancellationToken) -> Result<bool, Error> {
-    if args.output.is_none() {
-        output::check_stdout("prove report")?;
-    }
+    let output_error = |path: &std::path::Path, e: std::io::Error| Error::Output {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    // Open the output first: a path that can't be written fails before any schedule is run.
+    let file = match &args.output {
+        Some(path) => Some(std::fs::File::create(path).map_err(|e| output_error(path, e))?),
+        None => {
+            output::check_stdout("prove report")?;
+            None
+        }
+    };
     let report = prove::run(args, cancel).await?;
-    let text = report.write(args.format);
-    match &args.output {
-        Some(path) => std::fs::write(path, text).map_err(|e| Error::Output {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?,
-        None => output::stdout(&text, "prove report")?,
+    let text = report
+        .write(args.format)
+        .map_err(|e| output_error(std::path::Path::new("the report"), e))?;
+    match (file, &args.output) {
+        (Some(mut file), Some(path)) => {
+            use std::io::Write as _;
+            file.write_all(text.as_bytes())
+                .map_err(|e| output_error(path, e))?
+        }
+        _ => output::stdout(&text, "prove report")?,
     }
     Ok(report.ok)
 }
