@@ -39,6 +39,8 @@
 //! Front ends, each a consumer of the engine's events:
 //! - `cli`: command-line options and their checks.
 //! - `headless`, `report`, `history`: `racelab run`, its text and JSON report, `--history`.
+//! - `junit`, `markdown`: the JUnit XML and Markdown reports of `run` and `prove`, for CI.
+//! - `completions`: `racelab completions`, shell completions and the man page.
 //! - `bench`: `racelab bench`, the strategies' costs beside redis-benchmark.
 //! - `service`: the seed's journey-service API (get a journey, update a segment's status).
 //! - [`tui`]: `racelab` and `racelab tui`: `app.rs` (state and update), one file per view with

@@ -144,7 +144,11 @@ impl Progress {
         }
         self.drawn = Some(now);
         // One line, never wrapped: a wrapped line would not be wiped by the next `\r`.
-        let width = crossterm::terminal::size().map_or(80, |(columns, _)| columns as usize);
+        // A terminal that does not know its size (0 columns) gets 80.
+        let width = crossterm::terminal::size()
+            .ok()
+            .filter(|(columns, _)| *columns > 0)
+            .map_or(80, |(columns, _)| columns as usize);
         let line: String = text.chars().take(width.saturating_sub(1)).collect();
         let mut err = std::io::stderr().lock();
         let _ = err
