@@ -21,11 +21,13 @@ fn completions_for_every_shell_know_the_subcommands() {
         for subcommand in ["run", "prove", "bench", "worker", "tui", "completions"] {
             assert!(script.contains(subcommand), "{shell} lacks {subcommand}");
         }
-        // Option values too: --format's four.
-        assert!(
-            script.contains("markdown") && script.contains("junit"),
-            "{shell}"
-        );
+        // Option values too, where the shell completes them: --format's four.
+        if matches!(shell, "bash" | "zsh" | "fish") {
+            assert!(
+                script.contains("markdown") && script.contains("junit"),
+                "{shell}"
+            );
+        }
     }
     let output = racelab(&["completions", "tcsh"]);
     assert_eq!(output.status.code(), Some(2));
