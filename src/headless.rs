@@ -134,7 +134,12 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
         Ok(match args.format {
             Format::Json => report.json(),
             Format::Text => report.text(color),
-            Format::Junit => crate::junit::run(&report, &args.options.strategy.0, started)?,
+            Format::Junit => crate::junit::run(
+                &report,
+                &args.options.strategy.0,
+                started,
+                failure.as_ref().map(ToString::to_string),
+            )?,
             Format::Markdown => crate::markdown::run(&report),
         })
     };

@@ -5,8 +5,8 @@
 //!
 //! How racelab's verdicts map: as expected is a passed test case; not as expected is a
 //! `<failure>`; a run that was made but tested too little (inconclusive) or stopped early is an
-//! `<error>`, because racelab exits 2 then and a dashboard must not show it green; a strategy not
-//! run at all, because an earlier one could not be, is `<skipped>`.
+//! `<error>`, because racelab exits 2 then and a dashboard must not show it green; so is the
+//! strategy whose run could not be made; the strategies after it, never run, are `<skipped>`.
 
 use std::io;
 use std::time::SystemTime;
@@ -58,9 +58,16 @@ enum Outcome {
     },
 }
 
-/// `racelab run`'s report: a test case for each strategy of `requested`, those the report has
-/// no run of (the run stopped before them) skipped. `started` is when the run began.
-pub fn run(report: &Report, requested: &[Strategy], started: SystemTime) -> io::Result<String> {
+/// `racelab run`'s report: a test case for each strategy of `requested`. `started` is when the
+/// run began; `failure` is the error that stopped it, if one did. Of the strategies the report
+/// has no run of, the first is the one the failure stopped (an error), the rest were not run
+/// (skipped).
+pub fn run(
+    report: &Report,
+    requested: &[Strategy],
+    started: SystemTime,
+    failure: Option<String>,
+) -> io::Result<String> {
     let mut properties = vec![
         ("seed", report.seed.to_string()),
         ("redis", redis_words(report)),
@@ -78,23 +85,33 @@ pub fn run(report: &Report, requested: &[Strategy], started: SystemTime) -> io::
         }
     }
     let mut cases: Vec<Case> = report.runs.iter().map(run_case).collect();
-    let why_not = report
-        .runs
-        .iter()
-        .find_map(|r| r.stopped.as_deref().map(|s| format!("{}: {s}", r.strategy)))
-        .unwrap_or_else(|| "the run could not be completed".to_owned());
+    let mut stopped_by: Option<Strategy> = None;
     for &strategy in requested {
-        if report.runs.iter().all(|r| r.strategy != strategy) {
-            cases.push(Case {
-                classname: classname(strategy),
-                name: strategy.name().to_owned(),
-                seconds: 0.0,
-                outcome: Outcome::Skipped {
-                    message: format!("not run: an earlier strategy's run stopped ({why_not})"),
-                },
-                out: String::new(),
-            });
+        if report.runs.iter().any(|r| r.strategy == strategy) {
+            continue;
         }
+        let outcome = match (&failure, stopped_by) {
+            (Some(failure), None) => {
+                stopped_by = Some(strategy);
+                Outcome::Error {
+                    kind: "not-run",
+                    message: failure.clone(),
+                }
+            }
+            (Some(_), Some(first)) => Outcome::Skipped {
+                message: format!("not run: {first} could not be run"),
+            },
+            (None, _) => Outcome::Skipped {
+                message: "not run: the run was interrupted".to_owned(),
+            },
+        };
+        cases.push(Case {
+            classname: classname(strategy),
+            name: strategy.name().to_owned(),
+            seconds: 0.0,
+            outcome,
+            out: String::new(),
+        });
     }
     write(&Suite {
         name: "racelab run",

@@ -178,6 +178,41 @@ fn junit_calls_an_inconclusive_run_an_error_and_passes_an_expected_loss() {
     assert!(out.contains("got 'Scheduled'"), "{out}");
 }
 
+#[tokio::test]
+async fn junit_calls_a_strategy_that_could_not_run_an_error_and_skips_the_rest() {
+    let redis = TestRedis::start();
+    // A user without FUNCTION: the function strategy cannot load its library.
+    let url = redis
+        .acl_user("nofunction", "pw", &["~*", "+@all", "-function"])
+        .await;
+    let output = racelab(&[
+        "run",
+        "-s",
+        "naive,function,hash",
+        "-n",
+        "3",
+        "--redis-url",
+        &url,
+        "--format",
+        "junit",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let xml = String::from_utf8(output.stdout).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let suite = children(doc.root_element(), "testsuite")[0];
+    assert_eq!(count(suite, "tests"), 3);
+    assert_eq!(count(suite, "errors"), 1);
+    assert_eq!(count(suite, "skipped"), 1);
+    let cases = children(suite, "testcase");
+    assert!(children(cases[0], "error").is_empty(), "naive ran: {xml}");
+    let error = children(cases[1], "error")[0];
+    assert_eq!(attr(error, "type"), "not-run");
+    assert!(attr(error, "message").contains("FUNCTION"), "{xml}");
+    let skipped = children(cases[2], "skipped")[0];
+    assert!(attr(skipped, "message").contains("function could not be run"));
+    assert!(!xml.contains(":pw@"), "no password in the report: {xml}");
+}
+
 #[test]
 fn junit_of_prove_has_a_case_per_strategy_and_layout() {
     let redis = TestRedis::start();
