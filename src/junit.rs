@@ -70,7 +70,7 @@ pub fn run(
 ) -> io::Result<String> {
     let mut properties = vec![
         ("seed", report.seed.to_string()),
-        ("redis", redis_words(report)),
+        ("redis", report.redis.in_brief()),
         ("journey", report.journey.clone()),
     ];
     if let Some(first) = report.runs.first() {
@@ -262,16 +262,6 @@ fn classname(strategy: Strategy) -> String {
     format!("racelab.{}", strategy.name())
 }
 
-fn redis_words(report: &Report) -> String {
-    let place = match (&report.redis.cluster, report.redis.private) {
-        (Some(_), true) => "private cluster".to_owned(),
-        (Some(_), false) => format!("cluster at {}", report.redis.url),
-        (None, true) => "private redis-server".to_owned(),
-        (None, false) => report.redis.url.clone(),
-    };
-    format!("{} ({place})", report.redis.version)
-}
-
 /// Seconds, as JUnit has them.
 fn seconds(s: f64) -> String {
     format!("{:.3}", s.max(0.0))
@@ -403,4 +393,20 @@ fn write_case(w: &mut Writer<Vec<u8>>, case: &Case) -> io::Result<()> {
             Ok(())
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journey_status_cannot_break_the_xml() {
+        assert_eq!(xml_safe("a\u{1}b\nc", true), "a\u{FFFD}b c");
+        assert_eq!(xml_safe("a\u{1}b\nc", false), "a\u{FFFD}b\nc");
+        let a = attribute("message", "expected '<Boarding & \"Co\">'");
+        assert_eq!(
+            a.value.as_ref(),
+            "expected '&lt;Boarding &amp; &quot;Co&quot;&gt;'"
+        );
+    }
 }

@@ -24,15 +24,9 @@ pub fn run(report: &Report) -> String {
         "a strategy did not behave as expected"
     };
     let _ = writeln!(out, "## racelab run: {summary}\n");
-    let place = match (&report.redis.cluster, report.redis.private) {
-        (Some(_), true) => "private cluster".to_owned(),
-        (Some(_), false) => format!("cluster at {}", report.redis.url),
-        (None, true) => "private redis-server".to_owned(),
-        (None, false) => report.redis.url.clone(),
-    };
     let mut about = vec![
         format!("seed {}", report.seed),
-        escape(&format!("Redis {} ({place})", report.redis.version)),
+        escape(&format!("Redis {}", report.redis.in_brief())),
         format!("journey {}", escape(&report.journey)),
     ];
     if let Some(first) = report.runs.first() {

@@ -110,6 +110,20 @@ pub struct RedisInfo {
     pub cluster: Option<ClusterPlace>,
 }
 
+impl RedisInfo {
+    /// `7.0.15 (private redis-server)`: the version and where, in a few words (a password
+    /// hidden).
+    pub(crate) fn in_brief(&self) -> String {
+        let place = match (&self.cluster, self.private) {
+            (Some(_), true) => "private cluster".to_owned(),
+            (Some(_), false) => format!("cluster at {}", self.url),
+            (None, true) => "private redis-server".to_owned(),
+            (None, false) => self.url.clone(),
+        };
+        format!("{} ({place})", self.version)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub strategy: Strategy,
