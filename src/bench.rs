@@ -353,7 +353,7 @@ impl Progress {
         Progress {
             cells,
             done: 0,
-            line: crate::output::Progress::on_terminal(),
+            line: crate::output::Progress::on_terminal().at_once(),
         }
     }
 

@@ -140,7 +140,11 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
                 started,
                 failure.as_ref().map(ToString::to_string),
             )?,
-            Format::Markdown => crate::markdown::run(&report),
+            Format::Markdown => crate::markdown::run(
+                &report,
+                &args.options.strategy.0,
+                failure.as_ref().map(ToString::to_string),
+            ),
         })
     };
     match output {

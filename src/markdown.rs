@@ -6,13 +6,15 @@ use std::fmt::Write as _;
 
 use crate::prove::ProveReport;
 use crate::report::{Report, RunReport};
+use crate::strategy::Strategy;
 
 /// Lost updates listed per strategy: a pull-request comment holds 65,536 characters, and the
 /// JSON report lists up to 1,000.
 const LOST_LISTED: usize = 20;
 
-/// `racelab run`'s report.
-pub fn run(report: &Report) -> String {
+/// `racelab run`'s report: a row for each strategy of `requested`; those the report has no run
+/// of say "not run", the first with `failure`, the error that stopped the run.
+pub fn run(report: &Report, requested: &[Strategy], failure: Option<String>) -> String {
     let mut out = String::new();
     let summary = if !report.complete {
         "the run could not be completed"
@@ -73,6 +75,20 @@ pub fn run(report: &Report) -> String {
             run.latency_ms.p50,
             run.latency_ms.p99,
         );
+    }
+    let not_run: Vec<Strategy> = requested
+        .iter()
+        .copied()
+        .filter(|&s| report.runs.iter().all(|r| r.strategy != s))
+        .collect();
+    for strategy in &not_run {
+        let _ = writeln!(
+            out,
+            "| {strategy} | ⚠️ not run | – | – | – | – | – | – | – | – | – | – |"
+        );
+    }
+    if let (Some(first), Some(failure)) = (not_run.first(), &failure) {
+        let _ = writeln!(out, "\n**{first}**: {}", escape(failure));
     }
     for run in &report.runs {
         let mut notes = Vec::new();

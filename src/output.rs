@@ -94,6 +94,7 @@ static PROGRESS_SHOWN: AtomicBool = AtomicBool::new(false);
 pub struct Progress {
     terminal: bool,
     started: Instant,
+    grace: Duration,
     drawn: Option<Instant>,
 }
 
@@ -112,8 +113,15 @@ impl Progress {
         Progress {
             terminal,
             started: Instant::now(),
+            grace: PROGRESS_GRACE,
             drawn: None,
         }
+    }
+
+    /// Drawn from the first step: for work that is always long (a bench cell lasts a second).
+    pub fn at_once(mut self) -> Progress {
+        self.grace = Duration::ZERO;
+        self
     }
 
     /// Whether progress is drawn at all (stderr is a terminal).
@@ -139,7 +147,7 @@ impl Progress {
     }
 
     fn draw(&mut self, text: &str, now: Instant) {
-        if !self.terminal || now.duration_since(self.started) < PROGRESS_GRACE {
+        if !self.terminal || now.duration_since(self.started) < self.grace {
             return;
         }
         self.drawn = Some(now);

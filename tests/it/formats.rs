@@ -211,6 +211,28 @@ async fn junit_calls_a_strategy_that_could_not_run_an_error_and_skips_the_rest()
     let skipped = children(cases[2], "skipped")[0];
     assert!(attr(skipped, "message").contains("function could not be run"));
     assert!(!xml.contains(":pw@"), "no password in the report: {xml}");
+
+    // Markdown says the same: a row for each strategy, those not run marked so.
+    let output = racelab(&[
+        "run",
+        "-s",
+        "naive,function,hash",
+        "-n",
+        "3",
+        "--redis-url",
+        &url,
+        "--format",
+        "markdown",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let markdown = String::from_utf8(output.stdout).unwrap();
+    let (tables, _, _) = render(&markdown);
+    let rows = &tables[0];
+    assert_eq!(rows.len(), 4, "{markdown}");
+    assert_eq!(rows[2][0], "function");
+    assert_eq!(rows[2][1], "⚠️ not run");
+    assert_eq!(rows[3][1], "⚠️ not run");
+    assert!(markdown.contains("FUNCTION LOAD"), "{markdown}");
 }
 
 #[test]
