@@ -520,6 +520,20 @@ fn every_format_goes_to_the_output_file() {
         assert!(output.stdout.is_empty(), "{format}");
         assert!(!std::fs::read_to_string(&prove_file).unwrap().is_empty());
     }
+    // prove too opens its output before it tries a schedule.
+    let output = racelab(&[
+        "prove",
+        "--format",
+        "junit",
+        "-o",
+        "/nonexistent-dir/prove.xml",
+        "--redis-url",
+        &redis.url(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("/nonexistent-dir/prove.xml"), "{err}");
+    assert!(!err.contains("schedules"), "nothing was tried: {err}");
     let output = racelab(&["run", "--format", "html"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--format"));
