@@ -63,6 +63,11 @@ fn the_man_page_is_roff_that_renders() {
     let text = String::from_utf8_lossy(&rendered.stdout);
     assert!(text.contains("racelab"), "{text}");
     assert!(text.contains("prove"), "{text}");
+    // Each subcommand's options are on the page: what people look up is run's --format.
+    assert!(roff.contains(".SH \"RACELAB RUN\""), "{roff}");
+    let run = &text[text.find("RACELAB RUN").unwrap()..];
+    assert!(run.contains("--format") && run.contains("junit"), "{run}");
+    assert!(text.contains("RACELAB COMPLETIONS"), "{text}");
     let output = racelab(&["completions", "bash", "--man"]);
     assert_eq!(
         output.status.code(),
