@@ -7,7 +7,7 @@
 //! and without pipelining, against the same Redis, and every cell gives its ratio to both.
 
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write as _};
+use std::io::Write as _;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -18,7 +18,7 @@ use crate::engine::{self, Settings};
 use crate::error::Error;
 use crate::journey::Journey;
 use crate::keys::Keys;
-use crate::report::{Format, RedisInfo};
+use crate::report::{BenchFormat, RedisInfo};
 use crate::strategy::Strategy;
 use crate::target::{Conn, Target};
 use crate::truth::ms;
@@ -110,7 +110,7 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
         driver: None,
     };
 
-    let progress = Progress::new(args.strategy.0.len() * args.updaters.len());
+    let mut progress = Progress::new(args.strategy.0.len() * args.updaters.len());
     let yardstick = if args.no_redis_benchmark {
         Yardstick {
             hset_c50: None,
@@ -204,8 +204,8 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
         cells,
     };
     let text = match args.format {
-        Format::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
-        Format::Text => report.text(),
+        BenchFormat::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
+        BenchFormat::Text => report.text(),
     };
     match (&mut output, &args.output) {
         (Some(file), Some(path)) => file.write_all(text.as_bytes()).map_err(|e| Error::Output {
@@ -341,44 +341,39 @@ async fn redis_benchmark(
         .ok_or_else(|| format!("redis-benchmark printed no result: {}", text.trim()))
 }
 
-/// One line per cell on stderr, so a long bench shows where it is.
+/// Where a long bench is, on one line of a terminal (nothing when stderr is not one).
 struct Progress {
     cells: usize,
-    done: std::cell::Cell<usize>,
-    terminal: bool,
+    done: usize,
+    line: crate::output::Progress,
 }
 
 impl Progress {
     fn new(cells: usize) -> Progress {
         Progress {
             cells,
-            done: std::cell::Cell::new(0),
-            terminal: std::io::stderr().is_terminal(),
+            done: 0,
+            line: crate::output::Progress::on_terminal().at_once(),
         }
     }
 
-    fn say(&self, what: &str) {
-        if self.terminal {
-            crate::note_inline!("\r\x1b[2Kbench: {what}…");
-        } else {
-            crate::note!("bench: {what}");
-        }
+    fn say(&mut self, what: &str) {
+        self.line.step(&format!("bench: {what}…"));
     }
 
-    fn cell(&self, strategy: Strategy, updaters: u32) {
-        self.done.set(self.done.get() + 1);
-        self.say(&format!(
+    fn cell(&mut self, strategy: Strategy, updaters: u32) {
+        self.done += 1;
+        let what = format!(
             "[{}/{}] {strategy} × {updaters} updater{}",
-            self.done.get(),
+            self.done,
             self.cells,
             if updaters == 1 { "" } else { "s" }
-        ));
+        );
+        self.say(&what);
     }
 
-    fn done(&self) {
-        if self.terminal {
-            crate::note_inline!("\r\x1b[2K");
-        }
+    fn done(&mut self) {
+        self.line.clear();
     }
 }
 

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::engine::Settings;
 use crate::error::Error;
 use crate::journey::Journey;
-use crate::report::{Expect, Format};
+use crate::report::{BenchFormat, Expect, Format};
 use crate::strategy::Strategy;
 use crate::workload::{Tuning, Workload};
 
@@ -41,6 +41,20 @@ pub enum Action {
     /// Join runs from this process or host: run the share of updaters a `run --workers K` (or
     /// the TUI's) hands out, racing the other workers through the same Redis.
     Worker(WorkerArgs),
+    /// Shell completions for bash, zsh, fish, powershell or elvish, or with --man the man page.
+    Completions(CompletionsArgs),
+}
+
+/// Options of `racelab completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell whose completion script to print.
+    #[arg(value_enum, required_unless_present = "man")]
+    pub shell: Option<clap_complete::Shell>,
+
+    /// Print racelab's man page (roff, for `man -l`) instead.
+    #[arg(long, conflicts_with = "shell")]
+    pub man: bool,
 }
 
 /// Options of `racelab worker`.
@@ -175,8 +189,8 @@ pub struct BenchArgs {
     pub no_redis_benchmark: bool,
 
     /// Report format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = BenchFormat::Text)]
+    pub format: BenchFormat,
 
     /// Write the report to this file instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]

@@ -67,6 +67,8 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
         None => None,
     };
     let history = args.history.as_deref().map(History::create).transpose()?;
+    // When the run began, for JUnit's timestamp.
+    let started = std::time::SystemTime::now();
     let target = args.options.target().await?;
     if args.options.keep && target.is_private() {
         crate::note!(
@@ -119,20 +121,31 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
         Some(e) if report.runs.is_empty() => return Err(e),
         other => other,
     };
+    let render = |color: bool| -> std::io::Result<String> {
+        Ok(match args.format {
+            Format::Json => report.json(),
+            Format::Text => report.text(color),
+            Format::Junit => crate::junit::run(
+                &report,
+                &args.options.strategy.0,
+                started,
+                failure.as_ref().map(ToString::to_string),
+            )?,
+            Format::Markdown => crate::markdown::run(
+                &report,
+                &args.options.strategy.0,
+                failure.as_ref().map(ToString::to_string),
+            ),
+        })
+    };
     match output {
         Some((path, mut file)) => {
-            let text = match args.format {
-                Format::Json => report.json(),
-                Format::Text => report.text(false),
-            };
+            let text = render(false).map_err(|e| output_error(path, e))?;
             file.write_all(text.as_bytes())
                 .map_err(|e| output_error(path, e))?;
         }
         None => crate::output::stdout(
-            &match args.format {
-                Format::Json => report.json(),
-                Format::Text => report.text(use_color()),
-            },
+            &render(use_color()).map_err(|e| output_error(Path::new("stdout"), e))?,
             "report",
         )?,
     }
@@ -165,7 +178,9 @@ pub async fn run_strategies(
     };
     let shape = workload.shape();
     let mut runs = Vec::new();
-    for &strategy in &options.strategy.0 {
+    let mut progress = crate::output::Progress::on_terminal();
+    let strategies = options.strategy.0.len();
+    for (index, &strategy) in options.strategy.0.iter().enumerate() {
         if cancel.is_cancelled() || failure.is_some() {
             break;
         }
@@ -176,7 +191,26 @@ pub async fn run_strategies(
             }
             None => (None, None),
         };
-        let result = engine::run(target, strategy, workload, settings, watcher, cancel).await;
+        let run = engine::run(target, strategy, workload, settings, watcher, cancel);
+        let result = if progress.shown() {
+            // The run's progress is its time so far: counting updates would need the engine's
+            // events, which are only sent when someone watches (their cost shows in the bench).
+            let started = std::time::Instant::now();
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    result = &mut run => break result,
+                    _ = tick.tick() => progress.show(&format!(
+                        "run: {strategy} ({} of {strategies}) · {:.1} s…",
+                        index + 1,
+                        started.elapsed().as_secs_f64()
+                    )),
+                }
+            }
+        } else {
+            run.await
+        };
         if let Some(writer) = writer {
             // The engine dropped its sender: the writer drains what is left and ends.
             let written = writer
@@ -201,6 +235,7 @@ pub async fn run_strategies(
         let expected = Expected::resolve(expect, strategy, &shape);
         runs.push(RunReport::new(&result, workload, expected));
     }
+    progress.clear();
     let complete = failure.is_none()
         && !cancel.is_cancelled()
         && runs.len() == options.strategy.0.len()

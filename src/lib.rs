@@ -39,6 +39,8 @@
 //! Front ends, each a consumer of the engine's events:
 //! - `cli`: command-line options and their checks.
 //! - `headless`, `report`, `history`: `racelab run`, its text and JSON report, `--history`.
+//! - `junit`, `markdown`: the JUnit XML and Markdown reports of `run` and `prove`, for CI.
+//! - `completions`: `racelab completions`, shell completions and the man page.
 //! - `bench`: `racelab bench`, the strategies' costs beside redis-benchmark.
 //! - `service`: the seed's journey-service API (get a journey, update a segment's status).
 //! - [`tui`]: `racelab` and `racelab tui`: `app.rs` (state and update), one file per view with
@@ -50,6 +52,7 @@
 mod bench;
 mod budget;
 mod cli;
+mod completions;
 mod crew;
 mod engine;
 mod error;
@@ -58,8 +61,10 @@ mod exec;
 mod headless;
 mod history;
 mod journey;
+mod junit;
 mod keys;
 mod lease;
+mod markdown;
 mod output;
 mod prove;
 mod redis_errors;
@@ -158,6 +163,15 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
                 }
             };
         }
+        Some(Action::Completions(args)) => {
+            return match completions::write(&args) {
+                Ok(()) => 0,
+                Err(e) => {
+                    crate::note!("racelab: {e}");
+                    e.exit_code()
+                }
+            };
+        }
         Some(Action::Tui(options)) => return tui_exit(tui::run(options, cancel).await, cancel),
         None => return tui_exit(tui::run(cli.options, cancel).await, cancel),
     };
@@ -193,17 +207,29 @@ async fn dispatch(cli: Cli, cancel: &CancellationToken) -> i32 {
 /// `racelab prove`: the report to stdout or `--output`; whether every strategy behaved as
 /// expected under every schedule.
 async fn prove_command(args: &cli::ProveArgs, cancel: &CancellationToken) -> Result<bool, Error> {
-    if args.output.is_none() {
-        output::check_stdout("prove report")?;
-    }
+    let output_error = |path: &std::path::Path, e: std::io::Error| Error::Output {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    // Open the output first: a path that can't be written fails before any schedule is run.
+    let file = match &args.output {
+        Some(path) => Some(std::fs::File::create(path).map_err(|e| output_error(path, e))?),
+        None => {
+            output::check_stdout("prove report")?;
+            None
+        }
+    };
     let report = prove::run(args, cancel).await?;
-    let text = report.write(args.format);
-    match &args.output {
-        Some(path) => std::fs::write(path, text).map_err(|e| Error::Output {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?,
-        None => output::stdout(&text, "prove report")?,
+    let text = report
+        .write(args.format)
+        .map_err(|e| output_error(std::path::Path::new("the report"), e))?;
+    match (file, &args.output) {
+        (Some(mut file), Some(path)) => {
+            use std::io::Write as _;
+            file.write_all(text.as_bytes())
+                .map_err(|e| output_error(path, e))?
+        }
+        _ => output::stdout(&text, "prove report")?,
     }
     Ok(report.ok)
 }

@@ -9,7 +9,6 @@
 //! preemptions).
 
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +37,7 @@ pub enum Layout {
 impl Layout {
     const ALL: [Layout; 2] = [Layout::DifferentSegments, Layout::SameSegment];
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Layout::DifferentSegments => "different-segments",
             Layout::SameSegment => "same-segment",
@@ -46,7 +45,7 @@ impl Layout {
     }
 
     /// Updater `i` works on segment `i mod S`: as many segments as updaters, or one.
-    fn segments(self, updaters: u32) -> usize {
+    pub(crate) fn segments(self, updaters: u32) -> usize {
         match self {
             Layout::DifferentSegments => updaters as usize,
             Layout::SameSegment => 1,
@@ -65,6 +64,8 @@ pub struct ProveResult {
     pub shortest: Option<String>,
     pub expected: Expected,
     pub ok: bool,
+    /// How long trying every interleaving took.
+    pub duration_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,7 +106,7 @@ pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveRe
     });
     let journey = Journey::seed_fixture()?;
     let started = Instant::now();
-    let progress = std::io::stderr().is_terminal();
+    let mut progress = crate::output::Progress::on_terminal();
     let mut results = Vec::new();
     let mut total = 0u64;
     for &strategy in &args.strategy.0 {
@@ -126,16 +127,25 @@ pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveRe
                 schedule: None,
             };
             let result = explore(
-                &target, strategy, layout, &workload, &settings, progress, cancel,
+                &target,
+                strategy,
+                layout,
+                &workload,
+                &settings,
+                &mut progress,
+                cancel,
             )
             .await?;
             total += result.schedules;
-            crate::note!(
-                "prove: {strategy} {}: {} of {} schedules lost updates",
-                layout.name(),
-                result.losing,
-                result.schedules
-            );
+            // A line per strategy and layout for a person watching; logs get only the report.
+            if progress.shown() {
+                crate::note!(
+                    "prove: {strategy} {}: {} of {} schedules lost updates",
+                    layout.name(),
+                    result.losing,
+                    result.schedules
+                );
+            }
             results.push(result);
         }
     }
@@ -204,10 +214,11 @@ async fn explore(
     layout: Layout,
     workload: &Workload,
     settings: &Arc<Settings>,
-    progress: bool,
+    progress: &mut crate::output::Progress,
     cancel: &CancellationToken,
 ) -> Result<ProveResult, Error> {
     strategy.check_journey(&workload.journey)?;
+    let started = Instant::now();
     let workload = Arc::new(workload.clone());
     let mut schedules = 0u64;
     let mut losing = 0u64;
@@ -273,16 +284,12 @@ async fn explore(
                 }
             }
         }
-        if progress && schedules.is_multiple_of(25) {
-            crate::note_inline!(
-                "\r\x1b[2Kprove: {strategy} {}: {schedules} schedules…",
-                layout.name()
-            );
-        }
+        progress.show(&format!(
+            "prove: {strategy} {}: {schedules} schedules…",
+            layout.name()
+        ));
     }
-    if progress {
-        crate::note_inline!("\r\x1b[2K");
-    }
+    progress.clear();
     let expected = expected(strategy, workload.updaters, workload.journey.segments.len());
     Ok(ProveResult {
         strategy,
@@ -292,6 +299,7 @@ async fn explore(
         shortest: shortest.map(|s| words(&s)),
         expected,
         ok: expected.met_by(losing),
+        duration_ms: (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0,
     })
 }
 
@@ -301,6 +309,19 @@ fn words(updaters: &[u32]) -> String {
         tokens: updaters.iter().map(|&u| Token::Step(u)).collect(),
     }
     .to_string()
+}
+
+impl ProveResult {
+    /// The `racelab run` that replays the shortest losing schedule on the same layout and retry
+    /// bound; `None` when no schedule lost.
+    pub(crate) fn replay(&self, updaters: u32, retry_bound: u32) -> Option<String> {
+        let shortest = self.shortest.as_deref()?;
+        Some(format!(
+            "racelab run -s {} -n {updaters} --segments {} --max-retries {retry_bound} --schedule \"{shortest}\"",
+            self.strategy,
+            self.layout.segments(updaters)
+        ))
+    }
 }
 
 impl ProveReport {
@@ -352,10 +373,12 @@ impl ProveReport {
         out
     }
 
-    pub fn write(&self, format: Format) -> String {
-        match format {
+    pub fn write(&self, format: Format) -> std::io::Result<String> {
+        Ok(match format {
             Format::Json => self.json(),
             Format::Text => self.text(),
-        }
+            Format::Junit => crate::junit::prove(self)?,
+            Format::Markdown => crate::markdown::prove(self),
+        })
     }
 }

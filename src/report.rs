@@ -13,8 +13,23 @@ use crate::target::ClusterPlace;
 use crate::truth::{LostUpdate, ms};
 use crate::workload::{RaceShape, Workload};
 
+/// The report formats of `run` and `prove` (README "Reports for CI").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Format {
+    /// A table and the lost updates, for people.
+    #[default]
+    Text,
+    /// Everything observed, for machines (assets/report.schema.json, assets/prove.schema.json).
+    Json,
+    /// JUnit XML: a test case per strategy, a failure per strategy that misbehaved.
+    Junit,
+    /// The verdict table and the lost updates, for $GITHUB_STEP_SUMMARY or a PR comment.
+    Markdown,
+}
+
+/// The report formats of `bench`: its figures are measurements, not tests, so no JUnit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum BenchFormat {
     #[default]
     Text,
     Json,
@@ -93,6 +108,20 @@ pub struct RedisInfo {
     pub url: String,
     /// Set when the run was on a Redis Cluster: the journey's slot and the primary owning it.
     pub cluster: Option<ClusterPlace>,
+}
+
+impl RedisInfo {
+    /// `7.0.15 (private redis-server)`: the version and where, in a few words (a password
+    /// hidden).
+    pub(crate) fn in_brief(&self) -> String {
+        let place = match (&self.cluster, self.private) {
+            (Some(_), true) => "private cluster".to_owned(),
+            (Some(_), false) => format!("cluster at {}", self.url),
+            (None, true) => "private redis-server".to_owned(),
+            (None, false) => self.url.clone(),
+        };
+        format!("{} ({place})", self.version)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -242,7 +271,35 @@ impl RunReport {
         }
     }
 
-    fn verdict(&self) -> String {
+    /// `Race condition detected! …` and every listed lost update, with who erased it; `None`
+    /// when nothing was lost.
+    pub(crate) fn lost_text(&self) -> Option<String> {
+        let lost = self.lost.filter(|lost| *lost > 0)?;
+        let mut out = String::new();
+        let total = self.acknowledged + self.unknown;
+        let _ = writeln!(
+            out,
+            "{}: Race condition detected! {} out of {} updates were lost",
+            self.strategy, lost, total
+        );
+        for lost in &self.lost_updates {
+            let _ = writeln!(out, "  {}", lost.seed_message());
+            let _ = writeln!(out, "      {}", lost.attribution());
+            if lost.expected == lost.got {
+                let _ = writeln!(
+                    out,
+                    "      (the status matches by chance: another update wrote the same one; the segment's count shows this one missing)"
+                );
+            }
+        }
+        let listed = self.lost_updates.len() as u64;
+        if listed < lost {
+            let _ = writeln!(out, "  … and {} more", lost - listed);
+        }
+        Some(out)
+    }
+
+    pub(crate) fn verdict(&self) -> String {
         let seen = if self.lost.unwrap_or(0) > 0 {
             "lost"
         } else {
@@ -440,28 +497,8 @@ impl Report {
                 };
                 let _ = writeln!(out, "\n{}: {how}{raced}", run.strategy);
             }
-            let Some(lost) = run.lost.filter(|lost| *lost > 0) else {
-                continue;
-            };
-            let total = run.acknowledged + run.unknown;
-            let _ = writeln!(
-                out,
-                "\n{}: Race condition detected! {} out of {} updates were lost",
-                run.strategy, lost, total
-            );
-            for lost in &run.lost_updates {
-                let _ = writeln!(out, "  {}", lost.seed_message());
-                let _ = writeln!(out, "      {}", lost.attribution());
-                if lost.expected == lost.got {
-                    let _ = writeln!(
-                        out,
-                        "      (the status matches by chance: another update wrote the same one; the segment's count shows this one missing)"
-                    );
-                }
-            }
-            let listed = run.lost_updates.len() as u64;
-            if listed < lost {
-                let _ = writeln!(out, "  … and {} more", lost - listed);
+            if let Some(text) = run.lost_text() {
+                let _ = write!(out, "\n{text}");
             }
         }
         let _ = writeln!(out);
