@@ -87,6 +87,10 @@ struct Cost {
 }
 
 pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchReport, Error> {
+    args.strategy.refuse_exec(
+        "bench",
+        "it times updates for seconds on end, and a service's own pace would be what it measured",
+    )?;
     if args.output.is_none() {
         crate::output::check_stdout("bench report")?;
     }

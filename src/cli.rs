@@ -338,13 +338,26 @@ fn parse_cluster(text: &str) -> Result<ClusterSpec, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StrategyList(pub Vec<Strategy>);
 
+impl StrategyList {
+    /// Refuses `exec:` where racelab cannot race a service yet (`front`: the TUI, prove, bench;
+    /// README "Race your own service" says where it can).
+    pub fn refuse_exec(&self, front: &str, why: &str) -> Result<(), Error> {
+        match self.0.iter().find_map(|s| s.exec_command()) {
+            Some(command) => Err(Error::Usage(format!(
+                "{front} does not race exec:{command} yet ({why}); race it with racelab run -s exec:…"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 fn parse_strategies(text: &str) -> Result<StrategyList, String> {
     let mut list = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
-        // A command or a path may hold commas: `exec:` and `lua:` take the rest of the list.
+        // A command may hold commas: `exec:` takes the rest of the list, so it comes last.
         let (part, next) = match rest.trim_start() {
-            user if crate::strategy::user::is_user(user) => (user, ""),
+            command if command.starts_with("exec:") => (command, ""),
             other => other.split_once(',').unwrap_or((other, "")),
         };
         rest = next;

@@ -96,6 +96,10 @@ fn expected(strategy: Strategy, updaters: u32, segments: usize) -> Expected {
 }
 
 pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveReport, Error> {
+    args.strategy.refuse_exec(
+        "prove",
+        "a service's update is one request to prove, whose steps inside it cannot order",
+    )?;
     let target = Arc::new(Target::open(args.redis_url.as_deref(), args.timeout).await?);
     let settings = Arc::new(Settings {
         key_prefix: args.key_prefix.clone(),

@@ -284,7 +284,11 @@ impl RunReport {
         );
         for lost in &self.lost_updates {
             let _ = writeln!(out, "  {}", lost.seed_message());
-            let _ = writeln!(out, "      {}", lost.attribution());
+            let attribution = match self.user {
+                Some(_) => lost.attribution_by_time(),
+                None => lost.attribution(),
+            };
+            let _ = writeln!(out, "      {attribution}");
             if lost.expected == lost.got {
                 let _ = writeln!(
                     out,

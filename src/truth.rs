@@ -284,6 +284,22 @@ impl LostUpdate {
         )
     }
 
+    /// Who erased it, in words, for a user's own strategy, whose reads racelab does not see:
+    /// the eraser is the update that was sent before this one was acknowledged and was
+    /// acknowledged after it.
+    pub fn attribution_by_time(&self) -> String {
+        match (self.erased_by, self.erased_at_ms, self.eraser_read_ms) {
+            (Some(by), Some(at), Some(sent)) => format!(
+                "#{}'s update (acknowledged at {:.1} ms) was overwritten; #{by}'s update, sent at {sent:.1} ms and acknowledged at {at:.1} ms, overlapped it and landed after it (racelab does not see the service's reads)",
+                self.updater, self.acknowledged_ms
+            ),
+            _ => format!(
+                "#{}'s update (acknowledged at {:.1} ms) was overwritten; no later update overlapped it in time",
+                self.updater, self.acknowledged_ms
+            ),
+        }
+    }
+
     /// Who erased it, in words.
     pub fn attribution(&self) -> String {
         let from = |worker: &Option<String>| {

@@ -8,18 +8,16 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::lifecycle::delete_matching;
 use super::{RunResult, Settings, UserRun, race};
 use crate::error::Error;
 use crate::event::Event;
 use crate::exec::Service;
 use crate::keys::Keys;
 use crate::strategy::Strategy;
-use crate::target::{Conn, Target};
+use crate::target::Target;
 use crate::truth::{Truth, verify_by_status};
 use crate::workload::Workload;
-
-/// Keys deleted per SCAN page.
-const SCAN_COUNT: usize = 1000;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
@@ -114,36 +112,4 @@ pub(super) async fn run(
             in_flight_max: Some(service.in_flight_max()),
         }),
     })
-}
-
-/// Deletes every key matching `pattern` (SCAN, never KEYS).
-async fn delete_matching(conn: &mut Conn, pattern: &str) -> Result<(), String> {
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query_async(conn)
-            .await
-            .map_err(|e| crate::redis_errors::describe(&e))?;
-        if !found.is_empty() {
-            redis::cmd("DEL")
-                .arg(&found)
-                .query_async::<i64>(conn)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "Redis refused to delete them: {}",
-                        crate::redis_errors::describe(&e)
-                    )
-                })?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
 }

@@ -185,7 +185,12 @@ pub async fn run_as(
     };
 
     let final_states = read_final(strategy, &mut conn, &keys).await;
-    let rewritten = written_back(strategy, &mut conn, &keys).await;
+    // A user's script need not keep racelab's safety-net expiry (README "Race your own
+    // service"), so its absence proves nothing there.
+    let rewritten = match strategy.is_user() {
+        true => None,
+        false => written_back(strategy, &mut conn, &keys).await,
+    };
     if settings.keep {
         // Kept on purpose: for as long as the user wants, not as long as the safety net.
         let all = keys.all(journey.segments.iter().map(|s| s.segment_id.as_str()));
@@ -199,7 +204,12 @@ pub async fn run_as(
     let keys_left = if settings.keep {
         Some(format!("kept under {pattern}"))
     } else {
-        cleanup(&mut conn, &keys, journey).await.err().map(|why| {
+        let mut cleaned = cleanup(&mut conn, &keys, journey).await;
+        if strategy.is_user() && cleaned.is_ok() {
+            // A user's script may make keys of its own: under the run's prefix, and gone with it.
+            cleaned = lifecycle::delete_matching(&mut conn, &pattern).await;
+        }
+        cleaned.err().map(|why| {
             format!(
                 "left under {pattern}: {why}; they expire within {} by themselves, or delete them with redis-cli --scan --pattern '{pattern}' | xargs redis-cli del",
                 humantime::format_duration(SAFETY_TTL)

@@ -260,6 +260,8 @@ impl UserUpdater {
                 probe
                     .writing(|| Step::new(Role::Write, format!("EVALSHA {}", script.path)))
                     .await;
+                // Whatever the script reads, it reads after this: the bound attribution uses.
+                probe.read(None, None).await;
                 let mut invocation = script.script.key(op.keys.journey());
                 invocation
                     .arg(op.segment_id)

@@ -69,6 +69,10 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
             "stdout is not a terminal, so there is no screen for the TUI; use `racelab run` for a headless report".to_owned(),
         ));
     }
+    options.strategy.refuse_exec(
+        "the TUI",
+        "its live grid reads the journey from Redis, and a service keeps its own",
+    )?;
     let strategy = options
         .strategy
         .0

@@ -20,4 +20,5 @@ mod tui_live;
 mod tui_screens;
 mod tui_step;
 mod tui_widgets;
+mod user;
 mod workers;
