@@ -211,6 +211,41 @@ pub(super) async fn cleanup(conn: &mut Conn, keys: &Keys, journey: &Journey) -> 
 /// Attempts at reading the final state back, for a connection that is reconnecting.
 const FINAL_READ_ATTEMPTS: u32 = 3;
 
+/// Keys deleted per SCAN page.
+const SCAN_COUNT: usize = 1000;
+
+/// Deletes every key matching `pattern` (SCAN, never KEYS).
+pub(super) async fn delete_matching(conn: &mut Conn, pattern: &str) -> Result<(), String> {
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(conn)
+            .await
+            .map_err(|e| crate::redis_errors::describe(&e))?;
+        if !found.is_empty() {
+            redis::cmd("DEL")
+                .arg(&found)
+                .query_async::<i64>(conn)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "Redis refused to delete them: {}",
+                        crate::redis_errors::describe(&e)
+                    )
+                })?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,40 +299,5 @@ mod tests {
                 .await
                 .is_none()
         );
-    }
-}
-
-/// Keys deleted per SCAN page.
-const SCAN_COUNT: usize = 1000;
-
-/// Deletes every key matching `pattern` (SCAN, never KEYS).
-pub(super) async fn delete_matching(conn: &mut Conn, pattern: &str) -> Result<(), String> {
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query_async(conn)
-            .await
-            .map_err(|e| crate::redis_errors::describe(&e))?;
-        if !found.is_empty() {
-            redis::cmd("DEL")
-                .arg(&found)
-                .query_async::<i64>(conn)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "Redis refused to delete them: {}",
-                        crate::redis_errors::describe(&e)
-                    )
-                })?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
     }
 }
