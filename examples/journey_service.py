@@ -4,7 +4,9 @@
 It is the seed's JourneyService: the journey is one JSON document in Redis, and an update reads
 it, changes one segment's status, waits 10 ms, and writes it back. Started plain (or with
 --naive), that is the seed's bug. With --fixed, the update is a WATCH/MULTI/EXEC transaction
-that retries when another write came in between.
+that retries when another write came in between. With --locked, the seed's update runs under a
+lock of this process (a .NET SemaphoreSlim fix): intact while one copy of the service runs, and
+losing updates as soon as two do (racelab run --workers 2 starts one per worker).
 
 The adapter racelab talks to is the loop at the bottom: one JSON request per line on stdin, one
 reply per line on stdout, matched by "id"; requests run concurrently (a thread each), so
@@ -22,6 +24,7 @@ import redis
 PREFIX = os.environ["RACELAB_KEY_PREFIX"]
 r = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
 write_lock = threading.Lock()
+process_lock = threading.Lock()
 
 
 def key(journey_id):
@@ -29,8 +32,8 @@ def key(journey_id):
 
 
 class JourneyService:
-    def __init__(self, fixed):
-        self.fixed = fixed
+    def __init__(self, mode):
+        self.mode = mode
 
     def init(self, journey):
         r.set(key(journey["Id"]), json.dumps(journey))
@@ -40,8 +43,14 @@ class JourneyService:
         return None if doc is None else json.loads(doc)
 
     def update_segment_status(self, journey_id, segment_id, status):
-        if self.fixed:
+        if self.mode == "--fixed":
             return self._update_watched(journey_id, segment_id, status)
+        if self.mode == "--locked":
+            with process_lock:  # one update at a time, in this process only
+                return self._update_naive(journey_id, segment_id, status)
+        return self._update_naive(journey_id, segment_id, status)
+
+    def _update_naive(self, journey_id, segment_id, status):
         journey = self.get(journey_id)  # the seed's GetJourneyAsync
         if journey is None:
             return "journey not found"
@@ -113,7 +122,8 @@ def handle(service, request):
 
 
 def main():
-    service = JourneyService(fixed="--fixed" in sys.argv[1:])
+    modes = [a for a in sys.argv[1:] if a in ("--naive", "--fixed", "--locked")]
+    service = JourneyService(modes[0] if modes else "--naive")
     for line in sys.stdin:
         if line.strip():
             threading.Thread(target=handle, args=(service, json.loads(line))).start()

@@ -382,6 +382,29 @@ impl Worker {
             return false;
         }
         let workload = Arc::new(job.workload.clone());
+        // A journey service (`exec:`) runs as one copy per worker, as a deployment runs several
+        // instances of a service; it lives as long as this share of the run.
+        let service = match job.strategy.exec_command() {
+            Some(command) => {
+                let prefix = format!("{}:{}:", self.prefix, job.run_id);
+                let started = target
+                    .secret_url()
+                    .ok_or_else(|| "exec: needs a single Redis server".to_owned())
+                    .and_then(|url| {
+                        crate::exec::Service::start(command, url, &prefix, target.timeout())
+                    });
+                match started {
+                    Ok(service) => Some(Arc::new(service)),
+                    Err(why) => {
+                        let reason = format!("could not start the journey service: {why}");
+                        crate::note!("racelab worker {}: {reason}", self.id);
+                        let _ = say(&mut conn, &events, &self.id, "end", &reason).await;
+                        return false;
+                    }
+                }
+            }
+            None => None,
+        };
         let (tx, rx) = mpsc::channel(EVENT_BATCH * 8);
         let stop = CancellationToken::new();
         let prepared = Share::prepare(
@@ -396,7 +419,7 @@ impl Worker {
             job.phases,
             Some(self.lease.clone()),
             None,
-            None,
+            service.as_ref(),
         )
         .await;
         drop(tx);

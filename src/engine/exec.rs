@@ -1,7 +1,8 @@
 //! A run of `-s exec:CMD` (README "Race your own service"): the same race, with the journey
 //! kept by the user's program instead of racelab. The program is started for the run, `init`
-//! stores the journey, every updater's update is a request to it, `get` reads the final state,
-//! and the keys it wrote under the run's prefix are deleted with SCAN afterwards.
+//! stores the journey, every updater's update is a request to it (with `--workers`, to each
+//! worker's own copy of it), `get` reads the final state, and the keys it wrote under the run's
+//! prefix are deleted with SCAN afterwards.
 
 use std::sync::Arc;
 
@@ -31,12 +32,6 @@ pub(super) async fn run(
     watcher: Option<mpsc::Sender<Event>>,
     cancel: &CancellationToken,
 ) -> Result<RunResult, Error> {
-    if settings.remote.is_some() {
-        return Err(Error::Usage(
-            "exec: runs the journey service next to this racelab for now; leave out --workers"
-                .to_owned(),
-        ));
-    }
     let Some(url) = target.secret_url() else {
         return Err(Error::Usage(
             "exec: hands the service one Redis URL (REDIS_URL), and a cluster has several; leave out --cluster".to_owned(),
@@ -109,7 +104,9 @@ pub(super) async fn run(
         taken,
         user: Some(UserRun {
             exact,
-            in_flight_max: Some(service.in_flight_max()),
+            // With --workers, each worker's copy took its own share: this copy only seeded and
+            // read back.
+            in_flight_max: settings.remote.is_none().then(|| service.in_flight_max()),
         }),
     })
 }

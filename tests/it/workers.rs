@@ -726,3 +726,62 @@ fn a_password_reaches_workers_and_is_never_printed() {
     }
     assert!(stderr(&output).contains("racelab worker --redis-url redis://:***@"));
 }
+
+/// A journey service with an in-process lock (README "Race your own service"): intact while one
+/// copy runs, and losing updates once each of two workers runs its own copy, as two instances
+/// behind a load balancer would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_locked_in_its_own_process_loses_once_two_workers_each_run_a_copy() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let python = ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", "import redis"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("a Python with the redis client (.ci/run installs python3-redis)");
+    let service = format!(
+        "exec:{python} {}/examples/journey_service.py --locked",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let alone = racelab(&[
+        "run",
+        "-s",
+        &service,
+        "--redis-url",
+        &url,
+        "--expect",
+        "intact",
+    ]);
+    assert_eq!(alone.status.code(), Some(0), "{}", stderr(&alone));
+    let mut workers = Workers::start(2, &["--redis-url", &url, "--once"]);
+    let output = racelab(&[
+        "run",
+        "-s",
+        &service,
+        "--redis-url",
+        &url,
+        "--workers",
+        "2",
+        "--join-timeout",
+        "30s",
+        "--rounds",
+        "2",
+        "--expect",
+        "lost",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let run = &report(&output)["runs"][0];
+    assert!(run["lost"].as_u64().unwrap() > 0, "{run}");
+    assert_shares_cover(run, 2, 20);
+    assert_eq!(
+        workers.exit_codes(Duration::from_secs(10)),
+        vec![Some(0); 2]
+    );
+    assert_eq!(redis.all_keys().await, Vec::<String>::new());
+}
