@@ -7,6 +7,7 @@ it, changes one segment's status, waits 10 ms, and writes it back. Started plain
 that retries when another write came in between. With --locked, the seed's update runs under a
 lock of this process (a .NET SemaphoreSlim fix): intact while one copy of the service runs, and
 losing updates as soon as two do (racelab run --workers 2 starts one per worker).
+--pause MS sets the pause between read and write (10, the seed's; longer to watch it in the TUI).
 
 The adapter racelab talks to is the loop at the bottom: one JSON request per line on stdin, one
 reply per line on stdout, matched by "id"; requests run concurrently (a thread each), so
@@ -22,6 +23,7 @@ import time
 import redis
 
 PREFIX = os.environ["RACELAB_KEY_PREFIX"]
+PAUSE = 0.010
 r = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
 write_lock = threading.Lock()
 process_lock = threading.Lock()
@@ -56,7 +58,7 @@ class JourneyService:
             return "journey not found"
         if not self._apply(journey, segment_id, status):
             return "segment not found"
-        time.sleep(0.010)  # the seed's Task.Delay(10)
+        time.sleep(PAUSE)  # the seed's Task.Delay(10)
         r.set(key(journey_id), json.dumps(journey))  # the seed's SaveJourneyAsync
         return None
 
@@ -71,7 +73,7 @@ class JourneyService:
                     journey = json.loads(doc)
                     if not self._apply(journey, segment_id, status):
                         return "segment not found"
-                    time.sleep(0.010)
+                    time.sleep(PAUSE)
                     pipe.multi()
                     pipe.set(key(journey_id), json.dumps(journey))
                     pipe.execute()
@@ -122,7 +124,11 @@ def handle(service, request):
 
 
 def main():
-    modes = [a for a in sys.argv[1:] if a in ("--naive", "--fixed", "--locked")]
+    global PAUSE
+    args = sys.argv[1:]
+    if "--pause" in args:
+        PAUSE = int(args[args.index("--pause") + 1]) / 1000
+    modes = [a for a in args if a in ("--naive", "--fixed", "--locked")]
     service = JourneyService(modes[0] if modes else "--naive")
     for line in sys.stdin:
         if line.strip():

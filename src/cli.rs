@@ -338,19 +338,6 @@ fn parse_cluster(text: &str) -> Result<ClusterSpec, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StrategyList(pub Vec<Strategy>);
 
-impl StrategyList {
-    /// Refuses `exec:` where racelab cannot race a service yet (`front`: the TUI, prove, bench;
-    /// README "Race your own service" says where it can).
-    pub fn refuse_exec(&self, front: &str, why: &str) -> Result<(), Error> {
-        match self.0.iter().find_map(|s| s.exec_command()) {
-            Some(command) => Err(Error::Usage(format!(
-                "{front} does not race exec:{command} yet ({why}); race it with racelab run -s exec:…"
-            ))),
-            None => Ok(()),
-        }
-    }
-}
-
 fn parse_strategies(text: &str) -> Result<StrategyList, String> {
     let mut list = Vec::new();
     let mut rest = text;
@@ -551,6 +538,7 @@ impl Options {
             lost_limit: LOST_LISTED,
             remote: None,
             driver: None,
+            service: None,
         }
     }
 }

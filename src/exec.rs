@@ -38,6 +38,27 @@ pub enum Reply {
     Broken(String),
 }
 
+/// Where a run's service can be found while the run goes on: the engine puts it there once the
+/// journey is stored, and takes it away when the run is over.
+#[derive(Clone, Default)]
+pub struct ServiceSlot(Arc<Mutex<Option<Arc<Service>>>>);
+
+impl ServiceSlot {
+    pub fn get(&self) -> Option<Arc<Service>> {
+        lock(&self.0).clone()
+    }
+
+    pub(crate) fn put(&self, service: Option<Arc<Service>>) {
+        *lock(&self.0) = service;
+    }
+}
+
+impl std::fmt::Debug for ServiceSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceSlot")
+    }
+}
+
 /// The program and the tasks around it.
 pub struct Service {
     command: String,
@@ -55,6 +76,8 @@ struct Pending {
     waiting: HashMap<u64, oneshot::Sender<Reply>>,
     /// Requests nobody waits for any more (their timeout passed): a late reply is dropped.
     expired: HashSet<u64>,
+    /// The updates among `waiting`.
+    updates: HashSet<u64>,
     broken: Option<String>,
     in_flight_max: u64,
 }
@@ -176,8 +199,10 @@ impl Service {
         })
     }
 
-    /// Sends `request` (without its id) and waits for the reply, at most the timeout.
+    /// Sends `request` (without its id) and waits for the reply, at most the timeout. Only
+    /// updates count towards the requests in flight.
     pub async fn ask(&self, mut request: Value) -> Reply {
+        let update = request["op"] == "update";
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         request["id"] = json!(id);
         let (tx, rx) = oneshot::channel();
@@ -187,7 +212,10 @@ impl Service {
                 return Reply::Broken(why.clone());
             }
             pending.waiting.insert(id, tx);
-            pending.in_flight_max = pending.in_flight_max.max(pending.waiting.len() as u64);
+            if update {
+                pending.updates.insert(id);
+                pending.in_flight_max = pending.in_flight_max.max(pending.updates.len() as u64);
+            }
         }
         let mut line = request.to_string();
         line.push('\n');
@@ -203,6 +231,7 @@ impl Service {
                 // dropped, not taken for an unknown id.
                 let mut pending = lock(&self.pending);
                 pending.waiting.remove(&id);
+                pending.updates.remove(&id);
                 pending.expired.insert(id);
                 Reply::Silent
             }
@@ -313,6 +342,7 @@ fn answer(pending: &Mutex<Pending>, text: &str) -> Result<(), String> {
     if pending.expired.remove(&id) {
         return Ok(());
     }
+    pending.updates.remove(&id);
     let Some(waiter) = pending.waiting.remove(&id) else {
         return Err(format!(
             "it answered id {id}, which was never sent (or was already answered)"

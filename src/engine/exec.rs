@@ -48,6 +48,9 @@ pub(super) async fn run(
             target: target.display().to_owned(),
             reason,
         })?;
+        if let Some(slot) = &settings.service {
+            slot.put(Some(service.clone()));
+        }
         let raced = race(
             target,
             strategy,
@@ -68,6 +71,9 @@ pub(super) async fn run(
         Ok((raced, states))
     }
     .await;
+    if let Some(slot) = &settings.service {
+        slot.put(None);
+    }
     service.stop().await;
     let pattern = format!("{prefix}*");
     let keys_left = if settings.keep {

@@ -42,6 +42,9 @@ pub struct Settings {
     /// A scheduler someone drives (the TUI's step mode, a test): every step of the run's
     /// updaters waits for it. `None`: the workload's `--schedule`, if any, or free running.
     pub driver: Option<crate::schedule::Driver>,
+    /// Where a run of `exec:` puts its journey service once it has stored the journey, for
+    /// whoever reads the journey while the run goes on (the TUI's live grid).
+    pub service: Option<crate::exec::ServiceSlot>,
 }
 
 /// Why a race of updaters stopped early, if it did, and which worker ran which updaters.

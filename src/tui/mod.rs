@@ -69,10 +69,6 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
             "stdout is not a terminal, so there is no screen for the TUI; use `racelab run` for a headless report".to_owned(),
         ));
     }
-    options.strategy.refuse_exec(
-        "the TUI",
-        "its live grid reads the journey from Redis, and a service keeps its own",
-    )?;
     let strategy = options
         .strategy
         .0
@@ -457,7 +453,7 @@ impl Watched {
     ) {
         let Watched {
             target,
-            settings,
+            mut settings,
             strategy,
             workload,
             generation,
@@ -465,6 +461,15 @@ impl Watched {
         } = self;
         let run_id = Keys::new_run_id();
         let keys = Keys::new(&settings.key_prefix, &run_id, &workload.journey.id);
+        // A user's journey service keeps the journey its own way: the grid asks it.
+        let source = match strategy.exec_command() {
+            Some(_) => {
+                let slot = crate::exec::ServiceSlot::default();
+                settings.service = Some(slot.clone());
+                observer::Source::Service(slot, workload.journey.clone())
+            }
+            None => observer::Source::Redis(strategy, keys.clone()),
+        };
         let (events, events_rx) = mpsc::channel(EVENT_CHANNEL);
         let over = stop.child_token();
         let run = async {
@@ -481,14 +486,8 @@ impl Watched {
             over.cancel();
             result
         };
-        let observe = observer::observe(
-            target.clone(),
-            strategy,
-            keys.clone(),
-            generation,
-            tx.clone(),
-            over.clone(),
-        );
+        let observe =
+            observer::observe(target.clone(), source, generation, tx.clone(), over.clone());
         // The finish message goes last, after every event and snapshot of the run.
         let (result, (), (), ()) = tokio::join!(
             run,

@@ -16,11 +16,17 @@ use crate::target::Target;
 /// 20 reads a second: as often as the screen redraws, no more.
 pub const OBSERVE_EVERY: Duration = Duration::from_millis(50);
 
+/// Where the observer reads the journey: racelab's own layout in Redis, or a user's journey
+/// service (`exec:`), asked with `get` once the run has started it.
+pub enum Source {
+    Redis(Strategy, Keys),
+    Service(crate::exec::ServiceSlot, Arc<crate::journey::Journey>),
+}
+
 /// Reads the run's journey until `stop`, sending each read as [`Msg::Observed`].
 pub async fn observe(
     target: Arc<Target>,
-    strategy: Strategy,
-    keys: Keys,
+    source: Source,
     generation: u64,
     tx: mpsc::Sender<Msg>,
     stop: CancellationToken,
@@ -34,7 +40,6 @@ pub async fn observe(
         },
         () = stop.cancelled() => return,
     };
-    let storage = strategy.storage();
     let mut every = tokio::time::interval(OBSERVE_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -43,13 +48,27 @@ pub async fn observe(
             () = stop.cancelled() => return,
         }
         let read_started = Instant::now();
+        let read = async {
+            match &source {
+                Source::Redis(strategy, keys) => strategy
+                    .storage()
+                    .read_states(&mut conn, keys)
+                    .await
+                    .ok()
+                    .flatten(),
+                Source::Service(slot, journey) => match slot.get() {
+                    Some(service) => service.get(journey).await.ok(),
+                    None => None,
+                },
+            }
+        };
         let states = tokio::select! {
-            states = storage.read_states(&mut conn, &keys) => states,
+            states = read => states,
             () = stop.cancelled() => return,
         };
         // Before seeding and after cleanup there is nothing to show; a failed read shows nothing
         // rather than a wrong picture.
-        if let Ok(Some(states)) = states {
+        if let Some(states) = states {
             // A screen that lags gets fewer snapshots instead of stalling the observer.
             let _ = tx.try_send(Msg::Observed {
                 generation,

@@ -393,12 +393,29 @@ impl RunView {
             }
         }
         let mut newly_lost: Vec<(usize, usize)> = Vec::new();
+        let by_status = self.strategy.is_user();
         for (i, state) in states.into_iter().enumerate() {
             let Some(s) = self.segments.get_mut(i) else {
                 break;
             };
+            s.count = if by_status {
+                // A user's code keeps no count racelab can trust (README "Race your own
+                // service"): the latest acknowledged update must show by its status, and is
+                // taken as lost when it does not; earlier ones may have been overwritten
+                // legitimately.
+                let latest_shows = s
+                    .last_write
+                    .and_then(|w| self.writes.get(w))
+                    .is_none_or(|w| w.status == state.status);
+                if latest_shows {
+                    s.confirmed
+                } else {
+                    s.confirmed.saturating_sub(1)
+                }
+            } else {
+                state.update_count
+            };
             s.status = state.status;
-            s.count = state.update_count;
             let lost = s.confirmed.saturating_sub(s.count);
             if lost > s.lost
                 && let Some(w) = s.last_write

@@ -262,9 +262,17 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
             format!(" {journey} · {} · seeding ", run.strategy)
         }
         Some(run) if run.running() => {
-            format!(" {journey} in Redis now · {} ", run.strategy)
+            format!(
+                " {journey} {} now · {} ",
+                held_by(run.strategy),
+                run.strategy
+            )
         }
-        Some(run) => format!(" {journey} in Redis after {} ", run.strategy),
+        Some(run) => format!(
+            " {journey} {} after {} ",
+            held_by(run.strategy),
+            run.strategy
+        ),
         None => format!(" {journey} "),
     };
     grid::draw(
@@ -358,6 +366,14 @@ fn main_body(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
             );
             story::draw(story_area, buf, &[], &hint, theme);
         }
+    }
+}
+
+/// Where the grid's journey is read from: Redis, or a user's journey service (`exec:`).
+fn held_by(strategy: crate::strategy::Strategy) -> &'static str {
+    match strategy.exec_command() {
+        Some(_) => "as your service reads it",
+        None => "in Redis",
     }
 }
 

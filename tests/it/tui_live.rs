@@ -26,6 +26,7 @@ fn settings() -> Settings {
         lost_limit: 1000,
         remote: None,
         driver: None,
+        service: None,
     }
 }
 
@@ -210,5 +211,46 @@ async fn the_comparison_runs_every_strategy() {
         .find(|r| r.strategy == Strategy::Hash)
         .unwrap();
     assert_eq!(hash.lost, 0);
+    assert!(keys_left(&target).await.is_empty());
+}
+
+/// `exec:` in the TUI (README "Race your own service"): the grid asks the user's service with
+/// `get`, and the naive service's losses show live and in the verdict; its keys go with the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journey_service_is_watched_through_its_own_get() {
+    let (_server, target) = open().await;
+    let python = ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .find(|p| {
+            std::process::Command::new(p)
+                .args(["-c", "import redis"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("a Python with the redis client (.ci/run installs python3-redis)");
+    let service = Strategy::parse(&format!(
+        "exec:{python} {}/examples/journey_service.py --pause 300",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let mut app = racelab::tui::App::new(
+        service,
+        workload(),
+        true,
+        crate::tui_support::target(),
+        false,
+        Instant::now(),
+    );
+    let (mut rx, _stop, handle) = press_enter(&mut app, &target);
+    drive(&mut app, &mut rx, |app| !app.busy()).await;
+    handle.await.unwrap();
+    let run = app.run.as_ref().unwrap();
+    assert_eq!(run.state, RunState::Done);
+    assert!(
+        run.observed,
+        "the grid never read the journey from the service"
+    );
+    assert_eq!(run.tally.acknowledged, 20);
+    assert!(run.lost() > 0, "the naive service loses updates");
     assert!(keys_left(&target).await.is_empty());
 }

@@ -256,3 +256,36 @@ async fn a_lua_error_is_told_with_the_scripts_own_message_and_line() {
     assert!(text(&missing).contains("cannot read the Lua script /no/such/script.lua"));
     assert_eq!(redis.all_keys().await, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prove_and_bench_take_a_service_and_prove_says_what_it_cannot_show() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let naive = service("--naive");
+    let prove = racelab(&["prove", "--redis-url", &url, "-s", &naive]);
+    let said = text(&prove);
+    assert_eq!(prove.status.code(), Some(0), "{said}");
+    assert!(said.contains("prove orders whole updates"), "{said}");
+    assert!(said.contains("racelab run shows it"), "{said}");
+    let fixed = service("--fixed");
+    let bench = racelab(&[
+        "bench",
+        "--redis-url",
+        &url,
+        "-s",
+        &fixed,
+        "-n",
+        "2",
+        "--duration",
+        "300ms",
+        "--no-redis-benchmark",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(bench.status.code(), Some(0), "{}", text(&bench));
+    let report: serde_json::Value = serde_json::from_slice(&bench.stdout).unwrap();
+    let cell = &report["cells"][0];
+    assert!(cell["updates_per_s"].as_f64().unwrap() > 0.0, "{cell}");
+    assert_eq!(cell["lost"], 0, "{cell}");
+    assert_eq!(redis.all_keys().await, Vec::<String>::new());
+}

@@ -231,6 +231,7 @@ pub fn settings() -> Settings {
         lost_limit: 10_000,
         remote: None,
         driver: None,
+        service: None,
     }
 }
 
