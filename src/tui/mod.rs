@@ -430,7 +430,7 @@ pub async fn run_one(
         generation,
         tx,
     };
-    run.run(stop, |_, _| async {}).await;
+    run.run(stop, |_, _, _| async {}).await;
 }
 
 /// A run the screen watches: the engine's run, its events forwarded, the observer reading
@@ -449,7 +449,7 @@ impl Watched {
     pub async fn run<F: Future<Output = ()>>(
         self,
         stop: CancellationToken,
-        alongside: impl FnOnce(Keys, CancellationToken) -> F,
+        alongside: impl FnOnce(Keys, observer::Source, CancellationToken) -> F,
     ) {
         let Watched {
             target,
@@ -486,14 +486,19 @@ impl Watched {
             over.cancel();
             result
         };
-        let observe =
-            observer::observe(target.clone(), source, generation, tx.clone(), over.clone());
+        let observe = observer::observe(
+            target.clone(),
+            source.clone(),
+            generation,
+            tx.clone(),
+            over.clone(),
+        );
         // The finish message goes last, after every event and snapshot of the run.
         let (result, (), (), ()) = tokio::join!(
             run,
             forward(events_rx, generation, &tx),
             observe,
-            alongside(keys, over.clone())
+            alongside(keys, source, over.clone())
         );
         let _ = tx
             .send(Msg::RunFinished {

@@ -18,9 +18,32 @@ pub const OBSERVE_EVERY: Duration = Duration::from_millis(50);
 
 /// Where the observer reads the journey: racelab's own layout in Redis, or a user's journey
 /// service (`exec:`), asked with `get` once the run has started it.
+#[derive(Clone)]
 pub enum Source {
     Redis(Strategy, Keys),
     Service(crate::exec::ServiceSlot, Arc<crate::journey::Journey>),
+}
+
+impl Source {
+    /// The journey's segments as held now; `None` before seeding, after cleanup, or when the
+    /// read failed (nothing shown rather than a wrong picture).
+    pub async fn read(
+        &self,
+        conn: &mut crate::target::Conn,
+    ) -> Option<Vec<crate::journey::SegmentState>> {
+        match self {
+            Source::Redis(strategy, keys) => strategy
+                .storage()
+                .read_states(conn, keys)
+                .await
+                .ok()
+                .flatten(),
+            Source::Service(slot, journey) => match slot.get() {
+                Some(service) => service.get(journey).await.ok(),
+                None => None,
+            },
+        }
+    }
 }
 
 /// Reads the run's journey until `stop`, sending each read as [`Msg::Observed`].
@@ -48,22 +71,8 @@ pub async fn observe(
             () = stop.cancelled() => return,
         }
         let read_started = Instant::now();
-        let read = async {
-            match &source {
-                Source::Redis(strategy, keys) => strategy
-                    .storage()
-                    .read_states(&mut conn, keys)
-                    .await
-                    .ok()
-                    .flatten(),
-                Source::Service(slot, journey) => match slot.get() {
-                    Some(service) => service.get(journey).await.ok(),
-                    None => None,
-                },
-            }
-        };
         let states = tokio::select! {
-            states = read => states,
+            states = source.read(&mut conn) => states,
             () = stop.cancelled() => return,
         };
         // Before seeding and after cleanup there is nothing to show; a failed read shows nothing

@@ -159,7 +159,17 @@ impl StepView {
         strategy: crate::strategy::Strategy,
         workload: &Workload,
     ) -> String {
-        let mut command = format!("racelab run -s {strategy} -n {}", workload.updaters);
+        let name = strategy.to_string();
+        // A user's strategy may hold spaces (`exec:python3 svc.py`): quoted for the shell.
+        let name = if name
+            .chars()
+            .any(|c| c.is_whitespace() || "'\"$`\\".contains(c))
+        {
+            format!("'{}'", name.replace('\'', "'\\''"))
+        } else {
+            name
+        };
+        let mut command = format!("racelab run -s {name} -n {}", workload.updaters);
         if workload.segments() != 20 {
             command.push_str(&format!(" --segments {}", workload.segments()));
         }

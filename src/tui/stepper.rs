@@ -48,10 +48,10 @@ pub async fn run_stepped(
     });
     let presenter = {
         let (target, tx, lock_ttl) = (target.clone(), tx.clone(), workload.tuning.lock_ttl);
-        move |keys| Presenter {
+        move |keys, source| Presenter {
             driver,
             target,
-            strategy,
+            source,
             keys,
             lock_ttl,
             generation,
@@ -67,8 +67,8 @@ pub async fn run_stepped(
         generation,
         tx,
     };
-    run.run(stop, |keys, over| {
-        presenter(keys).take(replay, controls, over)
+    run.run(stop, |keys, source, over| {
+        presenter(keys, source).take(replay, controls, over)
     })
     .await;
 }
@@ -76,7 +76,8 @@ pub async fn run_stepped(
 struct Presenter {
     driver: Driver,
     target: Arc<Target>,
-    strategy: Strategy,
+    /// Where the journey is read after each step: Redis, or a user's service.
+    source: super::observer::Source,
     keys: Keys,
     lock_ttl: Duration,
     generation: u64,
@@ -176,13 +177,7 @@ impl Presenter {
         expired: bool,
     ) -> Taken {
         let read_started = Instant::now();
-        let states = self
-            .strategy
-            .storage()
-            .read_states(conn, &self.keys)
-            .await
-            .ok()
-            .flatten();
+        let states = self.source.read(conn).await;
         let lock_left = self.lock_left(conn).await;
         Taken {
             token,
