@@ -122,7 +122,7 @@ macro_rules! strategies {
         pub const STRATEGY_HELP: &str = concat!(
             "Strategies: ",
             $(stringify!($module), ", ",)+
-            "a comma list, or all."
+            "a comma list, or all; or your own: lua:FILE, exec:CMD (last in a list)."
         );
 
         /// One updater's working state for its strategy. Boxed: the strategies' states differ
