@@ -10,14 +10,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::lifecycle::delete_matching;
-use super::{RunResult, Settings, UserRun, race};
+use super::{RunResult, Settings, UserRun, judge, race};
 use crate::error::Error;
 use crate::event::Event;
 use crate::exec::Service;
 use crate::keys::Keys;
 use crate::strategy::Strategy;
 use crate::target::Target;
-use crate::truth::{Truth, verify_by_status};
 use crate::workload::Workload;
 
 #[allow(clippy::too_many_arguments)]
@@ -90,13 +89,19 @@ pub(super) async fn run(
         Ok(states) => (states, None),
         Err(why) => (Vec::new(), Some(why)),
     };
-    // One updater per segment, one round: every acknowledged status must be in the final state.
-    let exact = workload.updaters <= workload.segments() && workload.rounds == 1;
-    let truth = if unverified.is_none() {
-        verify_by_status(&tally, journey, &states, exact, settings.lost_limit)
-    } else {
-        Truth::default()
-    };
+    // With --workers, each worker's copy took its own share: this copy only seeded and read back.
+    let user = UserRun::of(
+        workload,
+        settings.remote.is_none().then(|| service.in_flight_max()),
+    );
+    let truth = judge(
+        &tally,
+        journey,
+        &states,
+        &unverified,
+        Some(user),
+        settings.lost_limit,
+    );
     Ok(RunResult {
         strategy,
         run_id,
@@ -108,11 +113,6 @@ pub(super) async fn run(
         keys_left,
         workers,
         taken,
-        user: Some(UserRun {
-            exact,
-            // With --workers, each worker's copy took its own share: this copy only seeded and
-            // read back.
-            in_flight_max: settings.remote.is_none().then(|| service.in_flight_max()),
-        }),
+        user: Some(user),
     })
 }

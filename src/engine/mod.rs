@@ -115,6 +115,34 @@ pub struct UserRun {
     pub in_flight_max: Option<u64>,
 }
 
+impl UserRun {
+    fn of(workload: &Workload, in_flight_max: Option<u64>) -> UserRun {
+        UserRun {
+            exact: workload.updaters <= workload.segments() && workload.rounds == 1,
+            in_flight_max,
+        }
+    }
+}
+
+/// The truth of a finished run: none when its final state is unknown (`unverified`), by status
+/// for a user's own strategy (`user`), by each segment's count otherwise.
+fn judge(
+    tally: &Tally,
+    journey: &crate::journey::Journey,
+    states: &[SegmentState],
+    unverified: &Option<String>,
+    user: Option<UserRun>,
+    lost_limit: usize,
+) -> Truth {
+    match (unverified, user) {
+        (Some(_), _) => Truth::default(),
+        (None, Some(user)) => {
+            crate::truth::verify_by_status(tally, journey, states, user.exact, lost_limit)
+        }
+        (None, None) => verify(tally, journey, states, lost_limit),
+    }
+}
+
 impl RunResult {
     /// The run completed and its final state was read: its verdict can be trusted.
     pub fn is_complete(&self) -> bool {
@@ -236,18 +264,15 @@ pub async fn run_as(
         ),
     };
     // A user's script keeps no count racelab can trust: its verdict goes by status.
-    let exact = workload.updaters <= workload.segments() && workload.rounds == 1;
-    let user = strategy.is_user().then_some(UserRun {
-        exact,
-        in_flight_max: None,
-    });
-    let truth = if unverified.is_none() && user.is_some() {
-        crate::truth::verify_by_status(&tally, journey, &states, exact, settings.lost_limit)
-    } else if unverified.is_none() {
-        verify(&tally, journey, &states, settings.lost_limit)
-    } else {
-        Truth::default()
-    };
+    let user = strategy.is_user().then(|| UserRun::of(workload, None));
+    let truth = judge(
+        &tally,
+        journey,
+        &states,
+        &unverified,
+        user,
+        settings.lost_limit,
+    );
     Ok(RunResult {
         strategy,
         run_id,
