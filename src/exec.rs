@@ -364,3 +364,45 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Whatever line a program writes, racelab takes it as a reply, drops it, or says in
+        /// one sentence why the program broke the protocol: never a panic.
+        #[test]
+        fn any_line_from_a_program_is_a_reply_or_one_sentence(
+            line in prop_oneof![
+                ".{0,80}",
+                r#"\{"id":[0-9]{1,3},"ok":(true|false|1|null)(,"error":".{0,10}")?\}"#,
+                r#"\{"id":-?[0-9]{1,25}(\.[0-9])?,"ok":true,"journey":.{0,20}\}"#,
+            ],
+        ) {
+            let pending: Mutex<Pending> = Mutex::default();
+            let (tx, _rx) = oneshot::channel();
+            lock(&pending).waiting.insert(7, tx);
+            if let Err(why) = answer(&pending, line.trim()) {
+                prop_assert!(!why.is_empty() && !why.contains('\n'), "{why}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_reply_goes_to_the_request_it_answers_and_an_unknown_id_breaks_the_protocol() {
+        let pending: Mutex<Pending> = Mutex::default();
+        let (tx, mut rx) = oneshot::channel();
+        lock(&pending).waiting.insert(3, tx);
+        assert!(answer(&pending, r#"{"id":3,"ok":false,"error":"no such segment"}"#).is_ok());
+        assert!(matches!(rx.try_recv(), Ok(Reply::Refused(e)) if e == "no such segment"));
+        let why = answer(&pending, r#"{"id":3,"ok":true}"#).unwrap_err();
+        assert!(why.contains("never sent"), "{why}");
+        // A reply to a request whose timeout passed is dropped, not an error.
+        lock(&pending).expired.insert(9);
+        assert!(answer(&pending, r#"{"id":9,"ok":true}"#).is_ok());
+    }
+}

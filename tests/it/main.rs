@@ -10,6 +10,7 @@ mod cluster;
 mod formats;
 mod hostile;
 mod install;
+mod properties;
 mod safety;
 mod schedules;
 mod seed;
