@@ -80,6 +80,12 @@ pub struct WorkerArgs {
     /// Leave after serving one run (or TUI session) instead of waiting for the next.
     #[arg(long)]
     pub once: bool,
+
+    /// The crew's shared secret (at least 16 characters): follow only a coordinator that signs
+    /// with it. Never printed.
+    #[arg(long, env = "RACELAB_CREW_SECRET", hide_env_values = true, value_name = "SECRET",
+          value_parser = crate::crew::CrewSecret::parse)]
+    pub crew_secret: Option<crate::crew::CrewSecret>,
 }
 
 impl WorkerArgs {
@@ -268,6 +274,12 @@ pub struct Options {
     /// time in updater order. The TUI opens in step mode with it loaded.
     #[arg(long, value_name = "\"1 2 1 2\"", value_parser = crate::schedule::Schedule::parse)]
     pub schedule: Option<crate::schedule::Schedule>,
+
+    /// A secret shared with the --workers (at least 16 characters): every job and release is
+    /// signed with it, and a worker started with it follows nothing else. Never printed.
+    #[arg(long, env = "RACELAB_CREW_SECRET", hide_env_values = true, value_name = "SECRET",
+          value_parser = crate::crew::CrewSecret::parse)]
+    pub crew_secret: Option<crate::crew::CrewSecret>,
 
     /// How long to wait for the --workers to join.
     #[arg(long, default_value = "2m", value_parser = parse_timeout, value_name = "DURATION")]

@@ -83,6 +83,7 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
                 &settings.key_prefix,
                 count,
                 args.options.join_timeout,
+                args.options.crew_secret.clone(),
                 cancel,
             )
             .await?,

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::strategy::Strategy;
 use crate::target::Conn;
@@ -58,14 +60,89 @@ impl Job {
     }
 }
 
-/// Appends a message of kind `kind` to the control stream.
+/// A crew's shared secret (`--crew-secret`, README "Workers"): the coordinator signs what it
+/// tells its workers with it, and a worker that holds it follows nothing unsigned. Never
+/// printed, not even in a debug dump.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CrewSecret(String);
+
+impl std::fmt::Debug for CrewSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CrewSecret(***)")
+    }
+}
+
+impl CrewSecret {
+    /// The secret `--crew-secret` names. Checked by [`CrewSecret::check`], not here: a value
+    /// clap refuses is printed back, and a secret must never be.
+    pub fn parse(text: &str) -> Result<CrewSecret, String> {
+        Ok(CrewSecret(text.to_owned()))
+    }
+
+    /// Refuses a secret too short to keep anyone out, without saying it.
+    pub fn check(&self) -> Result<(), crate::error::Error> {
+        if self.0.chars().count() < 16 {
+            return Err(crate::error::Error::Usage(
+                "--crew-secret needs at least 16 characters; use a long random one, e.g. openssl rand -hex 32".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The signature of a control message: HMAC-SHA256 over the control stream (which names
+    /// the session, so a message cannot be replayed into another), its kind and its body.
+    pub(crate) fn sign(&self, control: &str, kind: &str, body: &str) -> String {
+        let mut mac = self.mac();
+        for part in [control, kind, body] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Whether `signature` is this secret's for the message (compared in constant time).
+    pub(crate) fn verifies(&self, control: &str, kind: &str, body: &str, signature: &str) -> bool {
+        let Some(bytes) = hex(signature) else {
+            return false;
+        };
+        let mut mac = self.mac();
+        for part in [control, kind, body] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        mac.verify_slice(&bytes).is_ok()
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // HMAC takes a key of any length: this cannot fail.
+        <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"))
+    }
+}
+
+fn hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Appends a message of kind `kind` to the control stream, signed when the crew has a secret.
 pub(super) async fn send(
     conn: &mut Conn,
     control: &str,
     kind: &str,
     body: &str,
+    secret: Option<&CrewSecret>,
 ) -> redis::RedisResult<()> {
-    send_naming(conn, control, kind, body, None).await
+    send_naming(conn, control, kind, body, None, secret).await
 }
 
 /// [`send`], naming the run's events stream too (a job does, so that even a worker that cannot
@@ -76,6 +153,7 @@ pub(super) async fn send_naming(
     kind: &str,
     body: &str,
     events: Option<&str>,
+    secret: Option<&CrewSecret>,
 ) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
     // Only the last messages matter (a worker reads them as they come); a long TUI session must
@@ -92,6 +170,9 @@ pub(super) async fn send_naming(
         .arg(body);
     if let Some(events) = events {
         add.arg("e").arg(events);
+    }
+    if let Some(secret) = secret {
+        add.arg("s").arg(secret.sign(control, kind, body));
     }
     add.ignore();
     pipe.cmd("PEXPIRE")

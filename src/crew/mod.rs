@@ -39,6 +39,7 @@ mod message;
 mod race;
 pub mod worker;
 
+pub use message::CrewSecret;
 use message::{Assignment, CONTROL_TTL, send, send_naming};
 pub(crate) use message::{Control, Job, parse_control};
 use race::Race;
@@ -82,6 +83,8 @@ pub struct Crew {
     /// takes it as it is, so the lanes a screen tagged from the plan are the ones that run.
     planned: Mutex<Option<(u32, Shares)>>,
     renewal: tokio::task::JoinHandle<()>,
+    /// Signs what the crew is told (`--crew-secret`).
+    secret: Option<CrewSecret>,
 }
 
 impl std::fmt::Debug for Crew {
@@ -123,8 +126,12 @@ impl Crew {
         prefix: &str,
         count: u32,
         wait: Duration,
+        secret: Option<CrewSecret>,
         cancel: &CancellationToken,
     ) -> Result<Crew, Error> {
+        if let Some(secret) = &secret {
+            secret.check()?;
+        }
         let keys = CrewKeys::new(prefix);
         let session = Keys::new_run_id();
         let mut conn = target.connection().await?;
@@ -145,6 +152,7 @@ impl Crew {
             announce: AtomicBool::new(true),
             planned: Mutex::new(None),
             renewal,
+            secret,
         };
         crate::note!(
             "racelab: waiting for {count} worker{} to join; start each with: {}",
@@ -303,7 +311,10 @@ impl Crew {
         self.renewal.abort();
         let mut conn = self.conn.clone();
         let control = self.keys.control(&self.session);
-        if send(&mut conn, &control, "end", "").await.is_ok() {
+        if send(&mut conn, &control, "end", "", self.secret.as_ref())
+            .await
+            .is_ok()
+        {
             let deadline = Instant::now() + DISMISS_WAIT;
             while Instant::now() < deadline && self.still_claimed(&mut conn).await {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -418,12 +429,19 @@ impl Crew {
         })?;
         let mut conn = self.conn.clone();
         let control = self.keys.control(&self.session);
-        send_naming(&mut conn, &control, "job", &body, Some(&keys.events()))
-            .await
-            .map_err(|e| Error::Run {
-                target: self.session.clone(),
-                reason: format!("handing the workers their job failed: {}", describe(&e)),
-            })?;
+        send_naming(
+            &mut conn,
+            &control,
+            "job",
+            &body,
+            Some(&keys.events()),
+            self.secret.as_ref(),
+        )
+        .await
+        .map_err(|e| Error::Run {
+            target: self.session.clone(),
+            reason: format!("handing the workers their job failed: {}", describe(&e)),
+        })?;
         race.run(self, run_id).await;
         if let Ok(mut members) = self.members.lock() {
             for member in members.iter_mut() {

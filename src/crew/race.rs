@@ -120,7 +120,7 @@ impl<'a> Race<'a> {
         let mut looked = Instant::now();
         while self.phase.values().any(|p| *p != Stage::Ended) {
             if self.stop.is_cancelled() && aborted.is_none() {
-                let _ = send(&mut conn, &control, "abort", run_id).await;
+                let _ = send(&mut conn, &control, "abort", run_id, crew.secret.as_ref()).await;
                 aborted = Some(Instant::now());
             }
             if aborted.is_some_and(|at| at.elapsed() >= grace) {
@@ -177,7 +177,7 @@ impl<'a> Race<'a> {
                 && !self.stop.is_cancelled()
                 && self.phase.values().all(|p| *p == Stage::Ready)
             {
-                match send(&mut conn, &control, "go", run_id).await {
+                match send(&mut conn, &control, "go", run_id, crew.secret.as_ref()).await {
                     Ok(()) => self.released = Some(Instant::now()),
                     Err(e) => {
                         self.stopped.get_or_insert_with(|| {

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::WorkerArgs;
-use crate::crew::{Control, Job, POLL, parse_control};
+use crate::crew::{Control, CrewSecret, Job, POLL, parse_control};
 use crate::engine::Share;
 use crate::error::Error;
 use crate::event::Event;
@@ -24,6 +24,9 @@ use super::card::{LOBBY_TTL, keep_card, renew_card};
 
 /// Serves sessions until interrupted (or, with `--once`, until the first one ends).
 pub async fn run(args: &WorkerArgs, cancel: &CancellationToken) -> Result<(), Error> {
+    if let Some(secret) = &args.crew_secret {
+        secret.check()?;
+    }
     let target = args.target().await?;
     let keys = CrewKeys::new(&args.key_prefix);
     // Two connections: the updaters' commands on one, and the card, the lobby and the session
@@ -33,7 +36,9 @@ pub async fn run(args: &WorkerArgs, cancel: &CancellationToken) -> Result<(), Er
     loop {
         let worker =
             Worker::join(&target, &args.key_prefix, &keys, conn.clone(), work.clone()).await?;
-        let served = worker.serve(&target, cancel).await;
+        let served = worker
+            .serve(&target, args.crew_secret.clone(), cancel)
+            .await;
         worker.leave().await;
         if cancel.is_cancelled() {
             return Err(Error::Interrupted);
@@ -156,7 +161,12 @@ impl Worker {
 
     /// Waits to be claimed, then serves the session's runs until it ends. `Ok(true)` when a
     /// session was served.
-    async fn serve(&self, target: &Target, cancel: &CancellationToken) -> Result<bool, Error> {
+    async fn serve(
+        &self,
+        target: &Target,
+        secret: Option<CrewSecret>,
+        cancel: &CancellationToken,
+    ) -> Result<bool, Error> {
         let Some(session) = self.claimed(target, cancel).await? else {
             return Ok(false);
         };
@@ -168,6 +178,7 @@ impl Worker {
             self.keys.control(&session),
             target.timeout(),
             ctl_tx,
+            secret.map(|secret| (secret, self.id.clone())),
         ));
         let mut inbox = Inbox::new(ctl);
         let coordinator = self.keys.session(&session);
@@ -631,13 +642,16 @@ async fn say_numbered(
 }
 
 /// Reads the session's control stream from its start, on a connection of its own (it blocks),
-/// and hands each message on until nobody listens.
+/// and hands each message on until nobody listens. With the crew's secret (and this worker's
+/// id, to say so), a message not signed with it is dropped.
 async fn read_control(
     connector: Connector,
     key: String,
     timeout: Duration,
     tx: mpsc::Sender<Control>,
+    secret: Option<(CrewSecret, String)>,
 ) {
+    let mut told = false;
     let block = (timeout / 2).clamp(Duration::from_millis(1), Duration::from_millis(500));
     let mut last = "0-0".to_owned();
     let mut conn = None;
@@ -676,6 +690,17 @@ async fn read_control(
                 let kind: String = entry.get("t").unwrap_or_default();
                 let body: String = entry.get("b").unwrap_or_default();
                 let events: String = entry.get("e").unwrap_or_default();
+                if let Some((secret, id)) = &secret {
+                    let signature: String = entry.get("s").unwrap_or_default();
+                    if !secret.verifies(&key, &kind, &body, &signature) {
+                        if !std::mem::replace(&mut told, true) {
+                            crate::note!(
+                                "racelab worker {id}: ignored a {kind} not signed with this crew's secret (start the run with the same --crew-secret)"
+                            );
+                        }
+                        continue;
+                    }
+                }
                 if let Some(control) = parse_control(&kind, &body, events)
                     && tx.send(control).await.is_err()
                 {

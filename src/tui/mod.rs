@@ -96,6 +96,7 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
             &settings.key_prefix,
             count,
             options.join_timeout,
+            options.crew_secret.clone(),
             cancel,
         )
         .await

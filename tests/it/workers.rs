@@ -785,3 +785,61 @@ async fn a_service_locked_in_its_own_process_loses_once_two_workers_each_run_a_c
     );
     assert_eq!(redis.all_keys().await, Vec::<String>::new());
 }
+
+/// `--crew-secret` (README "Workers"): a crew that shares it runs as before; a worker that holds
+/// it ignores a coordinator that does not sign with it, and says so; the secret is never printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_with_a_crew_secret_follow_only_a_coordinator_that_signs_with_it() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let secret = "correct-horse-battery-staple-42";
+    let mut workers = Workers::start(2, &["--redis-url", &url, "--once", "--crew-secret", secret]);
+    let signed = racelab(&[
+        "run",
+        "-s",
+        "naive,hash",
+        "--redis-url",
+        &url,
+        "--workers",
+        "2",
+        "--join-timeout",
+        "30s",
+        "--crew-secret",
+        secret,
+    ]);
+    assert_eq!(signed.status.code(), Some(0), "{}", stderr(&signed));
+    assert_eq!(
+        workers.exit_codes(Duration::from_secs(10)),
+        vec![Some(0); 2]
+    );
+    for i in 0..2 {
+        assert!(!workers.log(i).contains(secret), "{}", workers.log(i));
+    }
+    assert!(!stderr(&signed).contains(secret));
+    assert!(!String::from_utf8_lossy(&signed.stdout).contains(secret));
+
+    // A coordinator without the secret claims a worker that has it: its job is ignored.
+    let mut workers = Workers::start(1, &["--redis-url", &url, "--once", "--crew-secret", secret]);
+    let unsigned = racelab(&[
+        "run",
+        "-s",
+        "naive",
+        "--redis-url",
+        &url,
+        "--workers",
+        "1",
+        "--join-timeout",
+        "3s",
+    ]);
+    assert_eq!(unsigned.status.code(), Some(2), "{}", stderr(&unsigned));
+    workers.wait_for(
+        0,
+        "ignored a job not signed with this crew's secret",
+        Duration::from_secs(10),
+    );
+    // A short secret is refused in one sentence.
+    let short = racelab(&["worker", "--redis-url", &url, "--crew-secret", "short"]);
+    assert_eq!(short.status.code(), Some(2));
+    assert!(stderr(&short).contains("at least 16 characters"));
+    assert!(!stderr(&short).contains("'short'"), "{}", stderr(&short));
+}
