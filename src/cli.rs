@@ -90,7 +90,7 @@ impl WorkerArgs {
 /// Options of `racelab prove`.
 #[derive(Debug, Clone, Args)]
 pub struct ProveArgs {
-    #[arg(help = crate::strategy::STRATEGY_HELP, short, long, default_value = "all", value_parser = parse_strategies)]
+    #[arg(help = crate::strategy::STRATEGY_HELP.as_str(), short, long, default_value = "all", value_parser = parse_strategies)]
     pub strategy: StrategyList,
 
     /// Updaters whose interleavings are tried: 2 or 3.
@@ -131,7 +131,7 @@ pub struct ProveArgs {
 /// Options of `racelab bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    #[arg(help = crate::strategy::STRATEGY_HELP, short, long, default_value = "all", value_parser = parse_strategies)]
+    #[arg(help = crate::strategy::STRATEGY_HELP.as_str(), short, long, default_value = "all", value_parser = parse_strategies)]
     pub strategy: StrategyList,
 
     /// The updater counts of the grid, a comma list.
@@ -186,7 +186,7 @@ pub struct BenchArgs {
 /// Options shared by `tui` and `run`.
 #[derive(Debug, Clone, Args)]
 pub struct Options {
-    #[arg(help = crate::strategy::STRATEGY_HELP, short, long, default_value = "naive", value_parser = parse_strategies)]
+    #[arg(help = crate::strategy::STRATEGY_HELP.as_str(), short, long, default_value = "naive", value_parser = parse_strategies)]
     pub strategy: StrategyList,
 
     /// Concurrent updaters; updater i works on segment i mod the segment count.
@@ -505,6 +505,7 @@ impl Options {
             },
             deadline: None,
             schedule: None,
+            processes: self.workers.unwrap_or(1),
         })
     }
 

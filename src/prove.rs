@@ -58,6 +58,8 @@ impl Layout {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProveResult {
     pub strategy: Strategy,
+    /// A wrong fix (README "Fixes that look right").
+    pub wrong_fix: bool,
     pub layout: Layout,
     pub schedules: u64,
     pub losing: u64,
@@ -87,6 +89,7 @@ fn expected(strategy: Strategy, updaters: u32, segments: usize) -> Expected {
         jitter: 0.0,
         lock_ttl: Duration::from_secs(7200),
         scheduled: false,
+        processes: 1,
     };
     match strategy.loses_updates(&by_interleaving) {
         Some(true) => Expected::Lost,
@@ -124,6 +127,8 @@ pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveRe
                 },
                 deadline: None,
                 schedule: None,
+                // One process: `local-mutex` cannot lose here (README "Prove").
+                processes: 1,
             };
             let result = explore(
                 &target, strategy, layout, &workload, &settings, progress, cancel,
@@ -286,6 +291,7 @@ async fn explore(
     let expected = expected(strategy, workload.updaters, workload.journey.segments.len());
     Ok(ProveResult {
         strategy,
+        wrong_fix: strategy.is_wrong_fix(),
         layout,
         schedules,
         losing,
@@ -316,15 +322,21 @@ impl ProveReport {
             self.redis, self.updaters, self.retry_bound
         );
         let _ = writeln!(out);
+        // As wide as the longest name shown (the wrong fixes' names are longer).
+        let w = self
+            .results
+            .iter()
+            .map(|r| r.strategy.name().len())
+            .fold(9, usize::max);
         let _ = writeln!(
             out,
-            "{:<9} {:<19} {:>9} {:>7}  {:<24} {:<9} verdict",
+            "{:<w$} {:<19} {:>9} {:>7}  {:<24} {:<9} verdict",
             "strategy", "layout", "schedules", "losing", "shortest losing", "expected"
         );
         for r in &self.results {
             let _ = writeln!(
                 out,
-                "{:<9} {:<19} {:>9} {:>7}  {:<24} {:<9} {}",
+                "{:<w$} {:<19} {:>9} {:>7}  {:<24} {:<9} {}",
                 r.strategy.name(),
                 r.layout.name(),
                 r.schedules,
@@ -333,6 +345,23 @@ impl ProveReport {
                 r.expected.word(),
                 if r.ok { "ok" } else { "FAIL" }
             );
+        }
+        // A wrong fix prove expects intact loses only where prove cannot go (time passing, a
+        // second process): say so, and what shows it, rather than let it pass for a fix.
+        let mut noted = Vec::new();
+        for r in &self.results {
+            if r.wrong_fix && r.expected == Expected::Intact && !noted.contains(&r.strategy) {
+                if noted.is_empty() {
+                    let _ = writeln!(out);
+                }
+                noted.push(r.strategy);
+                let _ = writeln!(
+                    out,
+                    "{}: a wrong fix that no interleaving here makes lose (no time passes, every updater is in this process); it loses with: {}",
+                    r.strategy,
+                    r.strategy.facts().shown_by.unwrap_or_default()
+                );
+            }
         }
         let total: u64 = self.results.iter().map(|r| r.schedules).sum();
         let _ = writeln!(

@@ -31,6 +31,14 @@ pub struct Workload {
     /// When set, the interleaving the updaters' steps follow (`--schedule`); else they run free.
     #[serde(default)]
     pub schedule: Option<crate::schedule::Schedule>,
+    /// How many processes the updaters are spread over: 1 in this process, K with
+    /// `--workers K`. An in-process mutex (`local-mutex`) only excludes within one.
+    #[serde(default = "one_process")]
+    pub processes: u32,
+}
+
+fn one_process() -> u32 {
+    1
 }
 
 impl Workload {
@@ -56,6 +64,9 @@ impl Workload {
             jitter: self.jitter,
             lock_ttl: self.tuning.lock_ttl,
             scheduled: self.schedule.is_some(),
+            // A worker runs a contiguous share of the updaters: with fewer updaters than
+            // workers, some workers run none.
+            processes: self.processes.clamp(1, self.updaters.max(1)),
         }
     }
 }
@@ -86,4 +97,6 @@ pub struct RaceShape {
     pub lock_ttl: Duration,
     /// The interleaving is chosen (`--schedule`), not timing's.
     pub scheduled: bool,
+    /// How many processes run updaters (1, or the `--workers`, at most one per updater).
+    pub processes: u32,
 }

@@ -83,6 +83,9 @@ impl Kind for Function {
         scope: WriteScope::Journey,
         cjson: true,
         loses: super::never_loses,
+        looks_right: None,
+        wrong: None,
+        shown_by: None,
     };
 
     /// Loads the library on the server (every primary of a cluster) before the run.

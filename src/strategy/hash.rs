@@ -23,6 +23,9 @@ impl Kind for Hash {
         scope: WriteScope::Segment,
         cjson: false,
         loses: super::never_loses,
+        looks_right: None,
+        wrong: None,
+        shown_by: None,
     };
 
     async fn new(cx: &Context<'_>) -> Result<Hash, Error> {

@@ -33,6 +33,9 @@ impl Kind for Lua {
         scope: WriteScope::Journey,
         cjson: true,
         loses: super::never_loses,
+        looks_right: None,
+        wrong: None,
+        shown_by: None,
     };
 
     async fn new(cx: &Context<'_>) -> Result<Lua, Error> {

@@ -18,3 +18,4 @@ mod tui_live;
 mod tui_screens;
 mod tui_widgets;
 mod workers;
+mod wrong_fixes;
