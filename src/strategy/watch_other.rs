@@ -28,7 +28,7 @@ const SEGMENT: Watched = Watched {
 impl Kind for WatchOther {
     const FACTS: Facts = Facts {
         name: "watch-other",
-        how: "WATCH the segment's key, GET the journey, think, MULTI/SET/EXEC of the journey",
+        how: "WATCH the segment's key (not the journey), GET, think, MULTI/SET/EXEC",
         steps: &["read (WATCH segment key, GET)", "commit (MULTI/SET/EXEC)"],
         storage: Storage::Document,
         scope: WriteScope::Journey,
