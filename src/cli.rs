@@ -102,7 +102,7 @@ pub struct ProveArgs {
     #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=5))]
     pub retry_bound: u32,
 
-    /// The lock and fenced strategies' lock ttl: long, so no lock expires (no time passes in
+    /// The lock, fenced and del-unlock strategies' lock ttl: long, so no lock expires (no time passes in
     /// prove; `run --schedule` with `t` shows an expiry).
     #[arg(long, default_value = "10s", value_parser = parse_timeout)]
     pub lock_ttl: Duration,
@@ -162,7 +162,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
 
-    /// How long the lock and fenced strategies' lock lives [default: 10 × think, at least 1s].
+    /// How long the lock, fenced and del-unlock strategies' lock lives [default: 10 × think, at least 1s].
     #[arg(long, value_parser = parse_timeout)]
     pub lock_ttl: Option<Duration>,
 
@@ -232,7 +232,7 @@ pub struct Options {
     #[arg(long, value_name = "FILE")]
     pub journey: Option<PathBuf>,
 
-    /// How long the lock and fenced strategies' lock lives [default: 10 × think, at least 1s].
+    /// How long the lock, fenced and del-unlock strategies' lock lives [default: 10 × think, at least 1s].
     #[arg(long, value_parser = parse_timeout)]
     pub lock_ttl: Option<Duration>,
 

@@ -74,7 +74,7 @@ impl Workload {
 /// Knobs of the strategies that retry or lock.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Tuning {
-    /// How long the `lock` and `fenced` strategies' lock lives.
+    /// How long the `lock`, `fenced` and `del-unlock` strategies' lock lives.
     pub lock_ttl: Duration,
     /// How many times an update is retried (conflict, lock busy) before it gives up.
     pub max_retries: u32,

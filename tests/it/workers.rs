@@ -533,6 +533,8 @@ async fn workers_race_on_a_redis_cluster() {
         assert_shares_cover(run, 2, 40);
     }
     assert!(run_named(&report, "naive")["lost"].as_u64().unwrap() > 0);
+    // Two processes: the in-process mutex does not reach across them.
+    assert!(run_named(&report, "local-mutex")["lost"].as_u64().unwrap() > 0);
     assert_eq!(
         workers.exit_codes(Duration::from_secs(10)),
         vec![Some(0); 2]
