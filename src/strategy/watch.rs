@@ -195,9 +195,7 @@ impl Watch {
             after_conflict(retries, self.tuning, op, probe, "EXEC kept aborting").await?;
         }
     }
-}
 
-impl Watch {
     /// One WATCH … EXEC. `Ok(None)`: EXEC aborted, someone wrote the watched key in between.
     async fn attempt(
         &mut self,
