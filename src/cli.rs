@@ -102,10 +102,16 @@ pub struct ProveArgs {
     #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=5))]
     pub retry_bound: u32,
 
-    /// The lock, fenced and del-unlock strategies' lock ttl: long, so no lock expires (no time passes in
-    /// prove; `run --schedule` with `t` shows an expiry).
-    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
-    pub lock_ttl: Duration,
+    /// The lock, fenced and del-unlock strategies' lock ttl [default: 10s, so no lock expires
+    /// (no time passes in prove; `run --schedule` with `t` shows an expiry); 100ms with --expiry].
+    #[arg(long, value_parser = parse_timeout)]
+    pub lock_ttl: Option<Duration>,
+
+    /// Also let time pass once (`t`: the lock's ttl runs out) before any step of the strategies
+    /// whose lock can expire (lock, fenced, del-unlock). Slower (each `t` waits the ttl), and
+    /// with 2 updaters only.
+    #[arg(long)]
+    pub expiry: bool,
 
     /// Redis to run against; without it racelab starts a private redis-server.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]

@@ -35,6 +35,7 @@ impl Kind for Cas {
         looks_right: None,
         wrong: None,
         shown_by: None,
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<Cas, Error> {

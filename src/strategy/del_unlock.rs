@@ -44,6 +44,7 @@ impl Kind for DelUnlock {
         shown_by: Some(
             "racelab run -s del-unlock -n 3 --lock-ttl 100ms --schedule \"1 1 t 2 1 1 3 2 3 2 3\"",
         ),
+        expires: true,
     };
 
     async fn prepare(target: &Target, conn: &mut Conn, keys: &Keys) -> Result<(), Error> {

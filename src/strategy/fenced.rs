@@ -41,6 +41,7 @@ impl Kind for Fenced {
         looks_right: None,
         wrong: None,
         shown_by: None,
+        expires: true,
     };
 
     async fn prepare(

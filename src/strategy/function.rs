@@ -86,6 +86,7 @@ impl Kind for Function {
         looks_right: None,
         wrong: None,
         shown_by: None,
+        expires: false,
     };
 
     /// Loads the library on the server (every primary of a cluster) before the run.

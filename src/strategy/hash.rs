@@ -26,6 +26,7 @@ impl Kind for Hash {
         looks_right: None,
         wrong: None,
         shown_by: None,
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<Hash, Error> {

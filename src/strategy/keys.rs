@@ -30,6 +30,7 @@ impl Kind for SegmentKeys {
         looks_right: None,
         wrong: None,
         shown_by: None,
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<SegmentKeys, Error> {

@@ -63,6 +63,7 @@ impl Kind for LocalMutex {
             "the mutex is in the process and the journey is in Redis: updaters in another process (--workers 2, a second service instance) never see it",
         ),
         shown_by: Some("racelab run -s local-mutex --workers 2"),
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<LocalMutex, Error> {

@@ -65,6 +65,7 @@ impl Kind for Lock {
         looks_right: None,
         wrong: None,
         shown_by: None,
+        expires: true,
     };
 
     async fn prepare(target: &Target, conn: &mut Conn, keys: &Keys) -> Result<(), Error> {

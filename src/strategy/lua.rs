@@ -36,6 +36,7 @@ impl Kind for Lua {
         looks_right: None,
         wrong: None,
         shown_by: None,
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<Lua, Error> {

@@ -52,6 +52,9 @@ pub struct Facts {
     pub wrong: Option<&'static str>,
     /// A wrong fix: the command that shows it losing, every time.
     pub shown_by: Option<&'static str>,
+    /// It holds a lock with a ttl (`--lock-ttl`) while it works: time passing (`t`) can expire
+    /// it mid-work, so `prove --expiry` lets time pass in its interleavings.
+    pub expires: bool,
 }
 
 /// What an updater is made from: the run's shared connection (right for single commands,

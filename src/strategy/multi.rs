@@ -34,6 +34,7 @@ impl Kind for Multi {
             "EXEC is atomic, but the read is not part of it: without a WATCH nothing aborts a write based on an old read",
         ),
         shown_by: Some("racelab run -s multi -n 2 --schedule \"1 2 1 2\""),
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<Multi, Error> {

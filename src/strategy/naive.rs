@@ -28,6 +28,7 @@ impl Kind for Naive {
         looks_right: None,
         wrong: None,
         shown_by: None,
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<Naive, Error> {

@@ -92,6 +92,7 @@ impl Kind for Watch {
         looks_right: None,
         wrong: None,
         shown_by: None,
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<Watch, Error> {

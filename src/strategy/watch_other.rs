@@ -41,6 +41,7 @@ impl Kind for WatchOther {
             "it WATCHes a key nobody writes and writes a key nobody WATCHes: EXEC never aborts, so nothing guards the journey",
         ),
         shown_by: Some("racelab run -s watch-other -n 2 --schedule \"1 2 1 2\""),
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<WatchOther, Error> {

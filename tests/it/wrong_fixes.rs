@@ -317,12 +317,69 @@ fn prove_finds_the_losing_interleavings_of_multi_and_watch_other() {
     assert_eq!(text.status.code(), Some(0));
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
-        text.contains("del-unlock: a wrong fix that no interleaving here makes lose")
+        text.contains("del-unlock: a wrong fix no interleaving here makes lose (no time passes here, so no lock expires; --expiry lets it pass)")
             && text.contains("--schedule \"1 1 t 2 1 1 3 2 3 2 3\""),
         "{text}"
     );
     assert!(
-        text.contains("it loses with: racelab run -s local-mutex --workers 2"),
+        text.contains("local-mutex: a wrong fix no interleaving here makes lose (every updater runs in this one process); it loses with: racelab run -s local-mutex --workers 2"),
         "{text}"
     );
+}
+
+#[test]
+fn prove_with_expiry_finds_del_unlocks_losing_interleavings() {
+    // Time passes once (t, a 100 ms lock ttl) before any step: the lock expires mid-work.
+    let output = racelab(&["prove", "-s", "del-unlock", "--expiry", "--format", "json"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../assets/prove.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["expiry_lock_ttl_ms"], 100.0);
+    for r in report["results"].as_array().unwrap() {
+        assert_eq!(r["expected"], "lost", "{r}");
+        assert!(r["losing"].as_u64().unwrap() > 0, "{r}");
+        // The shortest losing schedule lets time pass, and replays as it is, losing again.
+        let shortest = r["shortest"].as_str().unwrap().to_owned();
+        assert!(shortest.split(' ').any(|t| t == "t"), "{r}");
+        let segments = if r["layout"] == "same-segment" {
+            "1"
+        } else {
+            "2"
+        };
+        let replay = racelab(&[
+            "run",
+            "-s",
+            "del-unlock",
+            "-n",
+            "2",
+            "--segments",
+            segments,
+            "--lock-ttl",
+            "100ms",
+            "--schedule",
+            &shortest,
+            "--expect",
+            "lost",
+        ]);
+        assert_eq!(
+            replay.status.code(),
+            Some(0),
+            "{shortest}: {}{}",
+            String::from_utf8_lossy(&replay.stdout),
+            String::from_utf8_lossy(&replay.stderr)
+        );
+    }
+    // Time passing needs two updaters: with three the schedules are too many to wait out.
+    let three = racelab(&["prove", "-n", "3", "--expiry"]);
+    assert_eq!(three.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&three.stderr).contains("--expiry"));
 }
