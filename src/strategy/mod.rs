@@ -1,4 +1,5 @@
-//! The ways to update a segment's status: the seed's bug and its fixes, one file each.
+//! The ways to update a segment's status: the seed's bug, its fixes, and fixes that look right
+//! and still lose updates (README "Fixes that look right"), one file each.
 //!
 //! [`Strategy`] names them (it is what `-s` parses); [`Updater`] is one updater's working state
 //! for a strategy: most share the run's multiplexed connection, the optimistic ones that need
