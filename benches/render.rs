@@ -33,6 +33,7 @@ fn main() {
         },
         deadline: None,
         schedule: None,
+        processes: 1,
     };
     let target = TargetInfo {
         display: "redis://127.0.0.1:6379/".into(),

@@ -147,6 +147,7 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
                 },
                 deadline: Some(args.duration),
                 schedule: None,
+                processes: 1,
             };
             // The same run with no time to update measures what setting up costs (connections,
             // seeding, read-back, cleanup), to take it off the real one.
@@ -415,9 +416,15 @@ impl BenchReport {
             }
         }
         let _ = writeln!(out);
+        // As wide as the longest name benched (the wrong fixes' names are longer).
+        let w = self
+            .cells
+            .iter()
+            .map(|c| c.strategy.name().len())
+            .fold(9, usize::max);
         let _ = writeln!(
             out,
-            "{:<9} {:>8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>5}",
+            "{:<w$} {:>8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>5}",
             "strategy",
             "updaters",
             "updates/s",
@@ -435,7 +442,7 @@ impl BenchReport {
         for cell in &self.cells {
             let _ = writeln!(
                 out,
-                "{:<9} {:>8} {:>10.0} {:>8.2} {:>8.2} {:>9.2} {:>9} {:>8.2} {:>8.1} {:>7} {:>7} {:>5}",
+                "{:<w$} {:>8} {:>10.0} {:>8.2} {:>8.2} {:>9.2} {:>9} {:>8.2} {:>8.1} {:>7} {:>7} {:>5}",
                 cell.strategy.name(),
                 cell.updaters,
                 cell.updates_per_s,

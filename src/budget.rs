@@ -20,9 +20,15 @@ const SHARE_OF_MACHINE: f64 = 0.5;
 pub fn estimate(strategy: Strategy, workload: &Workload) -> u64 {
     let segments_held = match strategy {
         // Read-modify-write of the whole document in racelab: each updater holds a copy.
-        Strategy::Naive | Strategy::Watch | Strategy::Lock | Strategy::Fenced | Strategy::Cas => {
-            u64::from(workload.segments())
-        }
+        Strategy::Naive
+        | Strategy::Watch
+        | Strategy::Lock
+        | Strategy::Fenced
+        | Strategy::Cas
+        | Strategy::Multi
+        | Strategy::WatchOther
+        | Strategy::DelUnlock
+        | Strategy::LocalMutex => u64::from(workload.segments()),
         // Its own segment's key only.
         Strategy::Keys => 1,
         // Nothing read back into racelab (the scripts' copies live inside Redis).
@@ -121,6 +127,7 @@ mod tests {
             },
             deadline: None,
             schedule: None,
+            processes: 1,
         }
     }
 

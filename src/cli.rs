@@ -110,7 +110,7 @@ impl WorkerArgs {
 /// Options of `racelab prove`.
 #[derive(Debug, Clone, Args)]
 pub struct ProveArgs {
-    #[arg(help = crate::strategy::STRATEGY_HELP, short, long, default_value = "all", value_parser = parse_strategies)]
+    #[arg(help = crate::strategy::STRATEGY_HELP.as_str(), short, long, default_value = "all", value_parser = parse_strategies)]
     pub strategy: StrategyList,
 
     /// Updaters whose interleavings are tried: 2 or 3.
@@ -122,10 +122,16 @@ pub struct ProveArgs {
     #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=5))]
     pub retry_bound: u32,
 
-    /// The lock and fenced strategies' lock ttl: long, so no lock expires (no time passes in
-    /// prove; `run --schedule` with `t` shows an expiry).
-    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
-    pub lock_ttl: Duration,
+    /// The lock, fenced and del-unlock strategies' lock ttl [default: 10s, so no lock expires
+    /// (no time passes in prove; `run --schedule` with `t` shows an expiry); 100ms with --expiry].
+    #[arg(long, value_parser = parse_timeout)]
+    pub lock_ttl: Option<Duration>,
+
+    /// Also let time pass once (`t`: the lock's ttl runs out) before any step of the strategies
+    /// whose lock can expire (lock, fenced, del-unlock). Slower (each `t` waits the ttl), and
+    /// with 2 updaters only.
+    #[arg(long)]
+    pub expiry: bool,
 
     /// Redis to run against; without it racelab starts a private redis-server.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
@@ -151,7 +157,7 @@ pub struct ProveArgs {
 /// Options of `racelab bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    #[arg(help = crate::strategy::STRATEGY_HELP, short, long, default_value = "all", value_parser = parse_strategies)]
+    #[arg(help = crate::strategy::STRATEGY_HELP.as_str(), short, long, default_value = "all", value_parser = parse_strategies)]
     pub strategy: StrategyList,
 
     /// The updater counts of the grid, a comma list.
@@ -182,7 +188,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
 
-    /// How long the lock and fenced strategies' lock lives [default: 10 × think, at least 1s].
+    /// How long the lock, fenced and del-unlock strategies' lock lives [default: 10 × think, at least 1s].
     #[arg(long, value_parser = parse_timeout)]
     pub lock_ttl: Option<Duration>,
 
@@ -206,7 +212,7 @@ pub struct BenchArgs {
 /// Options shared by `tui` and `run`.
 #[derive(Debug, Clone, Args)]
 pub struct Options {
-    #[arg(help = crate::strategy::STRATEGY_HELP, short, long, default_value = "naive", value_parser = parse_strategies)]
+    #[arg(help = crate::strategy::STRATEGY_HELP.as_str(), short, long, default_value = "naive", value_parser = parse_strategies)]
     pub strategy: StrategyList,
 
     /// Concurrent updaters; updater i works on segment i mod the segment count.
@@ -252,7 +258,7 @@ pub struct Options {
     #[arg(long, value_name = "FILE")]
     pub journey: Option<PathBuf>,
 
-    /// How long the lock and fenced strategies' lock lives [default: 10 × think, at least 1s].
+    /// How long the lock, fenced and del-unlock strategies' lock lives [default: 10 × think, at least 1s].
     #[arg(long, value_parser = parse_timeout)]
     pub lock_ttl: Option<Duration>,
 
@@ -540,6 +546,7 @@ impl Options {
             },
             deadline: None,
             schedule: self.schedule.clone(),
+            processes: self.workers.unwrap_or(1),
         })
     }
 

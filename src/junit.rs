@@ -215,7 +215,7 @@ pub fn prove(report: &ProveReport) -> io::Result<String> {
                         r.shortest.as_deref().unwrap_or("?")
                     ),
                     body: r
-                        .replay(report.updaters, report.retry_bound)
+                        .replay(report)
                         .map(|command| format!("replay it: {command}\n"))
                         .unwrap_or_default(),
                 }

@@ -26,7 +26,8 @@
 //! - `target`: the Redis (a server or a cluster) a run goes against, connections, redaction.
 //!
 //! The race:
-//! - `strategy/`: the seed's bug and its fixes, one file each owning its facts; `mod.rs` lists
+//! - `strategy/`: the seed's bug, its fixes and the fixes that only look right (`multi`,
+//!   `watch-other`, `del-unlock`, `local-mutex`), one file each owning its facts; `mod.rs` lists
 //!   them once; `storage.rs` lays a journey out in Redis.
 //! - `engine/`: one strategy, one workload: `mod.rs` runs it (and races remote updaters through
 //!   the `RemoteUpdaters` seam), `lifecycle.rs` seeds, renews, reads back and deletes the run's

@@ -205,7 +205,7 @@ pub fn prove(report: &ProveReport) -> String {
         .results
         .iter()
         .filter_map(|r| {
-            let command = r.replay(report.updaters, report.retry_bound)?;
+            let command = r.replay(report)?;
             Some(format!(
                 "- {} {}{}: `{command}`",
                 r.strategy,

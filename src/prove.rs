@@ -57,6 +57,8 @@ impl Layout {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProveResult {
     pub strategy: Strategy,
+    /// A wrong fix (README "Fixes that look right").
+    pub wrong_fix: bool,
     pub layout: Layout,
     pub schedules: u64,
     pub losing: u64,
@@ -73,21 +75,30 @@ pub struct ProveReport {
     pub ok: bool,
     pub updaters: u32,
     pub retry_bound: u32,
+    /// Time passed once (`t`) in the interleavings of the strategies whose lock can expire
+    /// (`--expiry`), with this lock ttl; `null` without `--expiry`.
+    pub expiry_lock_ttl_ms: Option<f64>,
     pub schedules_per_s: f64,
     pub redis: String,
     pub results: Vec<ProveResult>,
 }
 
 /// Whether `strategy` can lose updates by interleaving alone (no time passing, so no lock
-/// expires): then some schedule must lose, and prove expects to find it.
-fn expected(strategy: Strategy, updaters: u32, segments: usize) -> Expected {
+/// expires), or, with `expiry`, by interleaving and its lock expiring mid-work: then some
+/// schedule must lose, and prove expects to find it.
+fn expected(strategy: Strategy, updaters: u32, segments: usize, expiry: bool) -> Expected {
     let by_interleaving = RaceShape {
         updaters,
         segments: segments as u32,
         think: Duration::from_secs(3600),
         jitter: 0.0,
-        lock_ttl: Duration::from_secs(7200),
+        lock_ttl: if expiry {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(7200)
+        },
         scheduled: false,
+        processes: 1,
     };
     match strategy.loses_updates(&by_interleaving) {
         Some(true) => Expected::Lost,
@@ -95,7 +106,22 @@ fn expected(strategy: Strategy, updaters: u32, segments: usize) -> Expected {
     }
 }
 
+/// The lock ttl of `prove`: long enough that no lock expires unless time is let pass; with
+/// `--expiry` short, since every `t` waits it out (and still far above a step's round trips).
+const LOCK_TTL: Duration = Duration::from_secs(10);
+const EXPIRY_LOCK_TTL: Duration = Duration::from_millis(100);
+
 pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveReport, Error> {
+    if args.expiry && args.updaters > 2 {
+        return Err(Error::Usage(
+            "--expiry lets time pass before every step of 2 updaters; with 3 there are too many schedules to wait out, so leave out -n 3 or --expiry".to_owned(),
+        ));
+    }
+    let lock_ttl = args.lock_ttl.unwrap_or(if args.expiry {
+        EXPIRY_LOCK_TTL
+    } else {
+        LOCK_TTL
+    });
     let target = Arc::new(Target::open(args.redis_url.as_deref(), args.timeout).await?);
     let settings = Arc::new(Settings {
         key_prefix: args.key_prefix.clone(),
@@ -121,18 +147,23 @@ pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveRe
                 jitter: 0.0,
                 seed: 0,
                 tuning: Tuning {
-                    lock_ttl: args.lock_ttl,
+                    lock_ttl,
                     max_retries: args.retry_bound,
                 },
                 deadline: None,
                 schedule: None,
+                // One process: `local-mutex` cannot lose here (README "Prove").
+                processes: 1,
             };
+            // Time passes only where it can expire a lock held mid-work.
+            let expiry = args.expiry && strategy.facts().expires;
             let result = explore(
                 &target,
                 strategy,
                 layout,
                 &workload,
                 &settings,
+                expiry,
                 &mut progress,
                 cancel,
             )
@@ -155,6 +186,7 @@ pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveRe
         ok: results.iter().all(|r| r.ok),
         updaters: args.updaters,
         retry_bound: args.retry_bound,
+        expiry_lock_ttl_ms: args.expiry.then_some(lock_ttl.as_secs_f64() * 1000.0),
         schedules_per_s: (total as f64 / secs * 10.0).round() / 10.0,
         redis: if target.is_private() {
             format!("{} (private redis-server)", target.version())
@@ -172,9 +204,28 @@ const CONCURRENT_SCHEDULES: usize = 8;
 /// What one schedule's run showed: the steps taken (and who else was waiting at each), and
 /// whether it lost an update.
 struct Explored {
-    prefix_len: usize,
+    prefix: Vec<Token>,
     taken: Vec<crate::schedule::Choice>,
     lost: bool,
+}
+
+impl Explored {
+    /// The whole schedule that ran: the prefix, then the steps left over.
+    fn tokens(&self) -> Vec<Token> {
+        let steps_in_prefix = self
+            .prefix
+            .iter()
+            .filter(|t| matches!(t, Token::Step(_)))
+            .count();
+        let mut tokens = self.prefix.clone();
+        tokens.extend(
+            self.taken
+                .iter()
+                .skip(steps_in_prefix)
+                .map(|c| Token::Step(c.updater)),
+        );
+        tokens
+    }
 }
 
 /// Runs `strategy` on `workload` under `prefix` (then the leftover steps in updater order).
@@ -183,12 +234,12 @@ async fn explore_one(
     strategy: Strategy,
     workload: Arc<Workload>,
     settings: Arc<Settings>,
-    prefix: Vec<u32>,
+    prefix: Vec<Token>,
     cancel: CancellationToken,
 ) -> Result<Explored, Error> {
     let mut scheduled = (*workload).clone();
     scheduled.schedule = Some(Schedule {
-        tokens: prefix.iter().map(|&u| Token::Step(u)).collect(),
+        tokens: prefix.clone(),
     });
     let result = engine::run(&target, strategy, &scheduled, &settings, None, &cancel).await?;
     if let Some(why) = result.stopped.as_ref().or(result.unverified.as_ref()) {
@@ -201,13 +252,14 @@ async fn explore_one(
         });
     }
     Ok(Explored {
-        prefix_len: prefix.len(),
+        prefix,
         taken: result.taken,
         lost: result.truth.lost > 0,
     })
 }
 
-/// Every interleaving of `strategy` on `workload`, depth-first, several schedules at a time.
+/// Every interleaving of `strategy` on `workload`, depth-first, several schedules at a time;
+/// with `expiry`, each also with time let pass once (`t`) before any one of its steps.
 #[allow(clippy::too_many_arguments)]
 async fn explore(
     target: &Arc<Target>,
@@ -215,6 +267,7 @@ async fn explore(
     layout: Layout,
     workload: &Workload,
     settings: &Arc<Settings>,
+    expiry: bool,
     progress: &mut crate::output::Progress,
     cancel: &CancellationToken,
 ) -> Result<ProveResult, Error> {
@@ -223,8 +276,8 @@ async fn explore(
     let workload = Arc::new(workload.clone());
     let mut schedules = 0u64;
     let mut losing = 0u64;
-    let mut shortest: Option<Vec<u32>> = None;
-    let mut pending: Vec<Vec<u32>> = vec![Vec::new()];
+    let mut shortest: Option<Vec<Token>> = None;
+    let mut pending: Vec<Vec<Token>> = vec![Vec::new()];
     let mut running = tokio::task::JoinSet::new();
     // A run that fails stops the others, which still delete their keys before they end.
     let stop = cancel.child_token();
@@ -265,24 +318,35 @@ async fn explore(
             }
         };
         schedules += 1;
-        let taken: Vec<u32> = explored.taken.iter().map(|c| c.updater).collect();
+        let tokens = explored.tokens();
         if explored.lost {
             losing += 1;
             let shorter = shortest
                 .as_ref()
-                .is_none_or(|s| (taken.len(), &taken) < (s.len(), s));
+                .is_none_or(|s| (tokens.len(), order(&tokens)) < (s.len(), order(s)));
             if shorter {
-                shortest = Some(taken.clone());
+                shortest = Some(tokens.clone());
             }
         }
-        // Every other updater waiting at a step past the prefix is an interleaving not tried.
-        for (i, choice) in explored.taken.iter().enumerate().skip(explored.prefix_len) {
+        // Every other updater waiting at a step past the prefix is an interleaving not tried;
+        // so is time passing before that step, once per schedule (the way loom bounds
+        // preemptions), when it can expire a lock.
+        let timed = explored.prefix.contains(&Token::Wait);
+        let steps_in_prefix = explored.prefix.len() - usize::from(timed);
+        for (i, choice) in explored.taken.iter().enumerate().skip(steps_in_prefix) {
+            let at = explored.prefix.len() + (i - steps_in_prefix);
             for &other in choice.waiting.iter().rev() {
                 if other != choice.updater {
-                    let mut branch = taken[..i].to_vec();
-                    branch.push(other);
+                    let mut branch = tokens[..at].to_vec();
+                    branch.push(Token::Step(other));
                     pending.push(branch);
                 }
+            }
+            // Before the first step nothing holds a lock: time passing there changes nothing.
+            if expiry && !timed && at > 0 {
+                let mut branch = tokens[..at].to_vec();
+                branch.push(Token::Wait);
+                pending.push(branch);
             }
         }
         progress.show(&format!(
@@ -291,13 +355,19 @@ async fn explore(
         ));
     }
     progress.clear();
-    let expected = expected(strategy, workload.updaters, workload.journey.segments.len());
+    let expected = expected(
+        strategy,
+        workload.updaters,
+        workload.journey.segments.len(),
+        expiry,
+    );
     Ok(ProveResult {
         strategy,
+        wrong_fix: strategy.is_wrong_fix(),
         layout,
         schedules,
         losing,
-        shortest: shortest.map(|s| words(&s)),
+        shortest: shortest.map(|tokens| Schedule { tokens }.to_string()),
         expected,
         ok: expected.met_by(losing),
         duration_ms: (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0,
@@ -305,24 +375,42 @@ async fn explore(
 }
 
 /// `1 2 1 2`: the steps as `run --schedule` takes them.
-fn words(updaters: &[u32]) -> String {
+fn words(tokens: &[Token]) -> String {
     Schedule {
-        tokens: updaters.iter().map(|&u| Token::Step(u)).collect(),
+        tokens: tokens.to_vec(),
     }
     .to_string()
 }
 
 impl ProveResult {
     /// The `racelab run` that replays the shortest losing schedule on the same layout and retry
-    /// bound; `None` when no schedule lost.
-    pub(crate) fn replay(&self, updaters: u32, retry_bound: u32) -> Option<String> {
+    /// bound (and, where time passes in it, the lock ttl `prove --expiry` used); `None` when no
+    /// schedule lost.
+    pub(crate) fn replay(&self, report: &ProveReport) -> Option<String> {
         let shortest = self.shortest.as_deref()?;
+        let ttl = match report.expiry_lock_ttl_ms {
+            Some(ms) if shortest.split(' ').any(|t| t == "t") => format!(" --lock-ttl {ms}ms"),
+            _ => String::new(),
+        };
         Some(format!(
-            "racelab run -s {} -n {updaters} --segments {} --max-retries {retry_bound} --schedule \"{shortest}\"",
+            "racelab run -s {} -n {} --segments {} --max-retries {}{ttl} --schedule \"{shortest}\"",
             self.strategy,
-            self.layout.segments(updaters)
+            report.updaters,
+            self.layout.segments(report.updaters),
+            report.retry_bound
         ))
     }
+}
+
+/// A schedule's order among those of its length: by updater number, `t` first.
+fn order(tokens: &[Token]) -> Vec<u32> {
+    tokens
+        .iter()
+        .map(|t| match t {
+            Token::Wait => 0,
+            Token::Step(n) => *n,
+        })
+        .collect()
 }
 
 impl ProveReport {
@@ -332,21 +420,31 @@ impl ProveReport {
 
     pub fn text(&self) -> String {
         let mut out = String::new();
+        let expiry = match self.expiry_lock_ttl_ms {
+            Some(ms) => format!(" · time passes once (t, lock ttl {ms} ms)"),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "racelab prove · Redis {} · {} updaters · retry bound {}",
+            "racelab prove · Redis {} · {} updaters · retry bound {}{expiry}",
             self.redis, self.updaters, self.retry_bound
         );
         let _ = writeln!(out);
+        // As wide as the longest name shown (the wrong fixes' names are longer).
+        let w = self
+            .results
+            .iter()
+            .map(|r| r.strategy.name().len())
+            .fold(9, usize::max);
         let _ = writeln!(
             out,
-            "{:<9} {:<19} {:>9} {:>7}  {:<24} {:<9} verdict",
+            "{:<w$} {:<19} {:>9} {:>7}  {:<24} {:<9} verdict",
             "strategy", "layout", "schedules", "losing", "shortest losing", "expected"
         );
         for r in &self.results {
             let _ = writeln!(
                 out,
-                "{:<9} {:<19} {:>9} {:>7}  {:<24} {:<9} {}",
+                "{:<w$} {:<19} {:>9} {:>7}  {:<24} {:<9} {}",
                 r.strategy.name(),
                 r.layout.name(),
                 r.schedules,
@@ -364,6 +462,28 @@ impl ProveReport {
                     out,
                     "\n{}: each update is one request, one step to prove, so prove orders whole updates; a race inside the service (between its read and its write) cannot show here: racelab run shows it",
                     r.strategy
+                );
+            }
+        }
+        // A wrong fix prove expects intact loses only where prove cannot go (time passing, a
+        // second process): say so, and what shows it, rather than let it pass for a fix.
+        let mut noted = Vec::new();
+        for r in &self.results {
+            if r.wrong_fix && r.expected == Expected::Intact && !noted.contains(&r.strategy) {
+                if noted.is_empty() {
+                    let _ = writeln!(out);
+                }
+                noted.push(r.strategy);
+                let why = if r.strategy.facts().expires && self.expiry_lock_ttl_ms.is_none() {
+                    "no time passes here, so no lock expires; --expiry lets it pass"
+                } else {
+                    "every updater runs in this one process"
+                };
+                let _ = writeln!(
+                    out,
+                    "{}: a wrong fix no interleaving here makes lose ({why}); it loses with: {}",
+                    r.strategy,
+                    r.strategy.facts().shown_by.unwrap_or_default()
                 );
             }
         }

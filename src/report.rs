@@ -127,6 +127,9 @@ impl RedisInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub strategy: Strategy,
+    /// The strategy is a wrong fix: it looks right and loses updates (README "Fixes that look
+    /// right").
+    pub wrong_fix: bool,
     pub run_id: String,
     pub updaters: u32,
     pub segments: u32,
@@ -209,6 +212,7 @@ impl RunReport {
         let secs = duration.as_secs_f64();
         RunReport {
             strategy: result.strategy,
+            wrong_fix: result.strategy.is_wrong_fix(),
             run_id: result.run_id.clone(),
             updaters: workload.updaters,
             segments: workload.segments(),
@@ -410,9 +414,15 @@ impl Report {
             }
         }
         let _ = writeln!(out);
+        // As wide as the longest name run (the wrong fixes' names are longer than the others').
+        let name_width = self
+            .runs
+            .iter()
+            .map(|r| r.strategy.name().len())
+            .fold(9, usize::max);
         let _ = writeln!(
             out,
-            "{:<9} {:>6} {:>7} {:>5} {:>7} {:>6} {:>7} {:>7} {:>9} {:>8} {:>8}  verdict",
+            "{:<name_width$} {:>6} {:>7} {:>5} {:>7} {:>6} {:>7} {:>7} {:>9} {:>8} {:>8}  verdict",
             "strategy",
             "acked",
             "applied",
@@ -428,7 +438,7 @@ impl Report {
         for run in &self.runs {
             let _ = writeln!(
                 out,
-                "{:<9} {:>6} {:>7} {:>5} {:>7} {:>6} {:>7} {:>7} {:>9.0} {:>8.1} {:>8.1}  {}",
+                "{:<name_width$} {:>6} {:>7} {:>5} {:>7} {:>6} {:>7} {:>7} {:>9.0} {:>8.1} {:>8.1}  {}{}",
                 run.strategy.name(),
                 run.acknowledged,
                 count_or_unknown(run.applied),
@@ -440,8 +450,24 @@ impl Report {
                 run.updates_per_s,
                 run.latency_ms.p50,
                 run.latency_ms.p99,
-                paint(&run.verdict(), run.ok)
+                paint(&run.verdict(), run.ok),
+                if run.wrong_fix { " · wrong fix" } else { "" }
             );
+        }
+        let wrong: Vec<&RunReport> = self.runs.iter().filter(|r| r.wrong_fix).collect();
+        if !wrong.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nwrong fix = looks right, loses updates (README \"Fixes that look right\"):"
+            );
+            for run in wrong {
+                let _ = writeln!(
+                    out,
+                    "  {}: {}",
+                    run.strategy,
+                    run.strategy.facts().wrong.unwrap_or_default()
+                );
+            }
         }
         let first_shares = self.runs.first().map(|r| shares_key(&r.workers));
         for run in &self.runs {

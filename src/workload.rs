@@ -31,6 +31,14 @@ pub struct Workload {
     /// When set, the interleaving the updaters' steps follow (`--schedule`); else they run free.
     #[serde(default)]
     pub schedule: Option<crate::schedule::Schedule>,
+    /// How many processes the updaters are spread over: 1 in this process, K with
+    /// `--workers K`. An in-process mutex (`local-mutex`) only excludes within one.
+    #[serde(default = "one_process")]
+    pub processes: u32,
+}
+
+fn one_process() -> u32 {
+    1
 }
 
 impl Workload {
@@ -56,6 +64,9 @@ impl Workload {
             jitter: self.jitter,
             lock_ttl: self.tuning.lock_ttl,
             scheduled: self.schedule.is_some(),
+            // A worker runs a contiguous share of the updaters: with fewer updaters than
+            // workers, some workers run none.
+            processes: self.processes.clamp(1, self.updaters.max(1)),
         }
     }
 }
@@ -63,7 +74,7 @@ impl Workload {
 /// Knobs of the strategies that retry or lock.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Tuning {
-    /// How long the `lock` and `fenced` strategies' lock lives.
+    /// How long the `lock`, `fenced` and `del-unlock` strategies' lock lives.
     pub lock_ttl: Duration,
     /// How many times an update is retried (conflict, lock busy) before it gives up.
     pub max_retries: u32,
@@ -86,4 +97,6 @@ pub struct RaceShape {
     pub lock_ttl: Duration,
     /// The interleaving is chosen (`--schedule`), not timing's.
     pub scheduled: bool,
+    /// How many processes run updaters (1, or the `--workers`, at most one per updater).
+    pub processes: u32,
 }

@@ -138,16 +138,16 @@ impl Share {
     }
 }
 
-/// A `watch` updater could not get its own connection. A server at its `maxclients` answers a
+/// A `watch` (or `watch-other`) updater could not get its own connection. A server at its `maxclients` answers a
 /// new connection with an error and closes it, which reaches the client as a broken pipe, so
 /// the server's own count of clients says whether that is why. Either way, says how many
 /// connections the run needs.
 async fn explain_connections(e: Error, strategy: Strategy, needed: usize, conn: &Conn) -> Error {
-    if strategy != Strategy::Watch {
+    if !matches!(strategy, Strategy::Watch | Strategy::WatchOther) {
         return e;
     }
     let need = format!(
-        "this run's {needed} watch updaters need {needed} connections besides racelab's shared one"
+        "this run's {needed} {strategy} updaters need {needed} connections besides racelab's shared one"
     );
     match e {
         Error::Answer { target, reason } => Error::Answer {

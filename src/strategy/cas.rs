@@ -32,6 +32,10 @@ impl Kind for Cas {
         scope: WriteScope::Journey,
         cjson: false,
         loses: super::never_loses,
+        looks_right: None,
+        wrong: None,
+        shown_by: None,
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<Cas, Error> {

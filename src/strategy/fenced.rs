@@ -38,6 +38,10 @@ impl Kind for Fenced {
         scope: WriteScope::Journey,
         cjson: false,
         loses: super::never_loses,
+        looks_right: None,
+        wrong: None,
+        shown_by: None,
+        expires: true,
     };
 
     async fn prepare(

@@ -83,6 +83,10 @@ impl Kind for Function {
         scope: WriteScope::Journey,
         cjson: true,
         loses: super::never_loses,
+        looks_right: None,
+        wrong: None,
+        shown_by: None,
+        expires: false,
     };
 
     /// Loads the library on the server (every primary of a cluster) before the run.

@@ -23,6 +23,10 @@ impl Kind for Hash {
         scope: WriteScope::Segment,
         cjson: false,
         loses: super::never_loses,
+        looks_right: None,
+        wrong: None,
+        shown_by: None,
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<Hash, Error> {

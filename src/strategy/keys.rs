@@ -27,6 +27,10 @@ impl Kind for SegmentKeys {
         scope: WriteScope::Segment,
         cjson: false,
         loses: keys_loses,
+        looks_right: None,
+        wrong: None,
+        shown_by: None,
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<SegmentKeys, Error> {

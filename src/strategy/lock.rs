@@ -34,7 +34,7 @@ pub const LOCK_MARGIN: Duration = Duration::from_millis(20);
 /// holder is about to overwrite (Kleppmann's critique of Redis locks). The holder's work is its
 /// think time plus a few round trips, and a waiter polls for the lock every few milliseconds, so
 /// near the ttl either can happen.
-fn lock_loses(shape: &RaceShape) -> Option<bool> {
+pub(super) fn lock_loses(shape: &RaceShape) -> Option<bool> {
     let longest = shape.think.mul_f64(1.0 + shape.jitter);
     if shape.updaters < 2 || longest + LOCK_MARGIN <= shape.lock_ttl {
         Some(false)
@@ -62,6 +62,10 @@ impl Kind for Lock {
         scope: WriteScope::Journey,
         cjson: false,
         loses: lock_loses,
+        looks_right: None,
+        wrong: None,
+        shown_by: None,
+        expires: true,
     };
 
     async fn prepare(target: &Target, conn: &mut Conn, keys: &Keys) -> Result<(), Error> {

@@ -33,6 +33,10 @@ impl Kind for Lua {
         scope: WriteScope::Journey,
         cjson: true,
         loses: super::never_loses,
+        looks_right: None,
+        wrong: None,
+        shown_by: None,
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<Lua, Error> {

@@ -1,4 +1,5 @@
-//! The ways to update a segment's status: the seed's bug and its fixes, one file each.
+//! The ways to update a segment's status: the seed's bug, its fixes, and fixes that look right
+//! and still lose updates (README "Fixes that look right"), one file each.
 //!
 //! [`Strategy`] names them (it is what `-s` parses); [`Updater`] is one updater's working state
 //! for a strategy: most share the run's multiplexed connection, the optimistic ones that need
@@ -45,6 +46,16 @@ pub struct Facts {
     /// is forced, `Some(false)` only where none is possible, `None` (either) where timing
     /// decides.
     pub loses: fn(&RaceShape) -> Option<bool>,
+    /// A wrong fix (README "Fixes that look right"): why it looks like a fix. `None` for the
+    /// seed's bug and the real fixes.
+    pub looks_right: Option<&'static str>,
+    /// A wrong fix: why it still loses updates. `None` for the seed's bug and the real fixes.
+    pub wrong: Option<&'static str>,
+    /// A wrong fix: the command that shows it losing, every time.
+    pub shown_by: Option<&'static str>,
+    /// It holds a lock with a ttl (`--lock-ttl`) while it works: time passing (`t`) can expire
+    /// it mid-work, so `prove --expiry` lets time pass in its interleavings.
+    pub expires: bool,
 }
 
 /// What an updater is made from: the run's shared connection (right for single commands,
@@ -90,7 +101,8 @@ macro_rules! strategies {
         }
 
         impl Strategy {
-            /// Every strategy, in the order `all` runs them: the bug, then the fixes.
+            /// Every strategy, in the order `all` runs them: the bug, the fixes, then the wrong
+            /// fixes.
             pub const ALL: &'static [Strategy] = &[$(Strategy::$variant,)+];
 
             /// What its own file says about it.
@@ -117,13 +129,6 @@ macro_rules! strategies {
                 }
             }
         }
-
-        /// `-s`'s help: every strategy's name.
-        pub const STRATEGY_HELP: &str = concat!(
-            "Strategies: ",
-            $(stringify!($module), ", ",)+
-            "a comma list, or all; or your own: lua:FILE, exec:CMD (last in a list)."
-        );
 
         /// One updater's working state for its strategy. Boxed: the strategies' states differ
         /// in size (`watch` carries a connection and a connector of its own), and an enum of them
@@ -186,7 +191,32 @@ strategies! {
     Cas => cas::Cas,
     /// The read-modify-write as a Redis 7 Function.
     Function => function::Function,
+    /// Wrong fix: GET outside, then MULTI/SET/EXEC with no WATCH.
+    Multi => multi::Multi,
+    /// Wrong fix: WATCH the segment's own key, write the journey key.
+    WatchOther => watch_other::WatchOther,
+    /// Wrong fix: the lock with a plain DEL to unlock.
+    DelUnlock => del_unlock::DelUnlock,
+    /// Wrong fix: an in-process mutex around the read-modify-write.
+    LocalMutex => local_mutex::LocalMutex,
 }
+
+/// `-s`'s help: every strategy's name, the wrong fixes apart.
+pub static STRATEGY_HELP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let names = |wrong: bool| -> String {
+        Strategy::ALL
+            .iter()
+            .filter(|s| s.is_wrong_fix() == wrong)
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "Strategies: {}; wrong fixes (they look right and lose updates): {}; a comma list, or all (every one of them); or your own: lua:FILE, exec:CMD (last in a list).",
+        names(false),
+        names(true)
+    )
+});
 
 impl Strategy {
     pub fn name(self) -> &'static str {
@@ -200,6 +230,11 @@ impl Strategy {
 
     pub fn storage(self) -> Storage {
         self.facts().storage
+    }
+
+    /// A fix that looks right and loses updates all the same (README "Fixes that look right").
+    pub fn is_wrong_fix(self) -> bool {
+        self.facts().wrong.is_some()
     }
 
     /// What a write of this strategy replaces, for attributing lost updates.
@@ -572,6 +607,20 @@ mod tests {
             assert_eq!(parsed, Ok(strategy), "{}", strategy.name());
             assert!(STRATEGY_HELP.contains(strategy.name()));
             assert!(!strategy.how().is_empty());
+            let facts = strategy.facts();
+            assert_eq!(
+                (facts.looks_right.is_some(), facts.shown_by.is_some()),
+                (facts.wrong.is_some(), facts.wrong.is_some()),
+                "{}: a wrong fix says why it looks right, why it is wrong and what shows it",
+                strategy.name()
+            );
         }
+        let wrong: Vec<&str> = Strategy::ALL
+            .iter()
+            .filter(|s| s.is_wrong_fix())
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(wrong, ["multi", "watch-other", "del-unlock", "local-mutex"]);
+        assert!(STRATEGY_HELP.contains("wrong fixes"));
     }
 }

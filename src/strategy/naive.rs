@@ -25,6 +25,10 @@ impl Kind for Naive {
         scope: WriteScope::Journey,
         cjson: false,
         loses: naive_loses,
+        looks_right: None,
+        wrong: None,
+        shown_by: None,
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<Naive, Error> {

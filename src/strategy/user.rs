@@ -96,6 +96,10 @@ pub fn register(text: &str) -> Result<UserId, String> {
             cjson,
             // racelab cannot know what someone else's code does: any result is possible.
             loses: |_| None,
+            looks_right: None,
+            wrong: None,
+            shown_by: None,
+            expires: false,
         },
     }));
     registry.push(user);

@@ -89,6 +89,10 @@ impl Kind for Watch {
         scope: WriteScope::Journey,
         cjson: false,
         loses: super::never_loses,
+        looks_right: None,
+        wrong: None,
+        shown_by: None,
+        expires: false,
     };
 
     async fn new(cx: &Context<'_>) -> Result<Watch, Error> {
@@ -129,10 +133,46 @@ impl Kind for Watch {
         op: &Op<'_>,
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
+        self.update_watching(op, probe, JOURNEY).await
+    }
+}
+
+/// What an update WATCHes before it reads the journey, and how its two steps read. `watch`
+/// watches the journey it writes; `watch-other`, a wrong fix, runs the same WATCH … EXEC on
+/// another key.
+#[derive(Clone, Copy)]
+pub(super) struct Watched {
+    pub key: fn(&Op<'_>) -> String,
+    pub read: &'static str,
+    pub commit: &'static str,
+    /// Redis's nil EXEC reply, in a user's words.
+    pub aborted: &'static str,
+}
+
+fn journey_key(op: &Op<'_>) -> String {
+    op.keys.journey()
+}
+
+/// The journey itself: a write of it between WATCH and EXEC aborts the EXEC.
+const JOURNEY: Watched = Watched {
+    key: journey_key,
+    read: "WATCH journey, GET journey",
+    commit: "MULTI, SET journey, EXEC (WATCHed journey)",
+    aborted: "nil: EXEC aborted, the journey changed since WATCH",
+};
+
+impl Watch {
+    /// WATCH … EXEC until an EXEC goes through, backing off after each abort.
+    pub(super) async fn update_watching(
+        &mut self,
+        op: &Op<'_>,
+        probe: &mut Probe,
+        watched: Watched,
+    ) -> Result<UpdateStatus, UpdateError> {
         let mut retries = 0;
         let mut redirects = 0;
         loop {
-            match self.attempt(op, probe).await {
+            match self.attempt(op, probe, watched).await {
                 Ok(Some(status)) => return Ok(status),
                 Ok(None) => {}
                 Err(failed) => {
@@ -156,16 +196,13 @@ impl Kind for Watch {
             after_conflict(retries, self.tuning, op, probe, "EXEC kept aborting").await?;
         }
     }
-}
 
-impl Watch {
-
-
-    /// One WATCH … EXEC. `Ok(None)`: EXEC aborted, someone wrote in between.
+    /// One WATCH … EXEC. `Ok(None)`: EXEC aborted, someone wrote the watched key in between.
     async fn attempt(
         &mut self,
         op: &Op<'_>,
         probe: &mut Probe,
+        watched: Watched,
     ) -> Result<Option<UpdateStatus>, Failed> {
         let key = op.keys.journey();
         if self.connector.needs_key() && self.conn_for.as_deref() != Some(key.as_str()) {
@@ -183,11 +220,9 @@ impl Watch {
                 self.conn.insert(conn)
             }
         };
-        probe
-            .reading(|| Step::new(Role::Read, "WATCH journey, GET journey"))
-            .await;
+        probe.reading(|| Step::new(Role::Read, watched.read)).await;
         let () = redis::cmd("WATCH")
-            .arg(&key)
+            .arg((watched.key)(op))
             .query_async(conn)
             .await
             .map_err(before_write)?;
@@ -211,7 +246,7 @@ impl Watch {
         super::think(op).await?;
         let (doc, count) = read.apply(op.status);
         probe
-            .writing(|| Step::new(Role::WriteBack, "MULTI, SET journey, EXEC (WATCHed journey)"))
+            .writing(|| Step::new(Role::WriteBack, watched.commit))
             .await;
         // MULTI, SET, EXEC in one pipeline; a nil EXEC reply (None) means the WATCH tripped.
         let exec = transaction(conn, |pipe| {
@@ -220,7 +255,7 @@ impl Watch {
         .await
         .map_err(during_write)?;
         if exec.is_none() {
-            probe.answered(|| "nil: EXEC aborted, the journey changed since WATCH".into());
+            probe.answered(|| watched.aborted.into());
             return Ok(None);
         }
         probe.answered(|| "OK".into());

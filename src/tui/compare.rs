@@ -177,7 +177,8 @@ pub fn draw(area: Rect, buf: &mut Buffer, view: &CompareView, now: Instant, them
     if inner.height < 2 {
         return;
     }
-    let fixed = [9usize, 9, 7, 8, 6, 8, 7, 9];
+    // The name column fits the longest name and a wrong fix's `*`.
+    let fixed = [13usize, 9, 7, 8, 6, 8, 7, 9];
     let fixed_width: usize = fixed.iter().sum();
     let bar_width = usize::from(inner.width).saturating_sub(fixed_width + 2) / 2;
     let headers = [
@@ -246,8 +247,14 @@ pub fn draw(area: Rect, buf: &mut Buffer, view: &CompareView, now: Instant, them
         } else {
             fmt_ms(Duration::from_secs_f64(row.tally.latency_ms(0.99) / 1000.0))
         };
+        // A wrong fix (README "Fixes that look right") is starred; the notes say what `*` means.
+        let name = if row.strategy.is_wrong_fix() {
+            format!("{}*", row.strategy.name())
+        } else {
+            row.strategy.name().to_owned()
+        };
         let cells = [
-            (row.strategy.name().to_owned(), theme.title()),
+            (name, theme.title()),
             (result, result_style),
             (num(row.tally.acknowledged, started), Style::new()),
             (num(row.applied, finished), Style::new()),
@@ -309,10 +316,16 @@ pub fn draw(area: Rect, buf: &mut Buffer, view: &CompareView, now: Instant, them
         "lost = Redis acknowledged the write, yet the final state does not hold it".to_owned(),
         theme.dim(),
     )];
+    if view.rows.iter().any(|r| r.strategy.is_wrong_fix()) {
+        notes.push((
+            "* wrong fix: looks right, loses updates (README \"Fixes that look right\")".to_owned(),
+            theme.dim(),
+        ));
+    }
     notes.push((String::new(), Style::new()));
     for row in &view.rows {
         notes.push((
-            format!("{:<9}{}", row.strategy.name(), row.strategy.how()),
+            format!("{:<13}{}", row.strategy.name(), row.strategy.how()),
             theme.dim(),
         ));
     }

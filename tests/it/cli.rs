@@ -266,17 +266,21 @@ fn all_strategies_exit_0_only_when_every_one_meets_its_expectation() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let runs = report["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 9);
+    assert_eq!(runs.len(), 13);
+    // The seed's bug, and the wrong fixes that lose like it on the default workload (README
+    // "Fixes that look right"): del-unlock's lock outlives the think time, local-mutex runs in
+    // one process.
+    let losing = ["naive", "multi", "watch-other"];
     for run in runs {
-        let intact = run["strategy"] != "naive";
-        assert_eq!(run["lost"] == 0, intact, "{run}");
+        let name = run["strategy"].as_str().unwrap();
+        assert_eq!(run["lost"] == 0, !losing.contains(&name), "{run}");
         assert_eq!(run["ok"], true, "{run}");
     }
-    // Asking every strategy to be intact fails on naive alone.
+    // Asking every strategy to be intact fails on those three alone.
     let output = racelab(&["run", "-s", "all", "--expect", "intact"]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let out = stdout(&output);
-    assert_eq!(out.matches("FAIL").count(), 1, "{out}");
+    assert_eq!(out.matches("FAIL").count(), 3, "{out}");
 }
 
 #[test]

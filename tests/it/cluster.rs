@@ -159,8 +159,10 @@ async fn run_all_on_a_private_cluster_reports_the_journeys_slot_and_node_and_exi
     for run in runs {
         let strategy = run["strategy"].as_str().unwrap();
         assert_eq!(run["acknowledged"], 20, "{strategy}");
-        if strategy == "naive" {
-            assert!(run["lost"].as_u64().unwrap() >= 1, "naive must lose");
+        // The seed's bug and the wrong fixes that lose like it (README "Fixes that look
+        // right"); del-unlock's lock outlives the think time here, local-mutex runs in one process.
+        if ["naive", "multi", "watch-other"].contains(&strategy) {
+            assert!(run["lost"].as_u64().unwrap() >= 1, "{strategy} must lose");
         } else {
             assert_eq!(run["lost"], 0, "{strategy}");
             assert_eq!(run["applied"], 20, "{strategy}");

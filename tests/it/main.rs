@@ -23,3 +23,4 @@ mod tui_step;
 mod tui_widgets;
 mod user;
 mod workers;
+mod wrong_fixes;

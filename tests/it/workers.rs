@@ -189,13 +189,24 @@ async fn three_worker_processes_reach_the_single_process_verdicts() {
     for run in distributed["runs"].as_array().unwrap() {
         let name = run["strategy"].as_str().unwrap();
         let alone = run_named(&local, name);
-        assert_eq!(run["expected"], alone["expected"], "{name}");
         assert_eq!(run["ok"], true, "{name}: {run}");
-        assert_eq!(
-            run["lost"].as_u64().unwrap() > 0,
-            alone["lost"].as_u64().unwrap() > 0,
-            "{name} lost in one process and not in the other"
-        );
+        if name == "local-mutex" {
+            // The one strategy whose verdict is the process count's (README "Fixes that look
+            // right"): intact in one process, lost across three.
+            assert_eq!(
+                (&alone["expected"], &run["expected"]),
+                (&Value::from("intact"), &Value::from("lost"))
+            );
+            assert_eq!(alone["lost"], 0, "{alone}");
+            assert!(run["lost"].as_u64().unwrap() > 0, "{run}");
+        } else {
+            assert_eq!(run["expected"], alone["expected"], "{name}");
+            assert_eq!(
+                run["lost"].as_u64().unwrap() > 0,
+                alone["lost"].as_u64().unwrap() > 0,
+                "{name} lost in one process and not in the other"
+            );
+        }
         // Every update's outcome came back through Redis.
         assert_eq!(run["acknowledged"], 80, "{name}: {run}");
         assert_eq!(run["unknown"], 0, "{name}: {run}");
@@ -522,6 +533,8 @@ async fn workers_race_on_a_redis_cluster() {
         assert_shares_cover(run, 2, 40);
     }
     assert!(run_named(&report, "naive")["lost"].as_u64().unwrap() > 0);
+    // Two processes: the in-process mutex does not reach across them.
+    assert!(run_named(&report, "local-mutex")["lost"].as_u64().unwrap() > 0);
     assert_eq!(
         workers.exit_codes(Duration::from_secs(10)),
         vec![Some(0); 2]
@@ -819,7 +832,7 @@ async fn workers_with_a_crew_secret_follow_only_a_coordinator_that_signs_with_it
     assert!(!String::from_utf8_lossy(&signed.stdout).contains(secret));
 
     // A coordinator without the secret claims a worker that has it: its job is ignored.
-    let mut workers = Workers::start(1, &["--redis-url", &url, "--once", "--crew-secret", secret]);
+    let workers = Workers::start(1, &["--redis-url", &url, "--once", "--crew-secret", secret]);
     let unsigned = racelab(&[
         "run",
         "-s",
@@ -842,4 +855,57 @@ async fn workers_with_a_crew_secret_follow_only_a_coordinator_that_signs_with_it
     assert_eq!(short.status.code(), Some(2));
     assert!(stderr(&short).contains("at least 16 characters"));
     assert!(!stderr(&short).contains("'short'"), "{}", stderr(&short));
+}
+
+/// `local-mutex` (README "Fixes that look right"): the in-process mutex that holds in one
+/// process loses as soon as the updaters are in two, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_mutex_loses_once_updaters_run_in_two_processes() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let args = [
+        "run",
+        "-s",
+        "local-mutex",
+        "--redis-url",
+        &url,
+        "--format",
+        "json",
+    ];
+    let alone = racelab(&args);
+    assert_eq!(alone.status.code(), Some(0), "{}", stderr(&alone));
+    let alone = report(&alone);
+    assert_eq!(alone["runs"][0]["expected"], "intact");
+    assert_eq!(alone["runs"][0]["lost"], 0, "{alone}");
+
+    let _workers = Workers::start(2, &["--redis-url", &url]);
+    let mut crew = args.to_vec();
+    crew.extend(["--workers", "2", "--join-timeout", "30s"]);
+    for _ in 0..3 {
+        let output = racelab(&crew);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let report = report(&output);
+        assert_schema(&report);
+        let run = &report["runs"][0];
+        assert_eq!(run["expected"], "lost", "{run}");
+        assert_eq!(run["wrong_fix"], true, "{run}");
+        assert_eq!(run["acknowledged"], 20, "{run}");
+        assert!(run["lost"].as_u64().unwrap() > 0, "{run}");
+        assert_shares_cover(run, 2, 20);
+        // Each loss is one process's stale write erasing the other's update: within a process
+        // the mutex holds.
+        for lost in run["lost_updates"].as_array().unwrap() {
+            if lost["erased_by_worker"].is_string() {
+                assert_ne!(lost["erased_by_worker"], lost["worker"], "{lost}");
+            }
+        }
+    }
+    // No run's key is left; the workers still waiting keep their cards in the lobby.
+    let left: Vec<String> = redis
+        .all_keys()
+        .await
+        .into_iter()
+        .filter(|k| !k.starts_with("racelab:crew:"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
 }

@@ -216,6 +216,7 @@ pub fn workload(updaters: u32, segments: usize, rounds: u32, think: Duration) ->
         },
         deadline: None,
         schedule: None,
+        processes: 1,
     }
 }
 
