@@ -8,11 +8,14 @@ use std::sync::LazyLock;
 use crate::target::Conn;
 use redis::Script;
 
-use crate::schedule::{Role, Step};
-use super::{Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, after_conflict, invoke};
+use super::{
+    Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, after_conflict,
+    invoke,
+};
 use crate::error::Error;
-use crate::event::WriteScope;
 use crate::event::Probe;
+use crate::event::WriteScope;
+use crate::schedule::{Role, Step};
 use crate::workload::Tuning;
 
 static CAS_WRITE: LazyLock<Script> =
@@ -39,7 +42,10 @@ impl Kind for Cas {
     };
 
     async fn new(cx: &Context<'_>) -> Result<Cas, Error> {
-        Ok(Cas { conn: cx.shared.clone(), tuning: cx.tuning })
+        Ok(Cas {
+            conn: cx.shared.clone(),
+            tuning: cx.tuning,
+        })
     }
 
     async fn update(
@@ -58,10 +64,7 @@ impl Kind for Cas {
     }
 }
 
-
 impl Cas {
-
-
     /// One read and compare-and-set. `Ok(None)`: the version moved on, a conflict.
     async fn attempt(
         &mut self,

@@ -11,11 +11,13 @@ use redis::AsyncCommands;
 use redis::Script;
 
 use super::lock::{acquire, release};
-use crate::schedule::{Role, Step};
-use super::{Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, backoff, invoke};
+use super::{
+    Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, backoff, invoke,
+};
 use crate::error::Error;
 use crate::event::WriteScope;
 use crate::event::{Probe, RetryReason};
+use crate::schedule::{Role, Step};
 use crate::workload::Tuning;
 
 static FENCED_WRITE: LazyLock<Script> =
@@ -33,7 +35,12 @@ impl Kind for Fenced {
     const FACTS: Facts = Facts {
         name: "fenced",
         how: "lock + INCR fencing token; a write with an old token is refused",
-        steps: &["acquire (SET NX PX, INCR fence)", "read (GET)", "write (EVALSHA fenced write)", "release (EVALSHA unlock)"],
+        steps: &[
+            "acquire (SET NX PX, INCR fence)",
+            "read (GET)",
+            "write (EVALSHA fenced write)",
+            "release (EVALSHA unlock)",
+        ],
         storage: Storage::Document,
         scope: WriteScope::Journey,
         cjson: false,
@@ -53,7 +60,10 @@ impl Kind for Fenced {
     }
 
     async fn new(cx: &Context<'_>) -> Result<Fenced, Error> {
-        Ok(Fenced { conn: cx.shared.clone(), tuning: cx.tuning })
+        Ok(Fenced {
+            conn: cx.shared.clone(),
+            tuning: cx.tuning,
+        })
     }
 
     async fn update(
@@ -88,10 +98,7 @@ impl Kind for Fenced {
     }
 }
 
-
 impl Fenced {
-
-
     /// One fenced read-modify-write. `Ok(None)`: refused, a newer token was issued meanwhile.
     async fn attempt(
         &mut self,
@@ -105,9 +112,7 @@ impl Fenced {
             .map_err(UpdateError::before_write)?;
         probe.answered(|| format!("OK (the lock), fencing token {token}").into());
         let key = op.keys.journey();
-        probe
-            .reading(|| Step::new(Role::Read, "GET journey"))
-            .await;
+        probe.reading(|| Step::new(Role::Read, "GET journey")).await;
         let doc: Option<String> = self
             .conn
             .get(&key)

@@ -5,12 +5,12 @@
 use crate::target::Conn;
 
 use super::lua::{UPDATE_SEGMENT_SOURCE, script_reply};
-use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus};
-use crate::event::WriteScope;
 use crate::error::Error;
 use crate::event::Probe;
+use crate::event::WriteScope;
 use crate::redis_errors::describe;
+use crate::schedule::{Role, Step};
 use crate::target::Target;
 
 /// Versioned, so a later racelab with a changed function never calls an older one by mistake.
@@ -90,12 +90,18 @@ impl Kind for Function {
     };
 
     /// Loads the library on the server (every primary of a cluster) before the run.
-    async fn prepare(target: &Target, conn: &mut Conn, _keys: &crate::keys::Keys) -> Result<(), Error> {
+    async fn prepare(
+        target: &Target,
+        conn: &mut Conn,
+        _keys: &crate::keys::Keys,
+    ) -> Result<(), Error> {
         load(target, conn).await
     }
 
     async fn new(cx: &Context<'_>) -> Result<Function, Error> {
-        Ok(Function { conn: cx.shared.clone() })
+        Ok(Function {
+            conn: cx.shared.clone(),
+        })
     }
 
     async fn update(
@@ -124,10 +130,7 @@ impl Kind for Function {
     }
 }
 
-
 impl Function {
-
-
     async fn fcall(&mut self, op: &Op<'_>) -> redis::RedisResult<i64> {
         redis::cmd("FCALL")
             .arg(FUNCTION)

@@ -4,11 +4,11 @@
 
 use crate::target::Conn;
 
-use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus, transaction};
 use crate::error::Error;
-use crate::event::WriteScope;
 use crate::event::Probe;
+use crate::event::WriteScope;
+use crate::schedule::{Role, Step};
 
 pub struct Hash {
     conn: Conn,
@@ -30,7 +30,9 @@ impl Kind for Hash {
     };
 
     async fn new(cx: &Context<'_>) -> Result<Hash, Error> {
-        Ok(Hash { conn: cx.shared.clone() })
+        Ok(Hash {
+            conn: cx.shared.clone(),
+        })
     }
 
     async fn update(
@@ -70,7 +72,6 @@ impl Kind for Hash {
         Ok(UpdateStatus::Applied)
     }
 }
-
 
 /// The hash field that holds a segment's status. Status and count fields each carry their own
 /// prefix, so no segment id can name another segment's field: with bare `A` and `A:count`, a

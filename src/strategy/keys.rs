@@ -6,13 +6,13 @@ use crate::target::Conn;
 use redis::AsyncCommands;
 
 use super::storage::segment_json;
-use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus};
 use crate::error::Error;
 use crate::event::WriteScope;
-use crate::workload::RaceShape;
 use crate::event::{Probe, Seen};
 use crate::journey::{Segment, intern_status};
+use crate::schedule::{Role, Step};
+use crate::workload::RaceShape;
 
 pub struct SegmentKeys {
     conn: Conn,
@@ -34,7 +34,9 @@ impl Kind for SegmentKeys {
     };
 
     async fn new(cx: &Context<'_>) -> Result<SegmentKeys, Error> {
-        Ok(SegmentKeys { conn: cx.shared.clone() })
+        Ok(SegmentKeys {
+            conn: cx.shared.clone(),
+        })
     }
 
     async fn update(

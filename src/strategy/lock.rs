@@ -14,12 +14,12 @@ use rand::Rng;
 use redis::AsyncCommands;
 use redis::Script;
 
-use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus, backoff, invoke};
 use crate::error::Error;
-use crate::workload::RaceShape;
 use crate::event::WriteScope;
 use crate::event::{Probe, RetryReason};
+use crate::schedule::{Role, Step};
+use crate::workload::RaceShape;
 use crate::workload::Tuning;
 
 static UNLOCK: LazyLock<Script> =
@@ -57,7 +57,12 @@ impl Kind for Lock {
     const FACTS: Facts = Facts {
         name: "lock",
         how: "SET lock NX PX ttl, read-modify-write, compare-and-delete unlock",
-        steps: &["acquire (SET NX PX)", "read (GET)", "write (SET)", "release (EVALSHA unlock)"],
+        steps: &[
+            "acquire (SET NX PX)",
+            "read (GET)",
+            "write (SET)",
+            "release (EVALSHA unlock)",
+        ],
         storage: Storage::Document,
         scope: WriteScope::Journey,
         cjson: false,
@@ -73,7 +78,10 @@ impl Kind for Lock {
     }
 
     async fn new(cx: &Context<'_>) -> Result<Lock, Error> {
-        Ok(Lock { conn: cx.shared.clone(), tuning: cx.tuning })
+        Ok(Lock {
+            conn: cx.shared.clone(),
+            tuning: cx.tuning,
+        })
     }
 
     async fn update(
@@ -87,7 +95,6 @@ impl Kind for Lock {
         result
     }
 }
-
 
 /// Takes the journey's lock, waiting while someone else holds it. Returns our token. `then`
 /// names what the caller sends right after, in the same step (`fenced`'s INCR).
@@ -159,7 +166,12 @@ pub(super) async fn acquire(
 /// ttl frees it, and the update's outcome is already decided.
 pub(super) async fn release(conn: &mut Conn, op: &Op<'_>, token: &str, probe: &Probe) {
     probe
-        .step(|| Step::new(Role::Unlock, "EVALSHA unlock (DEL lock if it holds our token)"))
+        .step(|| {
+            Step::new(
+                Role::Unlock,
+                "EVALSHA unlock (DEL lock if it holds our token)",
+            )
+        })
         .await;
     let mut invocation = UNLOCK.key(op.keys.lock());
     invocation.arg(token);
@@ -174,7 +186,11 @@ pub(super) async fn release(conn: &mut Conn, op: &Op<'_>, token: &str, probe: &P
 /// Takes the journey's lock and releases it once, before the run: a user allowed `SET` but not
 /// the unlock script (`EVALSHA`) or the `DEL` inside it would otherwise see every release fail
 /// in silence and every waiter sit out the whole ttl. Refused here, the run does not start.
-pub(super) async fn try_release(target: &Target, conn: &mut Conn, keys: &Keys) -> Result<(), Error> {
+pub(super) async fn try_release(
+    target: &Target,
+    conn: &mut Conn,
+    keys: &Keys,
+) -> Result<(), Error> {
     let token = "racelab-prepare";
     let taken: Option<String> = redis::cmd("SET")
         .arg(keys.lock())

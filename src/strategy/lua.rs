@@ -8,11 +8,11 @@ use std::sync::LazyLock;
 use crate::target::Conn;
 use redis::Script;
 
-use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus, invoke};
 use crate::error::Error;
-use crate::event::WriteScope;
 use crate::event::Probe;
+use crate::event::WriteScope;
+use crate::schedule::{Role, Step};
 
 static UPDATE_SEGMENT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../assets/update_segment.lua")));
@@ -40,7 +40,9 @@ impl Kind for Lua {
     };
 
     async fn new(cx: &Context<'_>) -> Result<Lua, Error> {
-        Ok(Lua { conn: cx.shared.clone() })
+        Ok(Lua {
+            conn: cx.shared.clone(),
+        })
     }
 
     async fn update(
@@ -62,7 +64,6 @@ impl Kind for Lua {
         Ok(script_reply(reply, probe))
     }
 }
-
 
 /// The reply of `update_segment.lua`: the new count, 0 (no journey) or -1 (no segment).
 pub(super) fn script_reply(reply: i64, probe: &mut Probe) -> UpdateStatus {

@@ -5,12 +5,12 @@
 use crate::target::Conn;
 use redis::AsyncCommands;
 
-use crate::schedule::{Role, Step};
 use super::{Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus};
 use crate::error::Error;
-use crate::event::WriteScope;
-use crate::workload::RaceShape;
 use crate::event::Probe;
+use crate::event::WriteScope;
+use crate::schedule::{Role, Step};
+use crate::workload::RaceShape;
 
 pub struct Naive {
     conn: Conn,
@@ -32,7 +32,9 @@ impl Kind for Naive {
     };
 
     async fn new(cx: &Context<'_>) -> Result<Naive, Error> {
-        Ok(Naive { conn: cx.shared.clone() })
+        Ok(Naive {
+            conn: cx.shared.clone(),
+        })
     }
 
     async fn update(
@@ -43,7 +45,6 @@ impl Kind for Naive {
         read_modify_write(&mut self.conn, op, probe).await
     }
 }
-
 
 /// Whole-journey read-modify-write: any two updaters that overlap race.
 fn naive_loses(shape: &RaceShape) -> Option<bool> {
@@ -70,7 +71,9 @@ pub(super) async fn read_modify_write(
     probe.read(Some(read.seen()), None).await;
     super::think(op).await?;
     let (doc, count) = read.apply(op.status);
-    probe.writing(|| Step::new(Role::WriteBack, "SET journey")).await;
+    probe
+        .writing(|| Step::new(Role::WriteBack, "SET journey"))
+        .await;
     // KEEPTTL: the journey keeps the safety-net expiry it was seeded with (`keys::SAFETY_TTL`).
     let () = redis::cmd("SET")
         .arg(&key)

@@ -16,11 +16,14 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
-use crate::schedule::{Role, Step};
-use super::{Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, after_conflict, backoff, transaction};
-use crate::event::WriteScope;
+use super::{
+    Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, after_conflict,
+    backoff, transaction,
+};
 use crate::error::Error;
 use crate::event::Probe;
+use crate::event::WriteScope;
+use crate::schedule::{Role, Step};
 use crate::target::Connector;
 use crate::workload::Tuning;
 
