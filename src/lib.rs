@@ -24,14 +24,16 @@
 //! - `server`: a private `redis-server` that dies with its owner, and a private 3-primary
 //!   cluster made of them.
 //! - `target`: the Redis (a server or a cluster) a run goes against, connections, redaction.
+//! - `exec`: a user's journey service (`-s exec:CMD`): the program, its JSON lines, its stderr.
 //!
 //! The race:
 //! - `strategy/`: the seed's bug, its fixes and the fixes that only look right (`multi`,
 //!   `watch-other`, `del-unlock`, `local-mutex`), one file each owning its facts; `mod.rs` lists
-//!   them once; `storage.rs` lays a journey out in Redis.
+//!   them once; `storage.rs` lays a journey out in Redis; `user.rs` holds a user's own
+//!   (`exec:`, `lua:`).
 //! - `engine/`: one strategy, one workload: `mod.rs` runs it (and races remote updaters through
 //!   the `RemoteUpdaters` seam), `lifecycle.rs` seeds, renews, reads back and deletes the run's
-//!   keys, `local.rs` drives this process's updaters.
+//!   keys, `local.rs` drives this process's updaters, `exec.rs` runs a user's journey service.
 //! - `schedule`, `prove`: chosen interleavings (`--schedule`, the gate before every step), and
 //!   `racelab prove`, every interleaving of 2 or 3 updaters.
 //! - `truth`: acknowledged, applied, lost, unknown; who erased each lost update; inconclusive.
@@ -45,8 +47,9 @@
 //! - `bench`: `racelab bench`, the strategies' costs beside redis-benchmark.
 //! - `service`: the seed's journey-service API (get a journey, update a segment's status).
 //! - [`tui`]: `racelab` and `racelab tui`: `app.rs` (state and update), one file per view with
-//!   its drawing (`run_view`, `grid`, `lanes`, `story`, `compare`), `ui.rs` (the screen), the
-//!   runtime around them in `mod.rs`.
+//!   its drawing (`run_view`, `grid`, `lanes`, `story`, `compare`, `step` for step mode),
+//!   `ui.rs` (the screen), the runtime around them in `mod.rs`, `stepper.rs` (a run the
+//!   presenter steps) and `observer.rs` (the journey read while a run goes on).
 //! - `crew/`: `--workers`: membership (`mod.rs`), the control stream's messages, the
 //!   coordinator's race, a worker's card, and `worker.rs`, the `racelab worker` process.
 
