@@ -28,6 +28,7 @@ fn main() {
         jitter: 2.0,
         seed: 1,
         tuning: Tuning {
+            backoff: racelab::Backoff::Exp,
             lock_ttl: Duration::from_secs(6),
             max_retries: 100,
         },

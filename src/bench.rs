@@ -51,6 +51,8 @@ pub struct Yardstick {
 pub struct BenchCell {
     pub strategy: Strategy,
     pub updaters: u32,
+    /// What an update did between two tries (`--backoff`).
+    pub backoff: crate::workload::Backoff,
     /// Acknowledged updates in the cell.
     pub updates: u64,
     pub updates_per_s: f64,
@@ -127,7 +129,11 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
 
     let mut cells = Vec::new();
     for &strategy in &args.strategy.0 {
-        for &updaters in &args.updaters {
+        for (&updaters, &backoff) in args
+            .updaters
+            .iter()
+            .flat_map(|u| args.backoff.iter().map(move |b| (u, b)))
+        {
             if cancel.is_cancelled() {
                 return Err(Error::Interrupted);
             }
@@ -140,6 +146,7 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
                 jitter: 0.0,
                 seed: 0,
                 tuning: Tuning {
+                    backoff,
                     lock_ttl: args
                         .lock_ttl
                         .unwrap_or_else(|| Tuning::default_lock_ttl(args.think)),
@@ -169,6 +176,7 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
             cells.push(BenchCell {
                 strategy,
                 updaters,
+                backoff,
                 updates: tally.acknowledged,
                 updates_per_s: round(updates_per_s),
                 latency_ms: CellLatency {
@@ -422,11 +430,24 @@ impl BenchReport {
             .iter()
             .map(|c| c.strategy.name().len())
             .fold(9, usize::max);
+        // The backoff policy gets a column when the bench compared several (`--backoff none,exp`).
+        let policies = self
+            .cells
+            .iter()
+            .any(|c| c.backoff != self.cells[0].backoff);
+        let policy = |p: &str| {
+            if policies {
+                format!(" {p:>7}")
+            } else {
+                String::new()
+            }
+        };
         let _ = writeln!(
             out,
-            "{:<w$} {:>8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>5}",
+            "{:<w$} {:>8}{} {:>10} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>5}",
             "strategy",
             "updaters",
+            policy("backoff"),
             "updates/s",
             "p50 ms",
             "p99 ms",
@@ -442,9 +463,10 @@ impl BenchReport {
         for cell in &self.cells {
             let _ = writeln!(
                 out,
-                "{:<w$} {:>8} {:>10.0} {:>8.2} {:>8.2} {:>9.2} {:>9} {:>8.2} {:>8.1} {:>7} {:>7} {:>5}",
+                "{:<w$} {:>8}{} {:>10.0} {:>8.2} {:>8.2} {:>9.2} {:>9} {:>8.2} {:>8.1} {:>7} {:>7} {:>5}",
                 cell.strategy.name(),
                 cell.updaters,
+                policy(&cell.backoff.to_string()),
                 cell.updates_per_s,
                 cell.latency_ms.p50,
                 cell.latency_ms.p99,

@@ -122,6 +122,7 @@ mod tests {
             jitter: 0.1,
             seed: 1,
             tuning: Tuning {
+                backoff: crate::workload::Backoff::Exp,
                 lock_ttl: Duration::from_secs(1),
                 max_retries: 10,
             },

@@ -122,6 +122,11 @@ pub struct ProveArgs {
     #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=5))]
     pub retry_bound: u32,
 
+    /// Between two tries of an update. A schedule orders the steps, so no pause changes what
+    /// prove finds; it is taken for the runs' settings to match `run`'s.
+    #[arg(long, value_enum, default_value_t = crate::workload::Backoff::Exp)]
+    pub backoff: crate::workload::Backoff,
+
     /// The lock, fenced and del-unlock strategies' lock ttl [default: 10s, so no lock expires
     /// (no time passes in prove; `run --schedule` with `t` shows an expiry); 100ms with --expiry].
     #[arg(long, value_parser = parse_timeout)]
@@ -196,6 +201,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_RETRIES, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub max_retries: u32,
 
+    /// The backoff policies to measure, a comma list: each strategy and updater count runs
+    /// once with each (none: try again at once; exp: exponential, with jitter).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "exp")]
+    pub backoff: Vec<crate::workload::Backoff>,
+
     /// Skip the redis-benchmark yardsticks.
     #[arg(long)]
     pub no_redis_benchmark: bool,
@@ -261,6 +271,11 @@ pub struct Options {
     /// How long the lock, fenced and del-unlock strategies' lock lives [default: 10 × think, at least 1s].
     #[arg(long, value_parser = parse_timeout)]
     pub lock_ttl: Option<Duration>,
+
+    /// Between two tries of an update (a WATCH abort, a CAS conflict, a busy lock): none (at
+    /// once) or exp (exponential, with jitter).
+    #[arg(long, value_enum, default_value_t = crate::workload::Backoff::Exp)]
+    pub backoff: crate::workload::Backoff,
 
     /// Retries (conflict, busy lock) before an update gives up; give-ups are reported.
     #[arg(long, default_value_t = DEFAULT_MAX_RETRIES, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
@@ -539,6 +554,7 @@ impl Options {
             jitter,
             seed: self.seed.unwrap_or_else(rand::random),
             tuning: Tuning {
+                backoff: self.backoff,
                 lock_ttl: self
                     .lock_ttl
                     .unwrap_or_else(|| Tuning::default_lock_ttl(think)),

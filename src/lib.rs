@@ -98,7 +98,7 @@ pub use service::JourneyService;
 pub use strategy::{Strategy, UpdateStatus};
 pub use target::{ClusterPlace, Target};
 pub use truth::{Tally, verify};
-pub use workload::{RaceShape, Tuning, Workload};
+pub use workload::{Backoff, RaceShape, Tuning, Workload};
 mod workload;
 
 use tokio_util::sync::CancellationToken;

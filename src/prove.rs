@@ -147,6 +147,7 @@ pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveRe
                 jitter: 0.0,
                 seed: 0,
                 tuning: Tuning {
+                    backoff: args.backoff,
                     lock_ttl,
                     max_retries: args.retry_bound,
                 },

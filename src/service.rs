@@ -55,6 +55,7 @@ impl JourneyService {
             .prepare(target, &mut conn, &Keys::new(prefix, run_id, "prepare"))
             .await?;
         let tuning = Tuning {
+            backoff: crate::workload::Backoff::Exp,
             lock_ttl: Tuning::default_lock_ttl(think),
             max_retries: DEFAULT_MAX_RETRIES,
         };

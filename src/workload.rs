@@ -71,9 +71,31 @@ impl Workload {
     }
 }
 
+/// What an update does between two tries (a WATCH that aborted, a CAS conflict, a busy lock;
+/// README "Performance"): try again at once, or back off exponentially with full jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    None,
+    #[default]
+    Exp,
+}
+
+impl std::fmt::Display for Backoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backoff::None => "none",
+            Backoff::Exp => "exp",
+        })
+    }
+}
+
 /// Knobs of the strategies that retry or lock.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Tuning {
+    /// Between two tries of an update.
+    #[serde(default)]
+    pub backoff: Backoff,
     /// How long the `lock`, `fenced` and `del-unlock` strategies' lock lives.
     pub lock_ttl: Duration,
     /// How many times an update is retried (conflict, lock busy) before it gives up.

@@ -11,9 +11,7 @@ use redis::AsyncCommands;
 use redis::Script;
 
 use super::lock::{acquire, release};
-use super::{
-    Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, backoff, invoke,
-};
+use super::{Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, invoke};
 use crate::error::Error;
 use crate::event::WriteScope;
 use crate::event::{Probe, RetryReason};
@@ -92,7 +90,10 @@ impl Kind for Fenced {
             }
             probe.retry(retries, RetryReason::Conflict).await;
             if !probe.scheduled() {
-                tokio::time::sleep(backoff(retries, op.think)).await;
+                let pause = super::pause(self.tuning.backoff, retries, op.think);
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
             }
         }
     }

@@ -14,7 +14,7 @@ use rand::Rng;
 use redis::AsyncCommands;
 use redis::Script;
 
-use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus, backoff, invoke};
+use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus, invoke};
 use crate::error::Error;
 use crate::event::WriteScope;
 use crate::event::{Probe, RetryReason};
@@ -157,7 +157,10 @@ pub(super) async fn acquire(
         }
         probe.retry(retries, RetryReason::LockBusy).await;
         if !probe.scheduled() {
-            tokio::time::sleep(backoff(retries, LOCK_POLL_CAP)).await;
+            let pause = super::pause(tuning.backoff, retries, LOCK_POLL_CAP);
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
         }
     }
 }

@@ -411,7 +411,14 @@ pub(crate) async fn after_conflict(
         .retry(retries, crate::event::RetryReason::Conflict)
         .await;
     if !probe.scheduled() {
-        tokio::time::sleep(backoff(retries, op.think.max(Duration::from_millis(20)))).await;
+        let pause = pause(
+            tuning.backoff,
+            retries,
+            op.think.max(Duration::from_millis(20)),
+        );
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
     }
     Ok(())
 }
@@ -437,6 +444,15 @@ pub(crate) async fn invoke<T: redis::FromRedisValue>(
             }
             other => return other,
         }
+    }
+}
+
+/// The pause before retry `attempt` (1-based) under `policy` (`--backoff`): none, or
+/// [`backoff`].
+pub(crate) fn pause(policy: crate::workload::Backoff, attempt: u32, cap: Duration) -> Duration {
+    match policy {
+        crate::workload::Backoff::None => Duration::ZERO,
+        crate::workload::Backoff::Exp => backoff(attempt, cap),
     }
 }
 

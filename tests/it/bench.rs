@@ -107,3 +107,82 @@ fn bench_rejects_a_bad_grid() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--updaters"));
 }
+
+/// `--backoff` (README "Performance"): the bench measures the same cells with and without it,
+/// and the retrying fixes stay intact either way (no timed assertion: which is faster is the
+/// bench's to show, not a test's to require).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_compares_backoff_policies_and_the_fixes_hold_under_both() {
+    let redis = crate::common::TestRedis::start();
+    let url = redis.url();
+    let bench = crate::common::racelab(&[
+        "bench",
+        "--redis-url",
+        &url,
+        "-s",
+        "watch,cas",
+        "-n",
+        "20",
+        "--duration",
+        "300ms",
+        "--backoff",
+        "none,exp",
+        "--no-redis-benchmark",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        bench.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&bench.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&bench.stdout).unwrap();
+    let cells = report["cells"].as_array().unwrap();
+    let policies: Vec<(&str, &str)> = cells
+        .iter()
+        .map(|c| {
+            (
+                c["strategy"].as_str().unwrap(),
+                c["backoff"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        policies,
+        [
+            ("watch", "none"),
+            ("watch", "exp"),
+            ("cas", "none"),
+            ("cas", "exp")
+        ]
+    );
+    for cell in cells {
+        assert_eq!(cell["lost"], 0, "{cell}");
+        assert!(
+            cell["commands_per_update"].as_f64().unwrap() > 0.0,
+            "{cell}"
+        );
+    }
+    let run = crate::common::racelab(&[
+        "run",
+        "--redis-url",
+        &url,
+        "-s",
+        "watch,cas,lock,fenced",
+        "-n",
+        "30",
+        "--backoff",
+        "none",
+        "--think",
+        "1ms",
+        "--expect",
+        "intact",
+    ]);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+}

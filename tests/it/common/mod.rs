@@ -211,6 +211,7 @@ pub fn workload(updaters: u32, segments: usize, rounds: u32, think: Duration) ->
         jitter: 0.1,
         seed: 42,
         tuning: Tuning {
+            backoff: racelab::Backoff::Exp,
             lock_ttl: Tuning::default_lock_ttl(think),
             max_retries: 10_000,
         },
