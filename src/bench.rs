@@ -63,6 +63,8 @@ pub struct BenchCell {
     pub retries_per_update: f64,
     /// racelab's own CPU time (user + system) per acknowledged update.
     pub cpu_us_per_update: f64,
+    /// racelab's peak resident memory during the cell, in MiB (Linux; `null` elsewhere).
+    pub peak_rss_mib: Option<f64>,
     pub lost: u64,
     pub unknown: u64,
     /// Updates still retrying when the cell's time was up (they stop there) or past
@@ -86,6 +88,28 @@ pub struct CellLatency {
 struct Cost {
     commands: u64,
     cpu: Duration,
+    /// racelab's peak resident memory during the run, where Linux can say.
+    peak_rss: Option<u64>,
+}
+
+/// Resets the process's peak resident memory (Linux: `5` to `/proc/self/clear_refs`), so the
+/// next [`peak_rss`] is the peak since now. Whether it could.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The process's peak resident memory in bytes (`VmHWM` of `/proc/self/status`).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchReport, Error> {
@@ -188,6 +212,7 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
                 commands_per_update: (cost.commands > 0).then(|| round(commands as f64 / updates)),
                 retries_per_update: round(tally.retries as f64 / updates),
                 cpu_us_per_update: round(cpu.as_secs_f64() * 1e6 / updates),
+                peak_rss_mib: cost.peak_rss.map(|b| round(b as f64 / (1024.0 * 1024.0))),
                 lost: result.truth.lost,
                 unknown: tally.unknown,
                 gave_up: tally.give_ups,
@@ -238,8 +263,10 @@ async fn measured(
 ) -> Result<(engine::RunResult, Cost), Error> {
     let commands_before = commands_served(stats).await;
     let cpu_before = cpu_time();
+    let reset = reset_peak_rss();
     let result = engine::run(target, strategy, workload, settings, None, cancel).await?;
     let cpu = cpu_time().saturating_sub(cpu_before);
+    let peak_rss = peak_rss().filter(|_| reset);
     let commands_after = commands_served(stats).await;
     let commands = match (commands_before, commands_after) {
         // The INFO that reads "before" is counted in "after".
@@ -252,7 +279,14 @@ async fn measured(
             reason: format!("{strategy} with {} updaters: {reason}", workload.updaters),
         });
     }
-    Ok((result, Cost { commands, cpu }))
+    Ok((
+        result,
+        Cost {
+            commands,
+            cpu,
+            peak_rss,
+        },
+    ))
 }
 
 /// Every command the server has served, from `INFO commandstats`; `None` when it won't say.
@@ -444,7 +478,7 @@ impl BenchReport {
         };
         let _ = writeln!(
             out,
-            "{:<w$} {:>8}{} {:>10} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>5}",
+            "{:<w$} {:>8}{} {:>10} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>5}",
             "strategy",
             "updaters",
             policy("backoff"),
@@ -455,6 +489,7 @@ impl BenchReport {
             "cmds/upd",
             "retr/upd",
             "cpu µs",
+            "RSS MiB",
             "×c50",
             "×P16",
             "lost"
@@ -463,7 +498,7 @@ impl BenchReport {
         for cell in &self.cells {
             let _ = writeln!(
                 out,
-                "{:<w$} {:>8}{} {:>10.0} {:>8.2} {:>8.2} {:>9.2} {:>9} {:>8.2} {:>8.1} {:>7} {:>7} {:>5}",
+                "{:<w$} {:>8}{} {:>10.0} {:>8.2} {:>8.2} {:>9.2} {:>9} {:>8.2} {:>8.1} {:>7} {:>7} {:>7} {:>5}",
                 cell.strategy.name(),
                 cell.updaters,
                 policy(&cell.backoff.to_string()),
@@ -475,6 +510,8 @@ impl BenchReport {
                     .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
                 cell.retries_per_update,
                 cell.cpu_us_per_update,
+                cell.peak_rss_mib
+                    .map_or_else(|| "-".to_owned(), |m| format!("{m:.0}")),
                 ratio(cell.ratio_hset_c50),
                 ratio(cell.ratio_hset_c50_p16),
                 cell.lost,
