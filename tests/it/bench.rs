@@ -163,6 +163,8 @@ async fn the_bench_compares_backoff_policies_and_the_fixes_hold_under_both() {
             cell["commands_per_update"].as_f64().unwrap() > 0.0,
             "{cell}"
         );
+        // Peak memory per cell, from the kernel (this runs on Linux).
+        assert!(cell["peak_rss_mib"].as_f64().unwrap() > 0.0, "{cell}");
     }
     let run = crate::common::racelab(&[
         "run",
