@@ -40,6 +40,8 @@
 //! - `cli`: command-line options and their checks.
 //! - `headless`, `report`, `history`: `racelab run`, its text and JSON report, `--history`.
 //! - `junit`, `markdown`: the JUnit XML and Markdown reports of `run` and `prove`, for CI.
+//! - `html/`: `--html`, the run (or the proof) as a self-contained page; `lanes.rs` watches the
+//!   events for each updater's spans.
 //! - `completions`: `racelab completions`, shell completions and the man page.
 //! - `bench`: `racelab bench`, the strategies' costs beside redis-benchmark.
 //! - `service`: the seed's journey-service API (get a journey, update a segment's status).
@@ -60,6 +62,7 @@ mod event;
 mod exec;
 mod headless;
 mod history;
+mod html;
 mod journey;
 mod junit;
 mod keys;
@@ -211,7 +214,7 @@ async fn prove_command(args: &cli::ProveArgs, cancel: &CancellationToken) -> Res
         path: path.display().to_string(),
         reason: e.to_string(),
     };
-    // Open the output first: a path that can't be written fails before any schedule is run.
+    // Open the outputs first: a path that can't be written fails before any schedule is run.
     let file = match &args.output {
         Some(path) => Some(std::fs::File::create(path).map_err(|e| output_error(path, e))?),
         None => {
@@ -219,7 +222,15 @@ async fn prove_command(args: &cli::ProveArgs, cancel: &CancellationToken) -> Res
             None
         }
     };
+    let html = args
+        .html
+        .as_deref()
+        .map(html::HtmlFile::create)
+        .transpose()?;
     let report = prove::run(args, cancel).await?;
+    if let Some(html) = html {
+        html.write(&html::prove_page(&report))?;
+    }
     let text = report
         .write(args.format)
         .map_err(|e| output_error(std::path::Path::new("the report"), e))?;
