@@ -196,6 +196,13 @@ impl Lanes {
                 self.open(lane, SpanKind::LockWait, at, *round, String::new());
             }
             EventKind::Writing { round } => {
+                // A blind write (hash, lua, …) reads nothing: from its start to its write it
+                // thinks.
+                if let Some(open) = &mut self.open[lane]
+                    && open.kind == SpanKind::Start
+                {
+                    open.kind = SpanKind::Think;
+                }
                 self.close(lane, at, None, "");
                 self.open(lane, SpanKind::Write, at, *round, String::new());
             }
