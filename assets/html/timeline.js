@@ -440,7 +440,7 @@
     steps.forEach(function (st) { if (st.updater > n) n = st.updater; });
     n = Math.max(n, Math.min(updaters, 3));
     var grid = el('div', 'steps');
-    grid.style.gridTemplateColumns = '2.2em repeat(' + n + ', minmax(180px, 1fr))';
+    grid.style.gridTemplateColumns = '2.2em repeat(' + n + ', minmax(180px, 340px))';
     add(grid, el('div'));
     for (var u = 1; u <= n; u++) add(grid, el('div', 'hd', '#' + u));
     function lastWrite(updater) {
@@ -464,7 +464,7 @@
         if (c !== st.updater) { add(grid, el('div')); continue; }
         var f = flags[k] || [];
         var cell = el('div', 'step ' + st.role + (f.some(function (x) { return x[0] === 'erases'; }) ? ' erases' : ''));
-        add(cell, el('div', null, st.role), el('code', null, st.command));
+        add(cell, el('b', null, st.role + ' '), el('code', null, st.command));
         if (st.reply) add(cell, el('div', 'reply', '→ ' + st.reply));
         f.forEach(function (x) { add(cell, el('div', 'flag', x[1])); });
         add(grid, cell);
