@@ -270,12 +270,7 @@
       for (r = first; r <= last; r++) {
         row = rows[r]; ry = y(r);
         if (ry + rowH < axisH) continue;
-        if (row.group) {
-          ctx.fillStyle = '#e4e7eb'; ctx.fillRect(0, ry, w, rowH);
-          ctx.fillStyle = '#1f2933'; ctx.font = '600 ' + font + 'px system-ui, sans-serif';
-          ctx.fillText(row.group, 6, ry + rowH / 2);
-          continue;
-        }
+        if (row.group) continue;
         lane = row.lane;
         var erased = s.lost_updates.length && lane.spans.some(function (sp) {
           return sp.kind === 'write' && sp.outcome === 'acknowledged' && index.lost[lane.updater + ':' + sp.round];
@@ -285,6 +280,14 @@
         ctx.fillText('#' + lane.updater + ' ' + lane.segment + (erased ? ' ✗' : ''), 6, ry + rowH / 2);
       }
       ctx.strokeStyle = '#d9e2ec'; ctx.beginPath(); ctx.moveTo(labelW + 0.5, axisH); ctx.lineTo(labelW + 0.5, h); ctx.stroke();
+      // A worker's name over its lanes: only behind the words, so arrows across stay visible.
+      ctx.font = '600 ' + font + 'px system-ui, sans-serif';
+      for (r = first; r <= last; r++) {
+        if (!rows[r].group) continue;
+        ry = y(r);
+        ctx.fillStyle = '#e4e7eb'; ctx.fillRect(0, ry, ctx.measureText(rows[r].group).width + 14, rowH);
+        ctx.fillStyle = '#1f2933'; ctx.fillText(rows[r].group, 6, ry + rowH / 2);
+      }
       // The time axis, over the top.
       ctx.fillStyle = '#ffffff'; ctx.fillRect(0, 0, w, axisH);
       ctx.fillStyle = '#616e7c'; ctx.font = '11px system-ui, sans-serif'; ctx.textBaseline = 'alphabetic';
