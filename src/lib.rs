@@ -214,6 +214,14 @@ async fn prove_command(args: &cli::ProveArgs, cancel: &CancellationToken) -> Res
         path: path.display().to_string(),
         reason: e.to_string(),
     };
+    if let (Some(page), Some(output)) = (&args.html, &args.output)
+        && headless::same_file(page, output)
+    {
+        return Err(Error::Usage(format!(
+            "--html {} is the file --output names too, and the two would overwrite each other; give each its own file",
+            page.display()
+        )));
+    }
     // Open the outputs first: a path that can't be written fails before any schedule is run.
     let file = match &args.output {
         Some(path) => Some(std::fs::File::create(path).map_err(|e| output_error(path, e))?),
@@ -228,9 +236,6 @@ async fn prove_command(args: &cli::ProveArgs, cancel: &CancellationToken) -> Res
         .map(html::HtmlFile::create)
         .transpose()?;
     let report = prove::run(args, cancel).await?;
-    if let Some(html) = html {
-        html.write(&html::prove_page(&report))?;
-    }
     let text = report
         .write(args.format)
         .map_err(|e| output_error(std::path::Path::new("the report"), e))?;
@@ -241,6 +246,10 @@ async fn prove_command(args: &cli::ProveArgs, cancel: &CancellationToken) -> Res
                 .map_err(|e| output_error(path, e))?
         }
         _ => output::stdout(&text, "prove report")?,
+    }
+    // The page comes after the report, which it leaves as it is.
+    if let Some(html) = html {
+        html.write(&html::prove_page(&report))?;
     }
     Ok(report.ok)
 }

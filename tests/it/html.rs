@@ -329,9 +329,12 @@ fn a_bad_html_path_is_one_sentence_and_exit_2() {
         assert!(output.stdout.is_empty());
     }
     // The page cannot be the report too.
-    let output = racelab(&["run", "--html", "same.html", "-o", "same.html"]);
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(stderr(&output).contains("--html same.html"));
+    for command in ["run", "prove"] {
+        let output = racelab(&[command, "--html", "same.html", "-o", "same.html"]);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(stderr(&output).contains("--html same.html"), "{command}");
+        assert!(!Path::new("same.html").exists(), "{command}");
+    }
 }
 
 /// Workers to join a run, killed on drop.
