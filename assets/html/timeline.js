@@ -305,7 +305,9 @@
       var box = el('div');
       add(box, el('b', null, '#' + lane.updater + ' · ' + lane.segment + ' · round ' + sp.round +
         (lane.worker ? ' · ' + lane.worker : '')));
-      add(box, el('div', null, WORDS[sp.kind] + (sp.outcome ? ' (' + sp.outcome + ')' : '')));
+      add(box, el('div', null, WORDS[sp.kind] + (sp.outcome === 'conflict'
+        ? ': refused, the journey changed since the read (a conflict)'
+        : sp.outcome ? ' (' + sp.outcome + ')' : '')));
       add(box, el('div', 'k', ms(sp.from_us) + ' → ' + ms(sp.to_us) + ' (' + ms(sp.to_us - sp.from_us) + ')'));
       if (sp.note) add(box, el('div', null, sp.note));
       if (sp.command) add(box, add(el('div'), 'Redis command ', el('code', null, sp.command)));
