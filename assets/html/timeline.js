@@ -394,7 +394,8 @@
         add(cell, el('span', 'id', (c.state === 'lost' ? '✗ ' : '') + c.id.replace(/^SEG-0*/, '')));
       } else {
         add(cell, el('div', 'id', (c.state === 'lost' ? '✗ ' : c.state === 'applied' ? '✓ ' : '') + c.id),
-          el('div', null, c.status + ' · count ' + c.count + ' of ' + c.acknowledged + ' acknowledged'));
+          el('div', null, c.status + ' · ' + (c.acknowledged || c.count
+            ? c.count + ' of ' + c.acknowledged + ' acknowledged updates applied' : 'no update')));
         losses.slice(0, 3).forEach(function (l) {
           add(cell, el('div', 'by', '#' + l.updater + "'s " + l.expected + ' lost' +
             (l.erased_by ? ', erased by #' + l.erased_by : '')));
