@@ -157,6 +157,11 @@ pub struct ProveArgs {
     /// Write the report to this file instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Also write a self-contained HTML page of the proof: each shortest losing schedule, step
+    /// by step (README "HTML timeline").
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// Options of `racelab bench`.
@@ -323,6 +328,11 @@ pub struct RunArgs {
     /// Write every operation of the run to this file as JSON lines (see the README).
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
+
+    /// Also write the run as a self-contained HTML timeline: lanes, segments, who erased whom
+    /// (README "HTML timeline").
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 
     /// What the verdict expects: auto (naive loses when it can race, fixes don't), lost, intact.
     #[arg(long, value_enum, default_value_t = Expect::Auto)]

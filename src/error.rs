@@ -59,6 +59,9 @@ pub enum Error {
     #[error("cannot write the history to {path}: {reason}; choose a writable --history path")]
     History { path: String, reason: String },
 
+    #[error("cannot write the HTML timeline to {path}: {reason}; choose a writable --html path")]
+    Html { path: String, reason: String },
+
     #[error("interrupted")]
     Interrupted,
 }

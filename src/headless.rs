@@ -32,7 +32,11 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
     }
     // Nothing racelab writes may overwrite the journey it reads.
     if let Some(journey) = &args.options.journey {
-        for (option, path) in [("--output", &args.output), ("--history", &args.history)] {
+        for (option, path) in [
+            ("--output", &args.output),
+            ("--history", &args.history),
+            ("--html", &args.html),
+        ] {
             if let Some(path) = path
                 && same_file(journey, path)
             {
@@ -55,6 +59,18 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
             )));
         }
     }
+    if let Some(html) = &args.html {
+        let clash = [("--output", &args.output), ("--history", &args.history)]
+            .into_iter()
+            .find(|(_, path)| path.as_deref().is_some_and(|path| same_file(html, path)))
+            .map(|(option, _)| option);
+        if let Some(option) = clash {
+            return Err(Error::Usage(format!(
+                "--html {} is the file {option} names too, and the two would overwrite each other; give each its own file",
+                html.display()
+            )));
+        }
+    }
     // Open the output first: a path that can't be written fails before any work is done.
     if args.output.is_none() {
         crate::output::check_stdout("report")?;
@@ -67,6 +83,12 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
         None => None,
     };
     let history = args.history.as_deref().map(History::create).transpose()?;
+    let html = args
+        .html
+        .as_deref()
+        .map(crate::html::HtmlFile::create)
+        .transpose()?;
+    let mut timelines = Vec::new();
     // When the run began, for JUnit's timestamp.
     let started = std::time::SystemTime::now();
     let target = args.options.target().await?;
@@ -98,6 +120,7 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
         &workload,
         args.expect,
         history.as_ref(),
+        html.is_some().then_some(&mut timelines),
         cancel,
     )
     .await;
@@ -150,6 +173,10 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
             "report",
         )?,
     }
+    // The page comes after the report, which it leaves as it is.
+    if let Some(html) = html {
+        html.write(&crate::html::run_page(&report, timelines))?;
+    }
     match failure {
         Some(e) => Err(e),
         None => Ok(report),
@@ -157,7 +184,9 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
 }
 
 /// Runs each strategy in turn. Stops at the first one that cannot be run, and returns the report
-/// of those that ran with the error that stopped the rest.
+/// of those that ran with the error that stopped the rest. With `timelines`, each strategy's run
+/// is watched for its lanes, and its page data added there (`--html`).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_strategies(
     target: &Target,
     options: &Options,
@@ -165,6 +194,7 @@ pub async fn run_strategies(
     workload: &Workload,
     expect: crate::report::Expect,
     history: Option<&History>,
+    mut timelines: Option<&mut Vec<crate::html::StrategyRun>>,
     cancel: &CancellationToken,
 ) -> (Report, Option<Error>) {
     let mut failure = None;
@@ -192,6 +222,14 @@ pub async fn run_strategies(
             }
             None => (None, None),
         };
+        // The lanes' watcher sees every event first and passes it on to the history's.
+        let (watcher, lanes) = match timelines.is_some() {
+            true => {
+                let (tx, task) = crate::html::lanes::watch(workload, watcher);
+                (Some(tx), Some(task))
+            }
+            false => (watcher, None),
+        };
         let run = engine::run(target, strategy, workload, settings, watcher, cancel);
         let result = if progress.shown() {
             // The run's progress is its time so far: counting updates would need the engine's
@@ -211,6 +249,12 @@ pub async fn run_strategies(
             }
         } else {
             run.await
+        };
+        // The engine dropped its sender: the lanes' watcher ends, and with it the history's
+        // sender it held.
+        let lanes = match lanes {
+            Some(task) => task.await.ok(),
+            None => None,
         };
         if let Some(writer) = writer {
             // The engine dropped its sender: the writer drains what is left and ends.
@@ -234,7 +278,11 @@ pub async fn run_strategies(
             break;
         }
         let expected = Expected::resolve(expect, strategy, &shape);
-        runs.push(RunReport::new(&result, workload, expected));
+        let run = RunReport::new(&result, workload, expected);
+        if let (Some(timelines), Some(lanes)) = (timelines.as_deref_mut(), lanes) {
+            timelines.push(crate::html::strategy_run(lanes, &result, workload, &run));
+        }
+        runs.push(run);
     }
     progress.clear();
     let complete = failure.is_none()

@@ -43,6 +43,8 @@
 //! - `cli`: command-line options and their checks.
 //! - `headless`, `report`, `history`: `racelab run`, its text and JSON report, `--history`.
 //! - `junit`, `markdown`: the JUnit XML and Markdown reports of `run` and `prove`, for CI.
+//! - `html/`: `--html`, the run (or the proof) as a self-contained page; `lanes.rs` watches the
+//!   events for each updater's spans.
 //! - `completions`: `racelab completions`, shell completions and the man page.
 //! - `bench`: `racelab bench`, the strategies' costs beside redis-benchmark.
 //! - `service`: the seed's journey-service API (get a journey, update a segment's status).
@@ -64,6 +66,7 @@ mod event;
 mod exec;
 mod headless;
 mod history;
+mod html;
 mod journey;
 mod junit;
 mod keys;
@@ -215,7 +218,15 @@ async fn prove_command(args: &cli::ProveArgs, cancel: &CancellationToken) -> Res
         path: path.display().to_string(),
         reason: e.to_string(),
     };
-    // Open the output first: a path that can't be written fails before any schedule is run.
+    if let (Some(page), Some(output)) = (&args.html, &args.output)
+        && headless::same_file(page, output)
+    {
+        return Err(Error::Usage(format!(
+            "--html {} is the file --output names too, and the two would overwrite each other; give each its own file",
+            page.display()
+        )));
+    }
+    // Open the outputs first: a path that can't be written fails before any schedule is run.
     let file = match &args.output {
         Some(path) => Some(std::fs::File::create(path).map_err(|e| output_error(path, e))?),
         None => {
@@ -223,6 +234,11 @@ async fn prove_command(args: &cli::ProveArgs, cancel: &CancellationToken) -> Res
             None
         }
     };
+    let html = args
+        .html
+        .as_deref()
+        .map(html::HtmlFile::create)
+        .transpose()?;
     let report = prove::run(args, cancel).await?;
     let text = report
         .write(args.format)
@@ -234,6 +250,10 @@ async fn prove_command(args: &cli::ProveArgs, cancel: &CancellationToken) -> Res
                 .map_err(|e| output_error(path, e))?
         }
         _ => output::stdout(&text, "prove report")?,
+    }
+    // The page comes after the report, which it leaves as it is.
+    if let Some(html) = html {
+        html.write(&html::prove_page(&report))?;
     }
     Ok(report.ok)
 }

@@ -68,6 +68,12 @@ pub struct ProveResult {
     pub ok: bool,
     /// How long trying every interleaving took.
     pub duration_ms: f64,
+    /// The shortest losing schedule's steps, what each sent and what Redis answered (`--html`).
+    #[serde(skip)]
+    pub shortest_steps: Vec<crate::schedule::Choice>,
+    /// What the shortest losing schedule lost, and who erased it (`--html`).
+    #[serde(skip)]
+    pub shortest_lost: Vec<crate::truth::LostUpdate>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -208,6 +214,7 @@ struct Explored {
     prefix: Vec<Token>,
     taken: Vec<crate::schedule::Choice>,
     lost: bool,
+    lost_updates: Vec<crate::truth::LostUpdate>,
 }
 
 impl Explored {
@@ -256,6 +263,7 @@ async fn explore_one(
         prefix,
         taken: result.taken,
         lost: result.truth.lost > 0,
+        lost_updates: result.truth.lost_updates,
     })
 }
 
@@ -278,6 +286,7 @@ async fn explore(
     let mut schedules = 0u64;
     let mut losing = 0u64;
     let mut shortest: Option<Vec<Token>> = None;
+    let mut shortest_run = (Vec::new(), Vec::new());
     let mut pending: Vec<Vec<Token>> = vec![Vec::new()];
     let mut running = tokio::task::JoinSet::new();
     // A run that fails stops the others, which still delete their keys before they end.
@@ -327,6 +336,7 @@ async fn explore(
                 .is_none_or(|s| (tokens.len(), order(&tokens)) < (s.len(), order(s)));
             if shorter {
                 shortest = Some(tokens.clone());
+                shortest_run = (explored.taken.clone(), explored.lost_updates.clone());
             }
         }
         // Every other updater waiting at a step past the prefix is an interleaving not tried;
@@ -372,6 +382,8 @@ async fn explore(
         expected,
         ok: expected.met_by(losing),
         duration_ms: (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0,
+        shortest_steps: shortest_run.0,
+        shortest_lost: shortest_run.1,
     })
 }
 

@@ -9,6 +9,7 @@ mod cli;
 mod cluster;
 mod formats;
 mod hostile;
+mod html;
 mod install;
 mod properties;
 mod safety;
