@@ -318,11 +318,13 @@ mod tests {
             jitter: 0.0,
             seed: 0,
             tuning: crate::workload::Tuning {
+                backoff: crate::workload::Backoff::Exp,
                 lock_ttl: Duration::from_secs(1),
                 max_retries: 1,
             },
             deadline: None,
             schedule: None,
+            processes: 1,
         };
         let mut lanes = Lanes::new(2, 20);
         for e in [
