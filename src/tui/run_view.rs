@@ -467,6 +467,7 @@ impl RunView {
                     eraser_at: Some(eraser.acked_at),
                     eraser_read: eraser.read_at,
                     segments,
+                    by_time: self.strategy.is_user(),
                 },
             );
         }

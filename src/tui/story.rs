@@ -70,6 +70,9 @@ pub enum Story {
         eraser_at: Option<Duration>,
         eraser_read: Option<Duration>,
         segments: Vec<LostSegment>,
+        /// A user's strategy (`exec:`, `lua:`): racelab saw when the eraser's request went,
+        /// not when its code read, so the eraser is told by time.
+        by_time: bool,
     },
     /// Which worker runs which updaters, as the run starts: `w1 #1–#10 (pid 4242 on build-7)`.
     Workers { shares: Vec<String> },
@@ -179,6 +182,7 @@ impl Story {
                 eraser_at,
                 eraser_read,
                 segments,
+                by_time,
             } => {
                 let what = match segments.as_slice() {
                     [(segment, status, updater)] => {
@@ -206,6 +210,11 @@ impl Story {
                     }
                 };
                 match (eraser, eraser_at, eraser_read) {
+                    (Some(by), Some(at), Some(sent)) if *by_time => format!(
+                        "#{by}'s update, sent at {} and landed at {}, overlapped it: {what}",
+                        fmt_ms(*sent),
+                        fmt_ms(*at)
+                    ),
                     (Some(by), Some(at), Some(read)) => format!(
                         "#{by} wrote its stale copy (read at {}) at {}: {what}",
                         fmt_ms(*read),

@@ -81,6 +81,9 @@ fn header(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
     let think = if running.is_some() && app.step.is_some() {
         // The presenter is the clock: there is no think time to show.
         "stepped by you".to_owned()
+    } else if strategy.exec_command().is_some() {
+        // A user's service pauses where it pauses: racelab's think time is not used.
+        "the service's own pace".to_owned()
     } else if workload.jitter > 0.0 && !workload.think.is_zero() {
         format!(
             "think {}–{}",

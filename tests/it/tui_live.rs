@@ -252,5 +252,9 @@ async fn a_journey_service_is_watched_through_its_own_get() {
     );
     assert_eq!(run.tally.acknowledged, 20);
     assert!(run.lost() > 0, "the naive service loses updates");
+    // racelab sees when a service's requests go, not its reads: the story says so.
+    for lost in run.story.iter().filter(|s| matches!(s, Story::Lost { .. })) {
+        assert!(lost.text().contains("sent at"), "{}", lost.text());
+    }
     assert!(keys_left(&target).await.is_empty());
 }
