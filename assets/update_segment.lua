@@ -2,18 +2,26 @@
 -- nothing can come between the read and the write.
 --
 -- KEYS[1]: the journey's JSON document. ARGV[1]: segment id. ARGV[2]: the new status.
--- Returns the segment's new UpdateCount, 0 when the journey is missing, -1 when the segment is.
+-- ARGV[3] (optional): "invariant" for write skew: write only if no other segment is Boarding.
+-- Returns the segment's new UpdateCount, 0 when the journey is missing, -1 when the segment is,
+-- -2 when the invariant declined the update.
 local doc = redis.call('GET', KEYS[1])
 if not doc then
   return 0
 end
 local journey = cjson.decode(doc)
+local mine = nil
 for _, segment in ipairs(journey['Segments']) do
   if segment['SegmentId'] == ARGV[1] then
-    segment['Status'] = ARGV[2]
-    segment['UpdateCount'] = (tonumber(segment['UpdateCount']) or 0) + 1
-    redis.call('SET', KEYS[1], cjson.encode(journey), 'KEEPTTL')
-    return segment['UpdateCount']
+    mine = segment
+  elseif ARGV[3] == 'invariant' and segment['Status'] == 'Boarding' then
+    return -2
   end
 end
-return -1
+if not mine then
+  return -1
+end
+mine['Status'] = ARGV[2]
+mine['UpdateCount'] = (tonumber(mine['UpdateCount']) or 0) + 1
+redis.call('SET', KEYS[1], cjson.encode(journey), 'KEEPTTL')
+return mine['UpdateCount']

@@ -35,6 +35,7 @@ fn main() {
         deadline: None,
         schedule: None,
         processes: 1,
+        scenario: racelab::Scenario::LostUpdate,
     };
     let target = TargetInfo {
         display: "redis://127.0.0.1:6379/".into(),

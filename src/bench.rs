@@ -179,6 +179,7 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
                 deadline: Some(args.duration),
                 schedule: None,
                 processes: 1,
+                scenario: crate::workload::Scenario::LostUpdate,
             };
             // The same run with no time to update measures what setting up costs (connections,
             // seeding, read-back, cleanup), to take it off the real one.

@@ -129,6 +129,7 @@ mod tests {
             deadline: None,
             schedule: None,
             processes: 1,
+            scenario: crate::workload::Scenario::LostUpdate,
         }
     }
 

@@ -122,6 +122,10 @@ pub struct ProveArgs {
     #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=5))]
     pub retry_bound: u32,
 
+    /// What the schedules test for; prove tries lost-update (write-skew runs with racelab run).
+    #[arg(long, value_enum, default_value_t = crate::workload::Scenario::LostUpdate)]
+    pub scenario: crate::workload::Scenario,
+
     /// Between two tries of an update. A schedule orders the steps, so no pause changes what
     /// prove finds; it is taken for the runs' settings to match `run`'s.
     #[arg(long, value_enum, default_value_t = crate::workload::Backoff::Exp)]
@@ -294,6 +298,11 @@ pub struct Options {
     /// same Redis) instead of in this one; racelab waits for them to join.
     #[arg(long, value_name = "K", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub workers: Option<u32>,
+
+    /// What the run tests for: lost-update (each updater writes its own status) or write-skew
+    /// (each tries to board its own segment while no other is Boarding).
+    #[arg(long, value_enum, default_value_t = crate::workload::Scenario::LostUpdate)]
+    pub scenario: crate::workload::Scenario,
 
     /// The interleaving to run: updater numbers (spaces or commas), each letting that updater take
     /// its next step; `t` lets time pass (the lock's ttl runs out); steps left over run one at a
@@ -573,6 +582,7 @@ impl Options {
             deadline: None,
             schedule: self.schedule.clone(),
             processes: self.workers.unwrap_or(1),
+            scenario: self.scenario,
         })
     }
 

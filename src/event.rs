@@ -117,6 +117,14 @@ pub enum EventKind {
         /// It stopped retrying after `--max-retries`.
         gave_up: bool,
     },
+    /// The update was not made because the invariant said no (write skew: another segment
+    /// is Boarding as the updater read the journey). Redis answered; nothing was written.
+    Declined {
+        round: u32,
+        segment: u32,
+        #[serde(deserialize_with = "status")]
+        status: StatusName,
+    },
     /// The updater made all its updates.
     Done,
 }

@@ -20,7 +20,6 @@ use tokio::task::JoinHandle;
 use crate::engine::RunResult;
 use crate::error::Error;
 use crate::event::{Event, EventKind, Outcome, RetryReason, Seen};
-use crate::journey::update_status;
 use crate::strategy::Strategy;
 use crate::workload::Workload;
 
@@ -219,7 +218,7 @@ fn event_line(strategy: Strategy, workload: &Workload, event: &Event) -> Option<
         EventKind::Invoked { round } => {
             line.kind = "invoke";
             line.round = Some(round + 1);
-            line.status = Some(update_status(event.updater as usize, *round));
+            line.status = Some(workload.status_of(event.updater, *round));
         }
         EventKind::Read {
             round,
@@ -278,6 +277,13 @@ fn event_line(strategy: Strategy, workload: &Workload, event: &Event) -> Option<
             line.status = Some(status);
             reason_text = reason.clone();
             line.reason = Some(&reason_text);
+        }
+        EventKind::Declined { round, status, .. } => {
+            // The invariant said no (write skew): Redis answered, nothing was written.
+            line.kind = "fail";
+            line.round = Some(round + 1);
+            line.status = Some(status);
+            line.reason = Some("declined: another segment is Boarding");
         }
         EventKind::Reading { .. } | EventKind::Writing { .. } | EventKind::Done => return None,
     }

@@ -101,7 +101,7 @@ pub use service::JourneyService;
 pub use strategy::{Strategy, UpdateStatus};
 pub use target::{ClusterPlace, Target};
 pub use truth::{Tally, verify};
-pub use workload::{Backoff, RaceShape, Tuning, Workload};
+pub use workload::{Backoff, RaceShape, Scenario, Tuning, Workload};
 mod workload;
 
 use tokio_util::sync::CancellationToken;

@@ -170,6 +170,13 @@ pub struct RunReport {
     /// Which worker ran which updaters, when workers ran them (`--workers`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<WorkerShare>,
+    /// What the run tested for (`--scenario`).
+    pub scenario: crate::workload::Scenario,
+    /// Updates the invariant declined (write skew): decided, not failed.
+    pub declined: u64,
+    /// Write skew's invariant as the final state shows it; the verdict goes by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invariant: Option<crate::truth::Invariant>,
     /// How the verdict of a user's own strategy (`exec:`, `lua:`) was made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<UserVerdict>,
@@ -192,6 +199,15 @@ pub struct Latency {
     pub p50: f64,
     pub p99: f64,
     pub max: f64,
+}
+
+/// What the verdict counts as the anomaly seen: lost updates, or for write skew a broken
+/// invariant (README "Scenarios").
+fn anomalies(result: &RunResult) -> u64 {
+    match &result.invariant {
+        Some(invariant) => u64::from(!invariant.holds),
+        None => result.truth.lost,
+    }
 }
 
 impl RunReport {
@@ -230,7 +246,7 @@ impl RunReport {
             expected,
             ok: result.is_complete()
                 && inconclusive.is_none()
-                && expected.met_by(result.truth.lost),
+                && expected.met_by(anomalies(result)),
             inconclusive,
             duration_ms: round2(ms(duration)),
             updates_per_s: if secs > 0.0 {
@@ -268,6 +284,9 @@ impl RunReport {
             failures: tally.failure_reasons.clone(),
             keys_left: result.keys_left.clone(),
             workers: result.workers.clone(),
+            scenario: workload.scenario,
+            declined: tally.declined,
+            invariant: result.invariant.clone(),
             user: result.user.map(|user| UserVerdict {
                 truth: if user.exact { "exact" } else { "real-time" },
                 in_flight_max: user.in_flight_max,
@@ -308,17 +327,31 @@ impl RunReport {
     }
 
     pub(crate) fn verdict(&self) -> String {
-        let seen = if self.lost.unwrap_or(0) > 0 {
-            "lost"
-        } else {
-            "intact"
+        // Write skew is judged by its invariant: broken or holds.
+        let (seen, expected) = match &self.invariant {
+            Some(invariant) => (
+                if invariant.holds { "holds" } else { "broken" },
+                match self.expected {
+                    Expected::Lost => "broken",
+                    Expected::Intact => "holds",
+                    Expected::Either => "either",
+                },
+            ),
+            None => (
+                if self.lost.unwrap_or(0) > 0 {
+                    "lost"
+                } else {
+                    "intact"
+                },
+                self.expected.word(),
+            ),
         };
         let word = if self.ok { "ok" } else { "FAIL" };
         match (&self.stopped, self.expected) {
             (Some(_), _) => "STOPPED".to_owned(),
             (None, _) if self.inconclusive.is_some() => "INCONCLUSIVE".to_owned(),
             (None, Expected::Either) => format!("{word} ({seen}, either expected)"),
-            (None, expected) => format!("{word} ({seen}, expected {})", expected.word()),
+            (None, _) => format!("{word} ({seen}, expected {expected})"),
         }
     }
 }
@@ -526,6 +559,23 @@ impl Report {
                     None => String::new(),
                 };
                 let _ = writeln!(out, "\n{}: {how}{raced}", run.strategy);
+            }
+            if let Some(invariant) = &run.invariant {
+                let told = match &invariant.explanation {
+                    Some(explanation) => {
+                        format!("the invariant ({}) broke: {explanation}", invariant.rule)
+                    }
+                    None => format!(
+                        "the invariant ({}) held: {} Boarding, {} declined",
+                        invariant.rule,
+                        invariant
+                            .boarding
+                            .first()
+                            .map_or("no segment", String::as_str),
+                        crate::output::counted(run.declined, "update")
+                    ),
+                };
+                let _ = writeln!(out, "\n{}: {told}", run.strategy);
             }
             if let Some(text) = run.lost_text() {
                 let _ = write!(out, "\n{text}");

@@ -138,6 +138,8 @@ impl JourneyService {
         let keys = self.keys(journey_id);
         let op = Op {
             journey_id,
+            invariant: false,
+            segment_ids: &[],
             retry_until: None,
             keys: &keys,
             segment_id,

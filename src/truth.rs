@@ -83,6 +83,8 @@ pub struct Tally {
     pub conflicts: u64,
     /// Updates that stopped retrying after `--max-retries`.
     pub give_ups: u64,
+    /// Updates the invariant declined (write skew): decided, not failed.
+    pub declined: u64,
     /// The last event's time: the run's duration once every updater is done.
     pub last_at: Duration,
     /// Update latency in microseconds, from its first read to its acknowledgement.
@@ -107,6 +109,7 @@ impl Tally {
             retries: 0,
             conflicts: 0,
             give_ups: 0,
+            declined: 0,
             last_at: Duration::ZERO,
             // 1 µs to an hour at three significant digits: fixed memory whatever the run's length.
             latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
@@ -161,6 +164,7 @@ impl Tally {
                     self.failure_reasons.push(reason.to_string());
                 }
             }
+            EventKind::Declined { .. } => self.declined += 1,
             EventKind::Retry { reason, .. } => {
                 self.retries += 1;
                 if *reason == RetryReason::Conflict {
@@ -201,7 +205,9 @@ pub fn inconclusive(
     total: u64,
     expects_loss: bool,
 ) -> Option<String> {
-    let acknowledged = tally.acknowledged;
+    // An update the invariant declined (write skew) was decided, not lost to a failure: it
+    // counts with the acknowledged ones.
+    let acknowledged = tally.acknowledged + tally.declined;
     let why = || {
         let mut parts = Vec::new();
         let refused = tally.errors - tally.give_ups;
@@ -404,6 +410,117 @@ pub fn verify_by_status(
         (a.segment.as_str(), a.updater, a.round).cmp(&(b.segment.as_str(), b.updater, b.round))
     });
     truth
+}
+
+/// Write skew's invariant as the final state shows it (README "Scenarios").
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Invariant {
+    /// The rule, in words.
+    pub rule: &'static str,
+    pub holds: bool,
+    /// The segments Boarding at the end.
+    pub boarding: Vec<String>,
+    /// When it broke: each write that boarded a segment, and the read it was based on.
+    pub broken_by: Vec<Boarded>,
+    /// In Elle's style: who read what, who wrote, what broke. `None` while it holds.
+    pub explanation: Option<String>,
+}
+
+/// A write that boarded a segment, and the read it was based on.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Boarded {
+    /// 1-based.
+    pub updater: u32,
+    pub segment: String,
+    /// When it read the journey it checked the invariant on; `None` where that read is not
+    /// visible to racelab (a script, a user's service).
+    pub read_ms: Option<f64>,
+    pub acknowledged_ms: f64,
+}
+
+/// Checks write skew's invariant, at most one segment Boarding, against the final state, and
+/// names the acknowledged writes that boarded the Boarding segments.
+pub fn check_invariant(tally: &Tally, journey: &Journey, states: &[SegmentState]) -> Invariant {
+    let boarding: Vec<usize> = states
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.status == crate::workload::BOARDING)
+        .map(|(i, _)| i)
+        .collect();
+    let holds = boarding.len() <= 1;
+    let mut broken_by = Vec::new();
+    if !holds {
+        for &i in &boarding {
+            let last = tally
+                .writes
+                .iter()
+                .filter(|w| w.segment as usize == i && w.status == crate::workload::BOARDING)
+                .max_by_key(|w| w.acked_at);
+            if let Some(w) = last {
+                broken_by.push(Boarded {
+                    updater: w.updater + 1,
+                    segment: journey.segments[i].segment_id.clone(),
+                    read_ms: w.read_at.map(ms),
+                    acknowledged_ms: ms(w.acked_at),
+                });
+            }
+        }
+    }
+    let explanation = (!holds).then(|| {
+        // Named a few at a time: twenty boarders read no better than three.
+        const NAMED: usize = 3;
+        let more = |n: usize| {
+            if n > NAMED {
+                format!(" and {} more", n - NAMED)
+            } else {
+                String::new()
+            }
+        };
+        let shown = &broken_by[..broken_by.len().min(NAMED)];
+        let who: Vec<String> = shown.iter().map(|b| format!("#{}", b.updater)).collect();
+        let reads: Vec<String> = shown
+            .iter()
+            .filter_map(|b| b.read_ms.map(|r| format!("{r:.1} ms")))
+            .collect();
+        let read = if reads.len() == shown.len() && !reads.is_empty() {
+            format!(" (at {})", reads.join(", "))
+        } else {
+            String::new()
+        };
+        let segments: Vec<&str> = shown.iter().map(|b| b.segment.as_str()).collect();
+        format!(
+            "write skew (G2-item): {}{} each read that no other segment was Boarding{read}, and each boarded its own: {}{} are Boarding at once",
+            join_words(&who),
+            more(broken_by.len()),
+            join_words(&segments),
+            more(boarding.len())
+        )
+    });
+    Invariant {
+        rule: "at most one segment of a journey is Boarding",
+        holds,
+        boarding: boarding
+            .iter()
+            .map(|&i| journey.segments[i].segment_id.clone())
+            .collect(),
+        broken_by,
+        explanation,
+    }
+}
+
+fn join_words<S: AsRef<str>>(parts: &[S]) -> String {
+    match parts {
+        [] => String::new(),
+        [one] => one.as_ref().to_owned(),
+        [init @ .., last] => format!(
+            "{} and {}",
+            init.iter()
+                .map(AsRef::as_ref)
+                .collect::<Vec<_>>()
+                .join(", "),
+            last.as_ref()
+        ),
+    }
 }
 
 /// How much eraser searching a verification may do; beyond it, losses stay unattributed.

@@ -35,10 +35,39 @@ pub struct Workload {
     /// `--workers K`. An in-process mutex (`local-mutex`) only excludes within one.
     #[serde(default = "one_process")]
     pub processes: u32,
+    /// The anomaly the run tests for (`--scenario`).
+    #[serde(default)]
+    pub scenario: Scenario,
 }
 
 fn one_process() -> u32 {
     1
+}
+
+/// What a run tests for (README "Scenarios"): lost updates (the seed's), or write skew, where
+/// an invariant that spans segments is checked by every updater before it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// Every updater writes its own status to its own segment; the verdict counts lost updates.
+    #[default]
+    LostUpdate,
+    /// Every updater tries to board its own segment, if no other segment is Boarding: at most
+    /// one segment of a journey may be Boarding. The verdict checks that invariant.
+    WriteSkew,
+}
+
+/// The status write skew's updaters write, and its invariant's subject: at most one segment of
+/// a journey may hold it.
+pub const BOARDING: &str = "Boarding";
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scenario::LostUpdate => "lost-update",
+            Scenario::WriteSkew => "write-skew",
+        })
+    }
 }
 
 impl Workload {
@@ -49,6 +78,14 @@ impl Workload {
     /// Updater `i` (0-based) works on segment `i mod S`, as the README says.
     pub fn segment_of(&self, updater: u32) -> u32 {
         updater % self.segments()
+    }
+
+    /// The status updater `updater` (0-based) writes in round `round`.
+    pub fn status_of(&self, updater: u32, round: u32) -> &'static str {
+        match self.scenario {
+            Scenario::LostUpdate => crate::journey::update_status(updater as usize, round),
+            Scenario::WriteSkew => BOARDING,
+        }
     }
 
     pub fn total_updates(&self) -> u64 {
@@ -67,6 +104,7 @@ impl Workload {
             // A worker runs a contiguous share of the updaters: with fewer updaters than
             // workers, some workers run none.
             processes: self.processes.clamp(1, self.updaters.max(1)),
+            scenario: self.scenario,
         }
     }
 }
@@ -121,4 +159,6 @@ pub struct RaceShape {
     pub scheduled: bool,
     /// How many processes run updaters (1, or the `--workers`, at most one per updater).
     pub processes: u32,
+    /// The anomaly tested for: `--expect auto` expects per scenario.
+    pub scenario: Scenario,
 }

@@ -10,7 +10,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{Event, EventKind, Outcome};
-use crate::journey::update_status;
 use crate::keys::Keys;
 use crate::lease::RENEW_EVERY;
 use crate::redis_errors::describe;
@@ -398,7 +397,7 @@ impl<'a> Race<'a> {
                     kind: EventKind::Failed {
                         round,
                         segment: self.workload.segment_of(u),
-                        status: update_status(u as usize, round),
+                        status: self.workload.status_of(u, round),
                         outcome: Outcome::Unknown,
                         reason: why.into(),
                         gave_up: false,

@@ -102,6 +102,7 @@ pub(super) async fn run(
         Some(user),
         settings.lost_limit,
     );
+    let invariant = super::invariant(workload, &tally, &states, &unverified);
     Ok(RunResult {
         strategy,
         run_id,
@@ -114,5 +115,6 @@ pub(super) async fn run(
         workers,
         taken,
         user: Some(user),
+        invariant,
     })
 }

@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::event::{Event, EventKind, Outcome, Probe, WriteScope};
-use crate::journey::update_status;
 use crate::keys::Keys;
 use crate::lease::Lease;
 use crate::schedule::{Choice, Driver, Gate, Schedule};
@@ -262,6 +261,16 @@ impl UpdaterTask {
                 .seed
                 .wrapping_add(u64::from(self.index).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         );
+        // Write skew's per-segment strategies read every segment to check the invariant.
+        let segment_ids: Vec<String> = match workload.scenario {
+            crate::workload::Scenario::WriteSkew => workload
+                .journey
+                .segments
+                .iter()
+                .map(|s| s.segment_id.clone())
+                .collect(),
+            crate::workload::Scenario::LostUpdate => Vec::new(),
+        };
         let mut probe =
             Probe::new(Some(self.tx.clone()), start, self.index).with_gate(self.gate.clone());
         if !self.phases {
@@ -275,12 +284,14 @@ impl UpdaterTask {
             {
                 break;
             }
-            let status = update_status(self.index as usize, round);
+            let status = workload.status_of(self.index, round);
             let think = workload
                 .think
                 .mul_f64(1.0 + workload.jitter * rng.random::<f64>());
             let op = Op {
                 journey_id: &workload.journey.id,
+                invariant: workload.scenario == crate::workload::Scenario::WriteSkew,
+                segment_ids: &segment_ids,
                 retry_until: workload.deadline,
                 lease: self.lease.as_deref(),
                 keys: &self.keys,
@@ -310,6 +321,12 @@ impl UpdaterTask {
                 self.silence.answered();
             }
             let kind = match result {
+                // The invariant said no: a decision, not a failure.
+                Ok(UpdateStatus::Declined) => EventKind::Declined {
+                    round,
+                    segment,
+                    status,
+                },
                 Ok(UpdateStatus::Applied) => EventKind::Acknowledged {
                     round,
                     segment,

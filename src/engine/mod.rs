@@ -102,6 +102,8 @@ pub struct RunResult {
     /// For a user's own strategy (`exec:`, `lua:`): how the verdict was made, and how much the
     /// service raced.
     pub user: Option<UserRun>,
+    /// Write skew's invariant as the final state shows it (`--scenario write-skew`).
+    pub invariant: Option<crate::truth::Invariant>,
 }
 
 /// What a run of a user's own strategy (`exec:`, `lua:`) adds to its result.
@@ -122,6 +124,17 @@ impl UserRun {
             in_flight_max,
         }
     }
+}
+
+/// Write skew's invariant, checked on a final state that could be read.
+fn invariant(
+    workload: &Workload,
+    tally: &Tally,
+    states: &[SegmentState],
+    unverified: &Option<String>,
+) -> Option<crate::truth::Invariant> {
+    (workload.scenario == crate::workload::Scenario::WriteSkew && unverified.is_none())
+        .then(|| crate::truth::check_invariant(tally, &workload.journey, states))
 }
 
 /// The truth of a finished run: none when its final state is unknown (`unverified`), by status
@@ -273,6 +286,7 @@ pub async fn run_as(
         user,
         settings.lost_limit,
     );
+    let invariant = invariant(workload, &tally, &states, &unverified);
     Ok(RunResult {
         strategy,
         run_id,
@@ -285,6 +299,7 @@ pub async fn run_as(
         workers,
         taken,
         user,
+        invariant,
     })
 }
 

@@ -261,6 +261,13 @@ impl Lanes {
                 let note = format!("{status}: {words}: {reason}");
                 self.close(lane, at, Some(kind), &note);
             }
+            EventKind::Declined { round, status, .. } => {
+                if self.open[lane].is_none() {
+                    self.open(lane, SpanKind::Write, at, *round, String::new());
+                }
+                let note = format!("{status}: declined, another segment was Boarding when it read");
+                self.close(lane, at, Some(SpanOutcome::Failed), &note);
+            }
             EventKind::Done => self.close(lane, at, None, ""),
         }
     }
@@ -325,6 +332,7 @@ mod tests {
             deadline: None,
             schedule: None,
             processes: 1,
+            scenario: crate::workload::Scenario::LostUpdate,
         };
         let mut lanes = Lanes::new(2, 20);
         for e in [

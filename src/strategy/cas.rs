@@ -86,7 +86,7 @@ impl Cas {
         let (Some(version), Some(doc)) = (version, doc) else {
             return Ok(Some(UpdateStatus::JourneyNotFound));
         };
-        let read = match ReadJourney::parse(&key, &doc, op.segment_id)? {
+        let read = match ReadJourney::parse(&key, &doc, op)? {
             Ok(read) => read,
             Err(missing) => return Ok(Some(missing)),
         };

@@ -122,7 +122,7 @@ impl Fenced {
         let Some(doc) = doc else {
             return Ok(Some(UpdateStatus::JourneyNotFound));
         };
-        let read = match ReadJourney::parse(&key, &doc, op.segment_id)? {
+        let read = match ReadJourney::parse(&key, &doc, op)? {
             Ok(read) => read,
             Err(missing) => return Ok(Some(missing)),
         };

@@ -132,14 +132,17 @@ impl Kind for Function {
 
 impl Function {
     async fn fcall(&mut self, op: &Op<'_>) -> redis::RedisResult<i64> {
-        redis::cmd("FCALL")
+        let mut fcall = redis::cmd("FCALL");
+        fcall
             .arg(FUNCTION)
             .arg(1)
             .arg(op.keys.journey())
             .arg(op.segment_id)
-            .arg(op.status)
-            .query_async(&mut self.conn)
-            .await
+            .arg(op.status);
+        if op.invariant {
+            fcall.arg("invariant");
+        }
+        fcall.query_async(&mut self.conn).await
     }
 }
 

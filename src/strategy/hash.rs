@@ -10,6 +10,7 @@
 //! do.
 
 use crate::target::Conn;
+use redis::AsyncCommands;
 
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus};
 use crate::error::Error;
@@ -47,8 +48,30 @@ impl Kind for Hash {
         op: &Op<'_>,
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
-        // The seed's "processing" time stays, so the workloads compare; there is just no read
-        // before it whose result could go stale.
+        if op.invariant {
+            // Write skew: the other segments' statuses are read, to see that none is Boarding;
+            // the write that follows changes only this segment's fields, which is what lets two
+            // updaters board at once.
+            probe
+                .reading(|| Step::new(Role::Read, "HGETALL segments"))
+                .await;
+            let fields: std::collections::HashMap<String, String> = self
+                .conn
+                .hgetall(op.keys.segments_hash())
+                .await
+                .map_err(UpdateError::before_write)?;
+            let own = status_field(op.segment_id);
+            let elsewhere = fields.iter().any(|(field, status)| {
+                field.starts_with("status:") && *field != own && status == crate::workload::BOARDING
+            });
+            probe.read(None, None).await;
+            if elsewhere {
+                probe.answered(|| "another segment is Boarding".into());
+                return Ok(UpdateStatus::Declined);
+            }
+        }
+        // The seed's "processing" time stays, so the workloads compare; in the lost-update
+        // scenario there is no read before it whose result could go stale.
         super::think(op).await?;
         probe
             .writing(|| {

@@ -45,14 +45,44 @@ impl Kind for SegmentKeys {
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
         let key = op.keys.segment(op.segment_id);
-        probe
-            .reading(|| Step::new(Role::Read, format!("GET segment:{}", op.segment_id)))
-            .await;
-        let value: Option<String> = self
-            .conn
-            .get(&key)
-            .await
-            .map_err(UpdateError::before_write)?;
+        let value: Option<String> = if op.invariant {
+            // Write skew: every segment's key is read, to see that no other is Boarding; each
+            // update then writes only its own key, which is what lets two of them board.
+            probe
+                .reading(|| Step::new(Role::Read, "MGET every segment's key"))
+                .await;
+            let all: Vec<String> = op
+                .segment_ids
+                .iter()
+                .map(|id| op.keys.segment(id))
+                .collect();
+            let values: Vec<Option<String>> = self
+                .conn
+                .mget(&all)
+                .await
+                .map_err(UpdateError::before_write)?;
+            let mut own = None;
+            for (id, value) in op.segment_ids.iter().zip(values) {
+                if id == op.segment_id {
+                    own = value;
+                } else if let Some(value) = value
+                    && serde_json::from_str::<Segment>(&value)
+                        .is_ok_and(|s| s.status == crate::workload::BOARDING)
+                {
+                    probe.answered(|| "another segment is Boarding".into());
+                    return Ok(UpdateStatus::Declined);
+                }
+            }
+            own
+        } else {
+            probe
+                .reading(|| Step::new(Role::Read, format!("GET segment:{}", op.segment_id)))
+                .await;
+            self.conn
+                .get(&key)
+                .await
+                .map_err(UpdateError::before_write)?
+        };
         let Some(value) = value else {
             return Ok(UpdateStatus::SegmentNotFound);
         };

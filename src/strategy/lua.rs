@@ -58,6 +58,9 @@ impl Kind for Lua {
             .await;
         let mut invocation = UPDATE_SEGMENT.key(op.keys.journey());
         invocation.arg(op.segment_id).arg(op.status);
+        if op.invariant {
+            invocation.arg("invariant");
+        }
         let reply: i64 = invoke(&invocation, &mut self.conn)
             .await
             .map_err(UpdateError::during_write)?;
@@ -65,10 +68,15 @@ impl Kind for Lua {
     }
 }
 
-/// The reply of `update_segment.lua`: the new count, 0 (no journey) or -1 (no segment).
+/// The reply of `update_segment.lua`: the new count, 0 (no journey), -1 (no segment) or -2
+/// (the write-skew invariant declined it).
 pub(super) fn script_reply(reply: i64, probe: &mut Probe) -> UpdateStatus {
     match reply {
         0 => UpdateStatus::JourneyNotFound,
+        -2 => {
+            probe.answered(|| "-2: declined, another segment is Boarding".into());
+            UpdateStatus::Declined
+        }
         n if n < 0 => UpdateStatus::SegmentNotFound,
         n => {
             probe.answered(|| format!("{n} (the segment's new count)").into());

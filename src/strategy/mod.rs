@@ -248,6 +248,9 @@ impl Strategy {
     /// timing: a strategy that could lose under the worst timing (any think, any lock ttl)
     /// expects either, one that could not expects intact.
     pub fn loses_updates(self, shape: &RaceShape) -> Option<bool> {
+        if shape.scenario == crate::workload::Scenario::WriteSkew {
+            return self.breaks_the_invariant(shape);
+        }
         let loses = self.facts().loses;
         if !shape.scheduled {
             return loses(shape);
@@ -261,6 +264,37 @@ impl Strategy {
         match loses(&worst) {
             Some(false) => Some(false),
             _ => None,
+        }
+    }
+
+    /// Whether write skew breaks the invariant under this strategy (`--expect auto` with
+    /// `--scenario write-skew`, README "Scenarios"). A strategy that makes each segment's update
+    /// atomic on its own (`hash`, `keys`) breaks it where two updaters of different segments both
+    /// read before either writes (forced with a think time); one that serializes the whole
+    /// journey holds it wherever it loses no update; a read-modify-write that loses updates may
+    /// hold it by accident (its last whole-journey write wins), so either.
+    fn breaks_the_invariant(self, shape: &RaceShape) -> Option<bool> {
+        if self.is_user() {
+            return None;
+        }
+        let lost_update = RaceShape {
+            scenario: crate::workload::Scenario::LostUpdate,
+            ..*shape
+        };
+        match self.storage() {
+            Storage::Hash | Storage::Keys => {
+                if shape.updaters < 2 || shape.segments < 2 {
+                    Some(false)
+                } else if shape.think >= FORCED_RACE_THINK && !shape.scheduled {
+                    Some(true)
+                } else {
+                    None
+                }
+            }
+            Storage::Document => match self.loses_updates(&lost_update) {
+                Some(false) => Some(false),
+                _ => None,
+            },
         }
     }
 
@@ -473,6 +507,12 @@ pub(crate) fn backoff(attempt: u32, cap: Duration) -> Duration {
 pub struct Op<'a> {
     pub keys: &'a Keys,
     pub journey_id: &'a str,
+    /// Write skew (`--scenario write-skew`): write only if no other segment is Boarding, as
+    /// the strategy reads the journey.
+    pub invariant: bool,
+    /// The journey's segment ids, for the strategies that read other segments than their own
+    /// to check the invariant (`hash`, `keys`).
+    pub segment_ids: &'a [String],
     pub segment_id: &'a str,
     pub status: &'a str,
     /// The pause between reading and writing.
@@ -495,6 +535,8 @@ impl Op<'_> {
 #[serde(rename_all = "snake_case")]
 pub enum UpdateStatus {
     Applied,
+    /// The invariant said no (write skew: another segment is Boarding): nothing written.
+    Declined,
     JourneyNotFound,
     SegmentNotFound,
 }
@@ -574,6 +616,15 @@ impl UpdateError {
     }
 }
 
+/// Whether a segment other than `own` is Boarding: write skew's invariant allows one.
+pub(crate) fn boarding_elsewhere(journey: &Journey, own: usize) -> bool {
+    journey
+        .segments
+        .iter()
+        .enumerate()
+        .any(|(i, s)| i != own && s.status == crate::workload::BOARDING)
+}
+
 /// The journey as a read found it, and the updater's segment in it, for the strategies that
 /// read the whole document and write it back.
 pub(crate) struct ReadJourney {
@@ -587,11 +638,15 @@ impl ReadJourney {
     pub fn parse(
         key: &str,
         doc: &str,
-        segment_id: &str,
+        op: &Op<'_>,
     ) -> Result<Result<ReadJourney, UpdateStatus>, UpdateError> {
         let journey: Journey = serde_json::from_str(doc)
             .map_err(|e| UpdateError::corrupt(format!("{key} does not hold a journey ({e})")))?;
-        Ok(match journey.segment_index(segment_id) {
+        Ok(match journey.segment_index(op.segment_id) {
+            // Write skew: the invariant, checked on what was read.
+            Some(segment) if op.invariant && boarding_elsewhere(&journey, segment) => {
+                Err(UpdateStatus::Declined)
+            }
             Some(segment) => Ok(ReadJourney { journey, segment }),
             None => Err(UpdateStatus::SegmentNotFound),
         })

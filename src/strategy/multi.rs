@@ -58,7 +58,7 @@ impl Kind for Multi {
         let Some(doc) = doc else {
             return Ok(UpdateStatus::JourneyNotFound);
         };
-        let read = match ReadJourney::parse(&key, &doc, op.segment_id)? {
+        let read = match ReadJourney::parse(&key, &doc, op)? {
             Ok(read) => read,
             Err(missing) => return Ok(missing),
         };

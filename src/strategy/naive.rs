@@ -64,7 +64,7 @@ pub(super) async fn read_modify_write(
     let Some(doc) = doc else {
         return Ok(UpdateStatus::JourneyNotFound);
     };
-    let read = match ReadJourney::parse(&key, &doc, op.segment_id)? {
+    let read = match ReadJourney::parse(&key, &doc, op)? {
         Ok(read) => read,
         Err(missing) => return Ok(missing),
     };

@@ -230,7 +230,7 @@ impl Watch {
             .await
             .map_err(before_write)?;
         let doc: Option<String> = conn.get(&key).await.map_err(before_write)?;
-        let read = match doc.map(|doc| ReadJourney::parse(&key, &doc, op.segment_id)) {
+        let read = match doc.map(|doc| ReadJourney::parse(&key, &doc, op)) {
             Some(Ok(Ok(read))) => read,
             other => {
                 let () = redis::cmd("UNWATCH")

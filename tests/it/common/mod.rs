@@ -218,6 +218,7 @@ pub fn workload(updaters: u32, segments: usize, rounds: u32, think: Duration) ->
         deadline: None,
         schedule: None,
         processes: 1,
+        scenario: racelab::Scenario::LostUpdate,
     }
 }
 

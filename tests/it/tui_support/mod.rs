@@ -238,6 +238,7 @@ pub fn finished_naive(base: Instant) -> App {
         workers: Vec::new(),
         taken: Vec::new(),
         user: None,
+        invariant: None,
     };
     app.update(
         Msg::RunFinished {
@@ -285,6 +286,7 @@ pub fn intact_result(strategy: Strategy, updates: u32, lost: u32) -> RunResult {
         workers: Vec::new(),
         taken: Vec::new(),
         user: None,
+        invariant: None,
     }
 }
 
@@ -381,6 +383,7 @@ pub fn vanished_worker_run(base: Instant) -> App {
         workers,
         taken: Vec::new(),
         user: None,
+        invariant: None,
     };
     app.update(
         Msg::RunFinished {

@@ -1,0 +1,113 @@
+//! Write skew (README "Scenarios"): an invariant that spans segments, at most one segment
+//! Boarding, checked by every updater before it writes. The strategies that make each segment's
+//! update atomic on its own (`hash`, `keys`) lose no update and still break it; the ones that
+//! serialize the whole journey keep it. Every run here is the real binary on a real redis-server.
+
+use crate::common::{TestRedis, assert_schema, racelab};
+
+fn run_json(redis: &TestRedis, args: &[&str]) -> serde_json::Value {
+    let url = redis.url();
+    let mut all = vec![
+        "run",
+        "--redis-url",
+        url.as_str(),
+        "--scenario",
+        "write-skew",
+        "--format",
+        "json",
+    ];
+    all.extend_from_slice(args);
+    let output = racelab(&all);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_schema(&report);
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_segment_fixes_lose_no_update_and_still_break_the_invariant_every_time() {
+    let redis = TestRedis::start();
+    for seed in 0..5 {
+        let seed = seed.to_string();
+        let report = run_json(&redis, &["-s", "hash,keys", "--seed", &seed]);
+        for run in report["runs"].as_array().unwrap() {
+            assert_eq!(run["scenario"], "write-skew", "{run}");
+            assert_eq!(run["lost"], 0, "{run}");
+            let invariant = &run["invariant"];
+            assert_eq!(invariant["holds"], false, "{run}");
+            assert_eq!(invariant["boarding"].as_array().unwrap().len(), 20, "{run}");
+            // Who broke it, and the reads their writes were based on.
+            let broken_by = invariant["broken_by"].as_array().unwrap();
+            assert_eq!(broken_by.len(), 20, "{run}");
+            assert!(broken_by.iter().all(|b| b["read_ms"].is_number()), "{run}");
+            let explanation = invariant["explanation"].as_str().unwrap();
+            assert!(
+                explanation.starts_with("write skew (G2-item): "),
+                "{explanation}"
+            );
+            assert_eq!(run["expected"], "lost", "auto expects the break: {run}");
+            assert_eq!(run["ok"], true, "{run}");
+        }
+    }
+    assert_eq!(redis.all_keys().await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixes_that_serialize_the_journey_keep_the_invariant_every_time() {
+    let redis = TestRedis::start();
+    for seed in 0..5 {
+        let seed = seed.to_string();
+        let report = run_json(
+            &redis,
+            &[
+                "-s",
+                "watch,lua,function,lock,fenced,cas",
+                "--seed",
+                &seed,
+                "--expect",
+                "intact",
+            ],
+        );
+        for run in report["runs"].as_array().unwrap() {
+            let invariant = &run["invariant"];
+            assert_eq!(invariant["holds"], true, "{run}");
+            assert_eq!(invariant["boarding"].as_array().unwrap().len(), 1, "{run}");
+            // One boarded; every other update was declined by the invariant, not failed.
+            assert_eq!(run["acknowledged"], 1, "{run}");
+            assert_eq!(run["declined"], 19, "{run}");
+            assert_eq!(run["errors"], 0, "{run}");
+            assert!(run["inconclusive"].is_null(), "{run}");
+        }
+    }
+    assert_eq!(redis.all_keys().await, Vec::<String>::new());
+}
+
+#[test]
+fn the_text_report_names_the_anomaly_and_prove_and_the_tui_say_where_write_skew_runs() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let output = racelab(&[
+        "run",
+        "--redis-url",
+        &url,
+        "--scenario",
+        "write-skew",
+        "-s",
+        "hash,watch",
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("ok (broken, expected broken)"), "{text}");
+    assert!(text.contains("ok (holds, expected holds)"), "{text}");
+    assert!(text.contains("hash: the invariant (at most one segment of a journey is Boarding) broke: write skew (G2-item)"), "{text}");
+    assert!(text.contains("19 updates declined"), "{text}");
+    let prove = racelab(&["prove", "--scenario", "write-skew"]);
+    assert_eq!(prove.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&prove.stderr).contains("racelab run --scenario write-skew"));
+}
