@@ -469,11 +469,12 @@ pub fn check_invariant(tally: &Tally, journey: &Journey, states: &[SegmentState]
     let explanation = (!holds).then(|| {
         // Named a few at a time: twenty boarders read no better than three.
         const NAMED: usize = 3;
-        let more = |n: usize| {
+        // `#1, #2 and #3`, or `#1, #2, #3 and 17 more`.
+        let list = |names: &[String], n: usize| {
             if n > NAMED {
-                format!(" and {} more", n - NAMED)
+                format!("{} and {} more", names.join(", "), n - NAMED)
             } else {
-                String::new()
+                join_words(names)
             }
         };
         let shown = &broken_by[..broken_by.len().min(NAMED)];
@@ -487,13 +488,11 @@ pub fn check_invariant(tally: &Tally, journey: &Journey, states: &[SegmentState]
         } else {
             String::new()
         };
-        let segments: Vec<&str> = shown.iter().map(|b| b.segment.as_str()).collect();
+        let segments: Vec<String> = shown.iter().map(|b| b.segment.clone()).collect();
         format!(
-            "write skew (G2-item): {}{} each read that no other segment was Boarding{read}, and each boarded its own: {}{} are Boarding at once",
-            join_words(&who),
-            more(broken_by.len()),
-            join_words(&segments),
-            more(boarding.len())
+            "write skew (G2-item): {} each read that no other segment was Boarding{read}, and each boarded its own: {} are Boarding at once",
+            list(&who, broken_by.len()),
+            list(&segments, boarding.len())
         )
     });
     Invariant {
