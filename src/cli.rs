@@ -122,7 +122,8 @@ pub struct ProveArgs {
     #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=5))]
     pub retry_bound: u32,
 
-    /// What the schedules test for; prove tries lost-update (write-skew runs with racelab run).
+    /// What the schedules test for: lost-update, or write-skew (a losing schedule breaks the
+    /// invariant).
     #[arg(long, value_enum, default_value_t = crate::workload::Scenario::LostUpdate)]
     pub scenario: crate::workload::Scenario,
 

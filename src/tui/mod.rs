@@ -64,6 +64,11 @@ const DRAIN: usize = 4096;
 
 /// Runs the TUI until the user quits.
 pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Error> {
+    if options.scenario == crate::workload::Scenario::WriteSkew {
+        return Err(Error::Usage(
+            "the TUI shows lost updates only for now; race write skew with racelab run --scenario write-skew".to_owned(),
+        ));
+    }
     if !terminal::available() {
         return Err(Error::Usage(
             "stdout is not a terminal, so there is no screen for the TUI; use `racelab run` for a headless report".to_owned(),
@@ -75,11 +80,6 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
         .first()
         .copied()
         .unwrap_or(Strategy::Naive);
-    if options.scenario == crate::workload::Scenario::WriteSkew {
-        return Err(Error::Usage(
-            "the TUI shows lost updates only for now; race write skew with racelab run --scenario write-skew".to_owned(),
-        ));
-    }
     let mut workload = options.workload(TUI_THINK, TUI_JITTER)?;
     // A schedule is step mode's plan; the TUI's free runs stay free.
     let loaded = workload.schedule.take();

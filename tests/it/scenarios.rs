@@ -89,7 +89,7 @@ async fn fixes_that_serialize_the_journey_keep_the_invariant_every_time() {
 }
 
 #[test]
-fn the_text_report_names_the_anomaly_and_prove_and_the_tui_say_where_write_skew_runs() {
+fn the_text_report_names_the_anomaly_and_the_tui_says_where_write_skew_runs() {
     let redis = TestRedis::start();
     let url = redis.url();
     let output = racelab(&[
@@ -107,7 +107,64 @@ fn the_text_report_names_the_anomaly_and_prove_and_the_tui_say_where_write_skew_
     assert!(text.contains("ok (holds, expected holds)"), "{text}");
     assert!(text.contains("hash: the invariant (at most one segment of a journey is Boarding) broke: write skew (G2-item)"), "{text}");
     assert!(text.contains("19 updates declined"), "{text}");
-    let prove = racelab(&["prove", "--scenario", "write-skew"]);
-    assert_eq!(prove.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&prove.stderr).contains("racelab run --scenario write-skew"));
+    let tui = racelab(&["--scenario", "write-skew"]);
+    assert_eq!(tui.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&tui.stderr).contains("race write skew with racelab run"));
+}
+
+#[test]
+fn prove_finds_write_skews_shortest_schedule_for_the_per_segment_fixes_only() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let output = racelab(&[
+        "prove",
+        "--redis-url",
+        &url,
+        "--scenario",
+        "write-skew",
+        "-s",
+        "hash,keys,watch,lua,naive",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["scenario"], "write-skew");
+    for result in report["results"].as_array().unwrap() {
+        let breaks = matches!(result["strategy"].as_str(), Some("hash" | "keys"))
+            && result["layout"] == "different-segments";
+        assert_eq!(result["losing"].as_u64().unwrap() > 0, breaks, "{result}");
+        if breaks {
+            // Both read before either writes.
+            assert_eq!(result["shortest"], "1 2 1 2", "{result}");
+        }
+        assert_eq!(result["ok"], true, "{result}");
+    }
+    // The shortest schedule, replayed by run, breaks it.
+    let replay = racelab(&[
+        "run",
+        "--redis-url",
+        &url,
+        "-s",
+        "hash",
+        "-n",
+        "2",
+        "--scenario",
+        "write-skew",
+        "--schedule",
+        "1 2 1 2",
+        "--expect",
+        "lost",
+    ]);
+    assert_eq!(
+        replay.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&replay.stdout)
+    );
 }
