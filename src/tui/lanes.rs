@@ -29,6 +29,8 @@ pub enum Phase {
     Retrying(u32),
     Done,
     Failed,
+    /// Write skew: the invariant said no, nothing was written.
+    Declined,
 }
 
 impl Phase {
@@ -54,6 +56,7 @@ impl Phase {
             Phase::Retrying(n) => format!("retrying {n}"),
             Phase::Done => "done".into(),
             Phase::Failed => "failed".into(),
+            Phase::Declined => "declined".into(),
         }
     }
 

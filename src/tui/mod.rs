@@ -64,11 +64,6 @@ const DRAIN: usize = 4096;
 
 /// Runs the TUI until the user quits.
 pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Error> {
-    if options.scenario == crate::workload::Scenario::WriteSkew {
-        return Err(Error::Usage(
-            "the TUI shows lost updates only for now; race write skew with racelab run --scenario write-skew".to_owned(),
-        ));
-    }
     if !terminal::available() {
         return Err(Error::Usage(
             "stdout is not a terminal, so there is no screen for the TUI; use `racelab run` for a headless report".to_owned(),

@@ -67,6 +67,9 @@ pub struct RunView {
     /// plan as the run starts, what the engine reports once it is over. Empty for a run in this
     /// process.
     pub workers: Vec<WorkerShare>,
+    /// Write skew's invariant broke (`Some(true)`) or held, once the run is over; `None` in the
+    /// lost-update scenario.
+    pub invariant_broken: Option<bool>,
     /// The truth once the run is over.
     pub applied_final: Option<u64>,
     pub lost_final: Option<u64>,
@@ -118,6 +121,7 @@ impl RunView {
             story: VecDeque::new(),
             observed: false,
             workers: Vec::new(),
+            invariant_broken: None,
             applied_final: None,
             lost_final: None,
             workload,
@@ -366,9 +370,20 @@ impl RunView {
                     at,
                 );
             }
+            EventKind::Declined { .. } => {
+                // Write skew: another segment was Boarding when it read, so it wrote nothing.
+                let u = &mut self.updaters[index];
+                u.phase = Phase::Declined;
+                u.told_lock_wait = false;
+                if let Some(m) = u.marks.back_mut()
+                    && m.write.is_none()
+                {
+                    u.marks.pop_back();
+                }
+            }
             EventKind::Done => {
                 let u = &mut self.updaters[index];
-                if u.phase != Phase::Failed {
+                if !matches!(u.phase, Phase::Failed | Phase::Declined) {
                     u.phase = Phase::Done;
                 }
             }
@@ -610,14 +625,28 @@ impl RunView {
                 },
             );
         }
-        // The verdict goes last: the story shows its newest lines, and this is the one to read.
-        story::tell(
-            &mut self.story,
-            Story::Verdict {
-                text,
-                lost: result.truth.lost > 0,
+        self.invariant_broken = result.invariant.as_ref().map(|i| !i.holds);
+        // Write skew is judged by its invariant (README "Scenarios").
+        let (text, bad) = match (&result.invariant, &result.stopped, &inconclusive) {
+            (Some(invariant), None, None) => match &invariant.explanation {
+                Some(explanation) => (format!("{}: {explanation}", self.strategy), true),
+                None => (
+                    format!(
+                        "{}: the invariant held: {} Boarding, {} declined",
+                        self.strategy,
+                        invariant
+                            .boarding
+                            .first()
+                            .map_or("no segment", String::as_str),
+                        crate::output::counted(self.tally.declined, "update")
+                    ),
+                    result.truth.lost > 0,
+                ),
             },
-        );
+            _ => (text, result.truth.lost > 0),
+        };
+        // The verdict goes last: the story shows its newest lines, and this is the one to read.
+        story::tell(&mut self.story, Story::Verdict { text, lost: bad });
         self.state = match result.stopped {
             Some(reason) => RunState::Stopped(reason),
             None => RunState::Done,

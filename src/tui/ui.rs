@@ -73,11 +73,14 @@ fn header(area: Rect, buf: &mut Buffer, app: &App, theme: Theme) {
         Some(run) => (run.strategy, &run.workload),
         None => (app.strategy, &app.workload),
     };
-    let rounds = if workload.rounds == 1 {
+    let mut rounds = if workload.rounds == 1 {
         "1 round".to_owned()
     } else {
         format!("{} rounds", workload.rounds)
     };
+    if workload.scenario == crate::workload::Scenario::WriteSkew {
+        rounds.push_str(" · write skew");
+    }
     let think = if running.is_some() && app.step.is_some() {
         // The presenter is the clock: there is no think time to show.
         "stepped by you".to_owned()
@@ -176,6 +179,10 @@ fn run_state(app: &App, theme: Theme) -> Vec<Span<'static>> {
             format!("● running {} {elapsed}", run.strategy),
             theme.busy(),
         )],
+        RunState::Done if run.invariant_broken == Some(true) => vec![
+            Span::raw(format!("{} done in {elapsed}: ", run.strategy)),
+            Span::styled("write skew: the invariant broke", theme.bad()),
+        ],
         RunState::Done if run.lost() > 0 => vec![
             Span::raw(format!("{} done in {elapsed}: ", run.strategy)),
             Span::styled(

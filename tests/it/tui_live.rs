@@ -258,3 +258,42 @@ async fn a_journey_service_is_watched_through_its_own_get() {
     }
     assert!(keys_left(&target).await.is_empty());
 }
+
+/// Write skew in the TUI (README "Scenarios"): hash breaks the invariant and the story says how;
+/// watch keeps it, and its lanes say the others were declined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_skew_is_told_by_its_invariant() {
+    let (_server, target) = open().await;
+    for (strategy, broken) in [(Strategy::Hash, true), (Strategy::Watch, false)] {
+        let mut workload = workload();
+        workload.scenario = racelab::Scenario::WriteSkew;
+        workload.think = Duration::from_millis(50);
+        let mut app = racelab::tui::App::new(
+            strategy,
+            workload,
+            true,
+            crate::tui_support::target(),
+            false,
+            Instant::now(),
+        );
+        let (mut rx, _stop, handle) = press_enter(&mut app, &target);
+        drive(&mut app, &mut rx, |app| !app.busy()).await;
+        handle.await.unwrap();
+        let run = app.run.as_ref().unwrap();
+        assert_eq!(run.invariant_broken, Some(broken), "{strategy}");
+        let verdict = run.story.back().unwrap().text();
+        if broken {
+            assert!(verdict.contains("write skew (G2-item)"), "{verdict}");
+        } else {
+            assert!(verdict.contains("the invariant held"), "{verdict}");
+            assert!(
+                run.updaters
+                    .iter()
+                    .filter(|u| u.phase == racelab::tui::lanes::Phase::Declined)
+                    .count()
+                    == 19
+            );
+        }
+    }
+    assert!(keys_left(&target).await.is_empty());
+}
