@@ -312,6 +312,11 @@ impl RunReport {
                 None => lost.attribution(),
             };
             let _ = writeln!(out, "      {attribution}");
+            if self.user.is_none()
+                && let Some(line) = lost.elle_line()
+            {
+                let _ = writeln!(out, "      {line}");
+            }
             if lost.expected == lost.got {
                 let _ = writeln!(
                     out,

@@ -267,6 +267,9 @@ pub struct LostUpdate {
     pub got: String,
     /// When Redis acknowledged the lost write.
     pub acknowledged_ms: f64,
+    /// When the lost update read the state it wrote (for a user's strategy: when its request
+    /// went); `None` for a write made without reading.
+    pub read_ms: Option<f64>,
     /// The updater whose write, based on a read from before this one landed, erased it.
     pub erased_by: Option<u32>,
     /// When the eraser wrote.
@@ -288,6 +291,18 @@ impl LostUpdate {
             "Segment {}: expected '{}', got '{}'",
             self.segment, self.expected, self.got
         )
+    }
+
+    /// The anomaly in Elle's style, named in Adya's terms: `lost update (P4): #1 and #2 both
+    /// read SEG-001 before #1's write landed (at 0.4 ms and 0.5 ms); both wrote; #2's write
+    /// erased #1's`. `None` where the eraser or a read is not known.
+    pub fn elle_line(&self) -> Option<String> {
+        let (by, read, by_read) = (self.erased_by?, self.read_ms?, self.eraser_read_ms?);
+        Some(format!(
+            "lost update (P4): #{u} and #{by} both read {} before #{u}'s write landed (at {read:.1} ms and {by_read:.1} ms); both wrote; #{by}'s write erased #{u}'s",
+            self.segment,
+            u = self.updater
+        ))
     }
 
     /// Who erased it, in words, for a user's own strategy, whose reads racelab does not see:
@@ -630,6 +645,7 @@ fn lost_update(
             .map(|st| st.status.clone())
             .unwrap_or_default(),
         acknowledged_ms: ms(write.acked_at),
+        read_ms: write.read_at.map(ms),
         erased_by: eraser.map(|e| e.updater + 1),
         erased_at_ms: eraser.map(|e| ms(e.acked_at)),
         eraser_read_ms: eraser.and_then(|e| e.read_at).map(ms),
