@@ -4,11 +4,8 @@
 //! old read still puts every other segment back the way that read found it.
 
 use crate::target::Conn;
-use redis::AsyncCommands;
 
-use super::{
-    Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, transaction,
-};
+use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus, transaction};
 use crate::error::Error;
 use crate::event::{Outcome, Probe, WriteScope};
 use crate::schedule::{Role, Step};
@@ -49,22 +46,10 @@ impl Kind for Multi {
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
         let key = op.keys.journey();
-        probe.reading(|| Step::new(Role::Read, "GET journey")).await;
-        let doc: Option<String> = self
-            .conn
-            .get(&key)
-            .await
-            .map_err(UpdateError::before_write)?;
-        let Some(doc) = doc else {
-            return Ok(UpdateStatus::JourneyNotFound);
+        let (doc, count) = match super::naive::read_and_change(&mut self.conn, op, probe).await? {
+            Ok(changed) => changed,
+            Err(status) => return Ok(status),
         };
-        let read = match ReadJourney::parse(&key, &doc, op)? {
-            Ok(read) => read,
-            Err(missing) => return Ok(missing),
-        };
-        probe.read(Some(read.seen()), None).await;
-        super::think(op).await?;
-        let (doc, count) = read.apply(op.status);
         probe
             .writing(|| Step::new(Role::WriteBack, "MULTI, SET journey, EXEC (no WATCH)"))
             .await;

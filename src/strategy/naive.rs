@@ -59,18 +59,10 @@ pub(super) async fn read_modify_write(
     probe: &mut Probe,
 ) -> Result<UpdateStatus, UpdateError> {
     let key = op.keys.journey();
-    probe.reading(|| Step::new(Role::Read, "GET journey")).await;
-    let doc: Option<String> = conn.get(&key).await.map_err(UpdateError::before_write)?;
-    let Some(doc) = doc else {
-        return Ok(UpdateStatus::JourneyNotFound);
+    let (doc, count) = match read_and_change(conn, op, probe).await? {
+        Ok(changed) => changed,
+        Err(status) => return Ok(status),
     };
-    let read = match ReadJourney::parse(&key, &doc, op)? {
-        Ok(read) => read,
-        Err(missing) => return Ok(missing),
-    };
-    probe.read(Some(read.seen()), None).await;
-    super::think(op).await?;
-    let (doc, count) = read.apply(op.status);
     probe
         .writing(|| Step::new(Role::WriteBack, "SET journey"))
         .await;
@@ -85,4 +77,27 @@ pub(super) async fn read_modify_write(
     probe.answered(|| "OK".into());
     probe.wrote(count);
     Ok(UpdateStatus::Applied)
+}
+
+/// The seed's read and think: GET the journey, find the segment (and, for write skew, check the
+/// invariant), think, and change the copy. The document to write back and the segment's new
+/// count; or why nothing is to be written. `multi` writes the same copy back another way.
+pub(super) async fn read_and_change(
+    conn: &mut Conn,
+    op: &Op<'_>,
+    probe: &mut Probe,
+) -> Result<Result<(String, u64), UpdateStatus>, UpdateError> {
+    let key = op.keys.journey();
+    probe.reading(|| Step::new(Role::Read, "GET journey")).await;
+    let doc: Option<String> = conn.get(&key).await.map_err(UpdateError::before_write)?;
+    let Some(doc) = doc else {
+        return Ok(Err(UpdateStatus::JourneyNotFound));
+    };
+    let read = match ReadJourney::parse(&key, &doc, op)? {
+        Ok(read) => read,
+        Err(missing) => return Ok(Err(missing)),
+    };
+    probe.read(Some(read.seen()), None).await;
+    super::think(op).await?;
+    Ok(Ok(read.apply(op.status)))
 }
