@@ -181,7 +181,7 @@ fn run_state(app: &App, theme: Theme) -> Vec<Span<'static>> {
         )],
         RunState::Done if run.invariant_broken == Some(true) => vec![
             Span::raw(format!("{} done in {elapsed}: ", run.strategy)),
-            Span::styled("write skew: the invariant broke", theme.bad()),
+            Span::styled("invariant broken", theme.bad()),
         ],
         RunState::Done if run.lost() > 0 => vec![
             Span::raw(format!("{} done in {elapsed}: ", run.strategy)),
