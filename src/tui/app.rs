@@ -141,6 +141,9 @@ pub enum Screen {
 pub struct App {
     /// What the next run uses: strategy, updaters, think time and the rest of the workload.
     pub strategy: Strategy,
+    /// A user's own strategy (`exec:`, `lua:`) the TUI started with: it stays in the cycle `s`
+    /// walks.
+    pub own: Option<Strategy>,
     pub workload: Workload,
     /// `--seed` given: every run repeats it. Otherwise each run gets a fresh one.
     pub fixed_seed: bool,
@@ -181,6 +184,7 @@ impl App {
     ) -> App {
         App {
             strategy,
+            own: strategy.is_user().then_some(strategy),
             workload,
             fixed_seed,
             target,
@@ -401,10 +405,10 @@ impl App {
             KeyCode::Enter | KeyCode::Char('r') => return self.start_run(),
             KeyCode::Char('c') => return self.toggle_compare(),
             KeyCode::Char('s') | KeyCode::Tab => self.change(|app| {
-                app.strategy = next_strategy(app.strategy, 1);
+                app.strategy = next_strategy(app.strategy, app.own, 1);
             }),
             KeyCode::BackTab | KeyCode::Char('S') => self.change(|app| {
-                app.strategy = next_strategy(app.strategy, -1);
+                app.strategy = next_strategy(app.strategy, app.own, -1);
             }),
             KeyCode::Char('+') | KeyCode::Char('=') => self.change(|app| {
                 app.workload.updaters = step(UPDATER_STEPS, app.workload.updaters, true);
@@ -665,8 +669,11 @@ impl App {
     }
 }
 
-fn next_strategy(current: Strategy, by: isize) -> Strategy {
-    let all = Strategy::ALL;
+/// The strategy `by` places from `current` in the cycle `s` walks: every built-in one, then the
+/// user's own (`exec:`, `lua:`) it started with, if any.
+fn next_strategy(current: Strategy, own: Option<Strategy>, by: isize) -> Strategy {
+    let mut all = Strategy::ALL.to_vec();
+    all.extend(own);
     let at = all.iter().position(|s| *s == current).unwrap_or(0) as isize;
     let n = all.len() as isize;
     all[((at + by).rem_euclid(n)) as usize]

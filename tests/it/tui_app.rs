@@ -683,3 +683,21 @@ fn a_compared_strategy_that_made_too_few_updates_is_not_called_intact() {
     assert!(row(Strategy::Fenced).inconclusive, "1 of 20 made");
     assert!(!row(Strategy::Hash).inconclusive, "20 of 20 made");
 }
+
+#[test]
+fn a_users_own_strategy_stays_in_the_cycle_s_walks() {
+    let base = Instant::now();
+    let fix = format!("lua:{}/examples/lua/fix.lua", env!("CARGO_MANIFEST_DIR"));
+    let own = Strategy::parse(&fix).unwrap();
+    let mut app = racelab::tui::App::new(own, workload(), true, target(), false, base);
+    app.update(ch('s'), base);
+    assert_eq!(app.strategy, Strategy::ALL[0]);
+    // Back the other way, the user's own comes round again.
+    app.update(ch('S'), base);
+    assert_eq!(app.strategy, own);
+    // Once round the whole cycle: every built-in one and the user's own.
+    for _ in 0..Strategy::ALL.len() + 1 {
+        app.update(ch('s'), base);
+    }
+    assert_eq!(app.strategy, own);
+}
