@@ -18,7 +18,6 @@ use crate::engine::RunResult;
 use crate::error::Error;
 use crate::prove::ProveReport;
 use crate::report::{Expected, Report, RunReport};
-use crate::roster::WorkerShare;
 use crate::schedule::{Choice, Role};
 use crate::truth::LostUpdate;
 use crate::workload::Workload;
@@ -53,33 +52,17 @@ pub struct RunPage {
 /// One strategy's run: its numbers, its lanes, the final state of its segments.
 #[derive(Debug, Serialize)]
 pub struct StrategyRun {
-    pub strategy: String,
+    /// The JSON report's run, as `--format json` has it: the page and the report cannot
+    /// disagree.
+    #[serde(flatten)]
+    pub report: RunReport,
     pub verdict: String,
-    pub ok: bool,
-    pub expected: Expected,
-    pub updaters: u32,
-    pub segments: u32,
-    pub rounds: u32,
-    pub think_ms: f64,
-    pub schedule: Option<String>,
-    pub acknowledged: u64,
-    pub applied: Option<u64>,
-    pub lost: Option<u64>,
-    pub unknown: u64,
-    pub errors: u64,
-    pub retries: u64,
-    pub give_ups: u64,
-    pub duration_ms: f64,
     /// The strategy's steps, one Redis round trip each.
     pub steps: Vec<&'static str>,
     pub lanes: Vec<Lane>,
     /// What the page leaves out to stay small, in one sentence each (empty when nothing).
     pub capped: Vec<String>,
     pub cells: Vec<SegmentCell>,
-    pub lost_updates: Vec<LostUpdate>,
-    pub lost_unlisted: u64,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub workers: Vec<WorkerShare>,
     /// The steps a scheduled run took, in order (`--schedule`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub taken: Vec<StepShown>,
@@ -296,30 +279,12 @@ pub fn strategy_run(
         })
         .collect();
     StrategyRun {
-        strategy: report.strategy.to_string(),
+        report: report.clone(),
         verdict: report.verdict(),
-        ok: report.ok,
-        expected: report.expected,
-        updaters: report.updaters,
-        segments: report.segments,
-        rounds: report.rounds,
-        think_ms: report.think_ms,
-        schedule: report.schedule.clone(),
-        acknowledged: report.acknowledged,
-        applied: report.applied,
-        lost: report.lost,
-        unknown: report.unknown,
-        errors: report.errors,
-        retries: report.retries,
-        give_ups: report.give_ups,
-        duration_ms: report.duration_ms,
         steps: result.strategy.facts().steps.to_vec(),
         lanes: lanes_shown,
         capped,
         cells,
-        lost_updates: report.lost_updates.clone(),
-        lost_unlisted: report.lost_unlisted,
-        workers: report.workers.clone(),
         taken: steps_shown(&result.taken),
     }
 }
@@ -434,7 +399,7 @@ pub fn render(page: &Page) -> String {
             "racelab run · {}",
             run.strategies
                 .iter()
-                .map(|s| s.strategy.as_str())
+                .map(|s| s.report.strategy.name())
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
