@@ -42,7 +42,7 @@
   // ---------------------------------------------------------------- run
   function showRun(run) {
     var head = add(el('header'), el('h1', null, 'racelab run'),
-      el('p', 'sub', 'seed ' + run.seed + ' · Redis ' + run.redis + ' · journey ' + run.journey));
+      el('p', 'sub', 'seed ' + run.seed_text + ' · Redis ' + run.redis + ' · journey ' + run.journey));
     var overall = el('p', 'verdict ' + (run.ok ? 'ok' : 'fail'), !run.complete
       ? 'the run could not be completed: this is what was observed until then'
       : run.ok ? 'every strategy behaved as expected' : 'a strategy did not behave as expected');

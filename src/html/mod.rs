@@ -44,6 +44,9 @@ pub struct RunPage {
     pub ok: bool,
     pub complete: bool,
     pub seed: u64,
+    /// The seed as text: a script's numbers are doubles, and a seed beyond 2^53 would show
+    /// rounded (`--seed` would not repeat the run).
+    pub seed_text: String,
     pub redis: String,
     pub journey: String,
     pub strategies: Vec<StrategyRun>,
@@ -326,6 +329,7 @@ pub fn run_page(report: &Report, strategies: Vec<StrategyRun>) -> Page {
             ok: report.ok,
             complete: report.complete,
             seed: report.seed,
+            seed_text: report.seed.to_string(),
             redis: report.redis.in_brief(),
             journey: report.journey.clone(),
             strategies,
@@ -435,6 +439,7 @@ mod tests {
                 ok: true,
                 complete: true,
                 seed: 1,
+                seed_text: "1".to_owned(),
                 redis: "</script><script>alert(1)</script><!--".to_owned(),
                 journey: "J".to_owned(),
                 strategies: Vec::new(),
