@@ -21,8 +21,14 @@ pub struct Keys {
 impl Keys {
     pub fn new(prefix: &str, run_id: &str, journey_id: &str) -> Keys {
         Keys {
-            base: format!("{prefix}:{run_id}:{{{journey_id}}}"),
+            base: format!("{}{{{journey_id}}}", Keys::run_prefix(prefix, run_id)),
         }
+    }
+
+    /// Everything a run may write starts with this: `<prefix>:<run id>:`. A user's journey
+    /// service (`exec:`) gets it as `RACELAB_KEY_PREFIX`, and what is under it goes with the run.
+    pub fn run_prefix(prefix: &str, run_id: &str) -> String {
+        format!("{prefix}:{run_id}:")
     }
 
     /// A fresh run id: short, random, safe inside a key.

@@ -522,7 +522,8 @@ pub fn check_invariant(tally: &Tally, journey: &Journey, states: &[SegmentState]
     }
 }
 
-fn join_words<S: AsRef<str>>(parts: &[S]) -> String {
+/// `A`, `A and B`, `A, B and C`.
+pub(crate) fn join_words<S: AsRef<str>>(parts: &[S]) -> String {
     match parts {
         [] => String::new(),
         [one] => one.as_ref().to_owned(),

@@ -397,7 +397,7 @@ impl Worker {
         // instances of a service; it lives as long as this share of the run.
         let service = match job.strategy.exec_command() {
             Some(command) => {
-                let prefix = format!("{}:{}:", self.prefix, job.run_id);
+                let prefix = Keys::run_prefix(&self.prefix, &job.run_id);
                 let started = target
                     .secret_url()
                     .ok_or_else(|| "exec: needs a single Redis server".to_owned())

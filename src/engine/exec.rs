@@ -38,7 +38,7 @@ pub(super) async fn run(
     };
     let journey = &workload.journey;
     // Everything the program writes goes under the run's own prefix, and goes with it.
-    let prefix = format!("{}:{run_id}:", settings.key_prefix);
+    let prefix = Keys::run_prefix(&settings.key_prefix, &run_id);
     let service =
         Arc::new(Service::start(command, url, &prefix, target.timeout()).map_err(Error::Usage)?);
     let mut conn = target.connection().await?;

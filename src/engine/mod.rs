@@ -244,7 +244,7 @@ pub async fn run_as(
         }
         let _: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
     }
-    let pattern = format!("{}:{run_id}:*", settings.key_prefix);
+    let pattern = format!("{}*", Keys::run_prefix(&settings.key_prefix, &run_id));
     let keys_left = if settings.keep {
         Some(format!("kept under {pattern}"))
     } else {

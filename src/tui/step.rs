@@ -362,7 +362,7 @@ impl StepView {
                     }
                     _ => "wrote".to_owned(),
                 };
-                format!("#{who} {copy}: {} {verb} gone", join(&gone))
+                format!("#{who} {copy}: {} {verb} gone", crate::truth::join_words(&gone))
             }
             _ => {
                 let status = taken
@@ -436,14 +436,6 @@ fn erased(
         .filter(|(_, (b, a))| a.update_count < b.update_count)
         .map(|(i, (b, _))| (ids.get(i).cloned().unwrap_or_default(), b.status.clone()))
         .collect()
-}
-
-fn join(parts: &[String]) -> String {
-    match parts {
-        [] => String::new(),
-        [one] => one.clone(),
-        [init @ .., last] => format!("{} and {last}", init.join(", ")),
-    }
 }
 
 /// The updaters and their next steps, in the lanes' place. `first` is the first updater shown;
