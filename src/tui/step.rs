@@ -362,7 +362,10 @@ impl StepView {
                     }
                     _ => "wrote".to_owned(),
                 };
-                format!("#{who} {copy}: {} {verb} gone", crate::truth::join_words(&gone))
+                format!(
+                    "#{who} {copy}: {} {verb} gone",
+                    crate::truth::join_words(&gone)
+                )
             }
             _ => {
                 let status = taken

@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::common::{TestRedis, racelab, run, workload};
+use crate::common::{TestRedis, losses, racelab, run, workload};
 use racelab::{Role, RunResult, Schedule, Strategy, Workload};
 
 /// `updaters` updaters on `segments` segments following `schedule`, no think time.
@@ -38,18 +38,6 @@ fn driven(
         .unwrap()
     });
     (driver, run)
-}
-
-fn losses(result: &RunResult) -> Vec<(u32, Option<u32>)> {
-    assert!(result.is_complete(), "{:?}", result.stopped);
-    let mut lost: Vec<_> = result
-        .truth
-        .lost_updates
-        .iter()
-        .map(|l| (l.updater, l.erased_by))
-        .collect();
-    lost.sort();
-    lost
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{self, TestRedis, assert_intact, racelab, run, workload};
-use racelab::{Expect, Expected, RunResult, Schedule, Strategy};
+use crate::common::{self, TestRedis, assert_intact, losses, racelab, run, workload};
+use racelab::{Expect, Expected, Schedule, Strategy};
 
 const WRONG: [Strategy; 4] = [
     Strategy::Multi,
@@ -15,19 +15,6 @@ const WRONG: [Strategy; 4] = [
     Strategy::DelUnlock,
     Strategy::LocalMutex,
 ];
-
-/// (updater, eraser) of each lost update, 1-based.
-fn losses(result: &RunResult) -> Vec<(u32, Option<u32>)> {
-    assert!(result.is_complete(), "{:?}", result.stopped);
-    let mut lost: Vec<_> = result
-        .truth
-        .lost_updates
-        .iter()
-        .map(|l| (l.updater, l.erased_by))
-        .collect();
-    lost.sort();
-    lost
-}
 
 #[test]
 fn the_wrong_fixes_are_told_apart_from_the_real_ones() {

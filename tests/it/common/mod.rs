@@ -330,3 +330,16 @@ pub fn assert_schema(report: &serde_json::Value) {
         .collect();
     assert!(errors.is_empty(), "{errors:?}\n{report:#}");
 }
+
+/// (updater, eraser) of each lost update of a complete run, 1-based, in order.
+pub fn losses(result: &RunResult) -> Vec<(u32, Option<u32>)> {
+    assert!(result.is_complete(), "{:?}", result.stopped);
+    let mut lost: Vec<_> = result
+        .truth
+        .lost_updates
+        .iter()
+        .map(|l| (l.updater, l.erased_by))
+        .collect();
+    lost.sort();
+    lost
+}
