@@ -92,7 +92,7 @@ impl Cas {
         };
         probe.read(Some(read.seen()), version.parse().ok()).await;
         super::think(op).await?;
-        let (doc, count) = read.apply(op.status);
+        let (doc, count) = read.apply(op);
         probe
             .writing(|| {
                 Step::new(

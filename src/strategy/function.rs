@@ -4,7 +4,7 @@
 
 use crate::target::Conn;
 
-use super::lua::{UPDATE_SEGMENT_SOURCE, script_reply};
+use super::lua::{ScriptReply, UPDATE_SEGMENT_SOURCE, invariant_arg, script_reply};
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus};
 use crate::error::Error;
 use crate::event::Probe;
@@ -14,8 +14,8 @@ use crate::schedule::{Role, Step};
 use crate::target::Target;
 
 /// Versioned, so a later racelab with a changed function never calls an older one by mistake.
-const LIBRARY: &str = "racelab_v1";
-const FUNCTION: &str = "racelab_v1_update_segment";
+const LIBRARY: &str = "racelab_v2";
+const FUNCTION: &str = "racelab_v2_update_segment";
 
 /// How often the library is loaded again when it keeps vanishing (FUNCTION FLUSH).
 const LIBRARY_RELOADS: u32 = 5;
@@ -131,17 +131,16 @@ impl Kind for Function {
 }
 
 impl Function {
-    async fn fcall(&mut self, op: &Op<'_>) -> redis::RedisResult<i64> {
+    async fn fcall(&mut self, op: &Op<'_>) -> redis::RedisResult<ScriptReply> {
         let mut fcall = redis::cmd("FCALL");
         fcall
             .arg(FUNCTION)
             .arg(1)
             .arg(op.keys.journey())
             .arg(op.segment_id)
-            .arg(op.status);
-        if op.invariant {
-            fcall.arg("invariant");
-        }
+            .arg(op.status)
+            .arg(invariant_arg(op))
+            .arg(op.write);
         fcall.query_async(&mut self.conn).await
     }
 }

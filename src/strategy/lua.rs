@@ -57,20 +57,29 @@ impl Kind for Lua {
             .writing(|| Step::new(Role::Write, "EVALSHA update_segment.lua (journey)"))
             .await;
         let mut invocation = UPDATE_SEGMENT.key(op.keys.journey());
-        invocation.arg(op.segment_id).arg(op.status);
-        if op.invariant {
-            invocation.arg("invariant");
-        }
-        let reply: i64 = invoke(&invocation, &mut self.conn)
+        invocation
+            .arg(op.segment_id)
+            .arg(op.status)
+            .arg(invariant_arg(op))
+            .arg(op.write);
+        let reply: ScriptReply = invoke(&invocation, &mut self.conn)
             .await
             .map_err(UpdateError::during_write)?;
         Ok(script_reply(reply, probe))
     }
 }
 
-/// The reply of `update_segment.lua`: the new count, 0 (no journey), -1 (no segment) or -2
-/// (the write-skew invariant declined it).
-pub(super) fn script_reply(reply: i64, probe: &mut Probe) -> UpdateStatus {
+/// `update_segment.lua`'s ARGV[3].
+pub(super) fn invariant_arg(op: &Op<'_>) -> &'static str {
+    if op.invariant { "invariant" } else { "-" }
+}
+
+/// The reply of `update_segment.lua`: the new count, 0 (no journey), -1 (no segment) or -2 (the
+/// write-skew invariant declined it); then what the script read: the journey's last writer and
+/// the segment's status.
+pub(super) type ScriptReply = (i64, u64, String);
+
+pub(super) fn script_reply((reply, previous, was): ScriptReply, probe: &mut Probe) -> UpdateStatus {
     match reply {
         0 => UpdateStatus::JourneyNotFound,
         -2 => {
@@ -81,6 +90,13 @@ pub(super) fn script_reply(reply: i64, probe: &mut Probe) -> UpdateStatus {
         n => {
             probe.answered(|| format!("{n} (the segment's new count)").into());
             probe.wrote(n as u64);
+            // What the script read inside Redis: no copy of it left Redis (`read_at` stays
+            // unset), but the history names the write it was based on.
+            probe.saw(crate::event::Seen {
+                status: crate::journey::intern_status(&was),
+                count: n as u64 - 1,
+                write: previous,
+            });
             UpdateStatus::Applied
         }
     }

@@ -522,9 +522,18 @@ pub struct Op<'a> {
     pub retry_until: Option<Duration>,
     /// A worker's hold on the run (`racelab worker`): once it lapsed, nothing more is written.
     pub lease: Option<&'a Lease>,
+    /// This update's name in what it writes, unique in the run ([`Op::write_id`]; 0 writes
+    /// none), so that a later read can say whose write it saw (README "History").
+    pub write: u64,
 }
 
 impl Op<'_> {
+    /// Update `round` of updater `updater` (both 0-based) of `updaters`: 1, 2, … in the order
+    /// updaters and rounds are numbered, never 0 (which is the state as seeded).
+    pub fn write_id(updaters: u32, updater: u32, round: u32) -> u64 {
+        u64::from(round) * u64::from(updaters) + u64::from(updater) + 1
+    }
+
     fn out_of_time(&self, probe: &Probe) -> bool {
         self.retry_until.is_some_and(|until| probe.now() >= until)
     }
@@ -657,15 +666,17 @@ impl ReadJourney {
         crate::event::Seen {
             status: crate::journey::intern_status(&segment.status),
             count: segment.update_count,
+            write: self.journey.write,
         }
     }
 
     /// Applies the op to the copy and returns the document to write and the segment's new count.
-    pub fn apply(mut self, status: &str) -> (String, u64) {
+    pub fn apply(mut self, op: &Op<'_>) -> (String, u64) {
         let segment = &mut self.journey.segments[self.segment];
-        segment.status = status.to_owned();
+        segment.status = op.status.to_owned();
         segment.update_count += 1;
         let count = segment.update_count;
+        self.journey.write = op.write;
         (self.journey.to_json(), count)
     }
 }

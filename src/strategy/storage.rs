@@ -31,8 +31,10 @@ impl Storage {
         journey: &Journey,
     ) -> Result<(), RedisError> {
         let mut journey = journey.clone();
+        journey.write = 0;
         for segment in &mut journey.segments {
             segment.update_count = 0;
+            segment.write = 0;
         }
         // A plain pipeline: the keys are new and the run has not started, so nothing can come
         // between these writes. Every key gets the safety-net expiry here, and every later write
