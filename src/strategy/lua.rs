@@ -58,14 +58,49 @@ impl Kind for Lua {
             .await;
         let mut invocation = UPDATE_SEGMENT.key(op.keys.journey());
         invocation
+            .key(op.keys.applied())
             .arg(op.segment_id)
             .arg(op.status)
             .arg(invariant_arg(op))
-            .arg(op.write);
-        let reply: ScriptReply = invoke(&invocation, &mut self.conn)
-            .await
-            .map_err(UpdateError::during_write)?;
-        Ok(script_reply(reply, probe))
+            .arg(op.write)
+            .arg(probe.updater);
+        let mut reruns = 0;
+        loop {
+            match invoke(&invocation, &mut self.conn).await {
+                Ok(reply) => return Ok(script_reply(reply, probe)),
+                Err(e) => match unanswered(&mut self.conn, op, probe, &e, &mut reruns).await {
+                    Some(status) => return status,
+                    None => continue,
+                },
+            }
+        }
+    }
+}
+
+/// How often a script that ran and wrote nothing without answering is run again.
+const RERUNS: u32 = 3;
+
+/// A script write that got no reply (`e`): applied if the applied-write record says so; run
+/// again (`None`) if it certainly ran and wrote nothing; otherwise the error, outcome unknown.
+pub(super) async fn unanswered(
+    conn: &mut crate::target::Conn,
+    op: &Op<'_>,
+    probe: &mut Probe,
+    e: &redis::RedisError,
+    reruns: &mut u32,
+) -> Option<Result<UpdateStatus, UpdateError>> {
+    match super::resolve(conn, op, probe.updater, e).await {
+        Some(true) => {
+            probe.answered(|| "no reply, but the applied-write record has this write".into());
+            Some(Ok(UpdateStatus::Applied))
+        }
+        // It ran and wrote nothing (no journey, no segment, or declined): running the whole
+        // update again answers which.
+        Some(false) if *reruns < RERUNS => {
+            *reruns += 1;
+            None
+        }
+        _ => Some(Err(UpdateError::during_write(e.clone()))),
     }
 }
 

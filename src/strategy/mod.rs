@@ -477,6 +477,42 @@ pub(crate) async fn invoke<T: redis::FromRedisValue>(
     }
 }
 
+/// How many times a write whose reply never came is looked up, each lookup waiting `--timeout`:
+/// a server that stays silent for longer leaves the outcome unknown.
+const RESOLVE_TRIES: u32 = 5;
+
+/// Whether a script write whose reply never came (`e`) was applied, as the run's applied-write
+/// hash ([`Keys::applied`]) says: the script records the updater's write id there as it writes.
+/// After a timeout the lookup goes on the connection that sent the write, and Redis answers a
+/// connection's commands in order, so the write has run by the time the lookup is answered: the
+/// answer is exact either way. After a dropped connection only "applied" is certain (the write
+/// might still be on its way in). `None` where nothing can tell (README "Safety").
+pub(crate) async fn resolve(
+    conn: &mut Conn,
+    op: &Op<'_>,
+    updater: u32,
+    e: &redis::RedisError,
+) -> Option<bool> {
+    let ordered = e.is_timeout();
+    if op.write == 0 || !(ordered || e.is_io_error() || e.is_connection_dropped()) {
+        return None;
+    }
+    for _ in 0..RESOLVE_TRIES {
+        let last: redis::RedisResult<Option<u64>> = redis::cmd("HGET")
+            .arg(op.keys.applied())
+            .arg(updater)
+            .query_async(conn)
+            .await;
+        match last {
+            Ok(last) if last == Some(op.write) => return Some(true),
+            Ok(_) => return ordered.then_some(false),
+            Err(e) if e.is_timeout() => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 /// The longest pause `--backoff exp` makes before an optimistic retry. Long enough that a
 /// thousand updaters who collided on one journey spread out over more time than their commits
 /// take together, so most of them find the journey quiet on their next try (README

@@ -54,6 +54,12 @@ impl Storage {
             .set(keys.fence(), 0)
             .ignore()
             .pexpire(keys.fence(), ttl as i64)
+            .ignore()
+            // Each updater's last applied write; a hash is never empty, so it starts with a
+            // field no updater writes.
+            .hset(keys.applied(), "seeded", 0)
+            .ignore()
+            .pexpire(keys.applied(), ttl as i64)
             .ignore();
         match self {
             Storage::Document => {}
