@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use edn_format::{Keyword, Value};
 
-use crate::common::{TestRedis, racelab};
+use crate::common::{TestRedis, json_report, racelab};
 
 /// One micro-operation: `[:r key value]` or `[:w key value]`; `None` is `nil`.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,14 +186,7 @@ fn elle_history(redis: &TestRedis, args: &[&str]) -> (serde_json::Value, Vec<Op>
         "elle",
     ];
     all.extend_from_slice(args);
-    let output = racelab(&all);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report = serde_json::from_slice(&output.stdout).unwrap();
+    let report = json_report(&all);
     let text = std::fs::read_to_string(&path).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     (report, parse(&text))
