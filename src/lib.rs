@@ -65,6 +65,9 @@ mod engine;
 mod error;
 mod event;
 mod exec;
+/// For the fuzz targets only (`tests/fuzz`).
+#[doc(hidden)]
+pub mod fuzzing;
 mod headless;
 mod history;
 mod html;
