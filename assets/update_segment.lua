@@ -6,9 +6,14 @@
 -- ARGV[3]: "invariant" for write skew (write only if no other segment is Boarding), else "-".
 -- ARGV[4]: the update's write id, stored as the journey's RacelabWrite (README "History"), and
 -- in KEYS[2] under ARGV[5], the updater: a write whose reply never came is resolved by reading it.
+-- KEYS[3]: the run's admission hash; ARGV[6], ARGV[7]: a worker and its token ('' outside a
+-- worker): a worker the coordinator struck off the run is refused (README "Workers").
 -- Returns {reply, previous write id, previous status}: reply is the segment's new UpdateCount, 0
 -- when the journey is missing, -1 when the segment is, -2 when the invariant declined the update;
 -- the rest is what the script read (the journey's last writer, the segment's status).
+if ARGV[7] ~= '' and redis.call('HGET', KEYS[3], ARGV[6]) ~= ARGV[7] then
+  return redis.error_reply('FENCED this worker was taken for gone and struck off the run')
+end
 local doc = redis.call('GET', KEYS[1])
 if not doc then
   return {0, 0, ''}

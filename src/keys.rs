@@ -72,6 +72,13 @@ impl Keys {
         format!("{}:applied", self.base)
     }
 
+    /// Which workers may still write into the run, each with its token (`--workers`): a worker
+    /// the coordinator took for gone is struck off, and its late writes are refused (README
+    /// "Workers").
+    pub fn admission(&self) -> String {
+        format!("{}:admission", self.base)
+    }
+
     /// The stream a crew's workers send the run's events through (`--workers`).
     pub fn events(&self) -> String {
         format!("{}:events", self.base)
@@ -86,6 +93,7 @@ impl Keys {
             self.lock(),
             self.fence(),
             self.applied(),
+            self.admission(),
             self.events(),
         ];
         keys.extend(segment_ids.map(|id| self.segment(id)));

@@ -101,14 +101,18 @@ impl Cas {
                 )
             })
             .await;
+        let (worker, token) = super::admission_args(op);
         let mut invocation = CAS_WRITE.key(&version_key);
         invocation
             .key(&key)
             .key(op.keys.applied())
+            .key(op.keys.admission())
             .arg(&version)
             .arg(doc)
             .arg(probe.updater)
-            .arg(op.write);
+            .arg(op.write)
+            .arg(worker)
+            .arg(token);
         let new_version: i64 = match invoke(&invocation, &mut self.conn).await {
             Ok(version) => version,
             // No reply: the applied-write record tells whether it was written.

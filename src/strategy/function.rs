@@ -139,17 +139,21 @@ impl Kind for Function {
 
 impl Function {
     async fn fcall(&mut self, op: &Op<'_>, updater: u32) -> redis::RedisResult<ScriptReply> {
+        let (worker, token) = super::admission_args(op);
         let mut fcall = redis::cmd("FCALL");
         fcall
             .arg(FUNCTION)
-            .arg(2)
+            .arg(3)
             .arg(op.keys.journey())
             .arg(op.keys.applied())
+            .arg(op.keys.admission())
             .arg(op.segment_id)
             .arg(op.status)
             .arg(invariant_arg(op))
             .arg(op.write)
-            .arg(updater);
+            .arg(updater)
+            .arg(worker)
+            .arg(token);
         fcall.query_async(&mut self.conn).await
     }
 }

@@ -98,16 +98,25 @@ impl Kind for Hash {
         let key = op.keys.segments_hash();
         // One pipeline, one round trip; each command atomic on its own. HINCRBY's reply is the
         // count after this update.
-        let fields = [
-            (status_field(op.segment_id), op.status.to_owned()),
-            (write_field(op.segment_id), op.write.to_string()),
-        ];
-        let (count,): (i64,) = redis::pipe()
-            .hset_multiple(&key, &fields)
-            .ignore()
-            .hincr(&key, count_field(op.segment_id), 1)
-            .query_async(&mut self.conn)
-            .await
+        let mut hset = redis::cmd("HSET");
+        hset.arg(&key)
+            .arg(status_field(op.segment_id))
+            .arg(op.status)
+            .arg(write_field(op.segment_id))
+            .arg(op.write);
+        let mut hincrby = redis::cmd("HINCRBY");
+        hincrby.arg(&key).arg(count_field(op.segment_id)).arg(1);
+        let count: i64 =
+            match super::admitted(op, std::slice::from_ref(&key), &[&hset, &hincrby]) {
+                Some(admitted) => admitted.query_async(&mut self.conn).await,
+                None => redis::pipe()
+                    .add_command(hset)
+                    .ignore()
+                    .add_command(hincrby)
+                    .query_async::<(i64,)>(&mut self.conn)
+                    .await
+                    .map(|(count,)| count),
+            }
             .map_err(UpdateError::during_write)?;
         probe.wrote(count as u64);
         probe.answered(|| format!("OK (count {count})").into());

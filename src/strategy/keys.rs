@@ -112,10 +112,10 @@ impl Kind for SegmentKeys {
             .writing(|| Step::new(Role::WriteBack, format!("SET segment:{}", op.segment_id)))
             .await;
         // KEEPTTL: the key keeps its safety-net expiry (`keys::SAFETY_TTL`).
-        let () = redis::cmd("SET")
-            .arg(&key)
-            .arg(segment_json(&segment))
-            .arg("KEEPTTL")
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(segment_json(&segment)).arg("KEEPTTL");
+        let write = super::admitted(op, std::slice::from_ref(&key), &[&set]).unwrap_or(set);
+        let () = write
             .query_async(&mut self.conn)
             .await
             .map_err(UpdateError::during_write)?;

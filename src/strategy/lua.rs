@@ -56,14 +56,18 @@ impl Kind for Lua {
         probe
             .writing(|| Step::new(Role::Write, "EVALSHA update_segment.lua (journey)"))
             .await;
+        let (worker, token) = super::admission_args(op);
         let mut invocation = UPDATE_SEGMENT.key(op.keys.journey());
         invocation
             .key(op.keys.applied())
+            .key(op.keys.admission())
             .arg(op.segment_id)
             .arg(op.status)
             .arg(invariant_arg(op))
             .arg(op.write)
-            .arg(probe.updater);
+            .arg(probe.updater)
+            .arg(worker)
+            .arg(token);
         let mut reruns = 0;
         loop {
             match invoke(&invocation, &mut self.conn).await {

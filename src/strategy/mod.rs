@@ -420,10 +420,63 @@ pub(crate) async fn think(op: &Op<'_>) -> Result<(), UpdateError> {
     if !op.think.is_zero() {
         tokio::time::sleep(op.think).await;
     }
-    if op.lease.is_some_and(|lease| lease.lapsed()) {
-        return Err(UpdateError::lease_lapsed());
+    if let Some(lease) = op.lease {
+        if lease.lapsed() {
+            return Err(UpdateError::lease_lapsed());
+        }
+        // The window a stalled worker can sleep through, held open for the test that stops one
+        // there: its write must then be refused by Redis (README "Workers").
+        if let Some(stall) = lease.stall {
+            tokio::time::sleep(stall).await;
+        }
     }
     Ok(())
+}
+
+/// A worker's write in the admission check (`assets/admitted_write.lua`, EVAL so that it can be
+/// queued inside MULTI too): `cmds`, touching `keys`, made only while the worker is admitted to
+/// the run. `None` outside a worker: the strategy sends its commands as they are.
+pub(crate) fn admitted(op: &Op<'_>, keys: &[String], cmds: &[&redis::Cmd]) -> Option<redis::Cmd> {
+    let admission = op.lease?.admission()?;
+    let mut eval = redis::cmd("EVAL");
+    eval.arg(ADMITTED_WRITE)
+        .arg(1 + keys.len())
+        .arg(op.keys.admission())
+        .arg(keys)
+        .arg(&admission.worker)
+        .arg(&admission.token);
+    for cmd in cmds {
+        let words: Vec<&[u8]> = cmd
+            .args_iter()
+            .filter_map(|arg| match arg {
+                redis::Arg::Simple(word) => Some(word),
+                _ => None,
+            })
+            .collect();
+        eval.arg(words.len()).arg(words);
+    }
+    Some(eval)
+}
+
+const ADMITTED_WRITE: &str = include_str!("../../assets/admitted_write.lua");
+
+/// The worker and token a script's own admission check takes (`update_segment.lua`,
+/// `cas_write.lua`, `fenced_write.lua`); empty outside a worker, which skips the check.
+pub(crate) fn admission_args(op: &Op<'_>) -> (String, String) {
+    op.lease
+        .and_then(|lease| lease.admission())
+        .map(|a| (a.worker.clone(), a.token.clone()))
+        .unwrap_or_default()
+}
+
+/// Whether a transaction's EXEC reply holds the admission check's refusal.
+pub(crate) fn refused_in(exec: &redis::Value) -> bool {
+    match exec {
+        redis::Value::Array(replies) => replies
+            .iter()
+            .any(|reply| matches!(reply, redis::Value::ServerError(e) if e.code() == "FENCED")),
+        _ => false,
+    }
 }
 
 /// After optimistic attempt number `retries` met a conflict: gives up past `--max-retries`,
@@ -614,6 +667,9 @@ impl UpdateError {
     /// A failure of the write itself. An error reply means Redis refused the command; a timeout
     /// or a dropped connection means the write may have landed, and nobody can say.
     pub fn during_write(e: redis::RedisError) -> UpdateError {
+        if e.code() == Some("FENCED") {
+            return UpdateError::fenced();
+        }
         let unknown = e.is_timeout() || e.is_io_error() || e.is_connection_dropped();
         UpdateError {
             unreachable: is_unreachable(&e),
@@ -634,6 +690,17 @@ impl UpdateError {
             outcome: Outcome::NotApplied,
             reason: "this worker's lease on the run lapsed: it writes nothing more".to_owned(),
             // The worker leaves the run (see `crate::crew::worker`); the other workers go on.
+            fatal: false,
+            gave_up: false,
+            unreachable: false,
+        }
+    }
+
+    /// Redis refused a worker's write: the coordinator had taken the worker for gone.
+    pub fn fenced() -> UpdateError {
+        UpdateError {
+            outcome: Outcome::NotApplied,
+            reason: "Redis refused this worker's write: the coordinator had taken it for gone and struck it off the run".to_owned(),
             fatal: false,
             gave_up: false,
             unreachable: false,

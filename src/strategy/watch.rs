@@ -252,11 +252,17 @@ impl Watch {
             .writing(|| Step::new(Role::WriteBack, watched.commit))
             .await;
         // MULTI, SET, EXEC in one pipeline; a nil EXEC reply (None) means the WATCH tripped.
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(doc).arg("KEEPTTL");
+        let write = super::admitted(op, std::slice::from_ref(&key), &[&set]).unwrap_or(set);
         let exec = transaction(conn, |pipe| {
-            pipe.cmd("SET").arg(&key).arg(doc).arg("KEEPTTL").ignore();
+            pipe.add_command(write).ignore();
         })
         .await
         .map_err(during_write)?;
+        if exec.as_ref().is_some_and(super::refused_in) {
+            return Err(UpdateError::fenced().into());
+        }
         if exec.is_none() {
             probe.answered(|| watched.aborted.into());
             return Ok(None);
