@@ -135,6 +135,7 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
         remote: None,
         driver: None,
         service: None,
+        failover_at: None,
     };
 
     let mut progress = Progress::new(args.strategy.0.len() * args.updaters.len());

@@ -146,6 +146,7 @@ pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveRe
         remote: None,
         driver: None,
         service: None,
+        failover_at: None,
     });
     let journey = Journey::seed_fixture()?;
     let started = Instant::now();

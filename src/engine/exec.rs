@@ -84,7 +84,7 @@ pub(super) async fn run(
             )
         })
     };
-    let ((tally, stopped, workers, taken), states) = outcome?;
+    let ((tally, stopped, workers, taken, failover), states) = outcome?;
     let (states, unverified) = match states {
         Ok(states) => (states, None),
         Err(why) => (Vec::new(), Some(why)),
@@ -101,6 +101,7 @@ pub(super) async fn run(
         &unverified,
         Some(user),
         settings.lost_limit,
+        failover.as_ref(),
     );
     let invariant = super::invariant(workload, &tally, &states, &unverified);
     Ok(RunResult {
@@ -116,5 +117,6 @@ pub(super) async fn run(
         taken,
         user: Some(user),
         invariant,
+        failover,
     })
 }

@@ -27,6 +27,7 @@ fn settings() -> Settings {
         remote: None,
         driver: None,
         service: None,
+        failover_at: None,
     }
 }
 

@@ -235,6 +235,7 @@ pub fn settings() -> Settings {
         remote: None,
         driver: None,
         service: None,
+        failover_at: None,
     }
 }
 

@@ -1,0 +1,289 @@
+//! The failover lesson (README "Failover"): a private primary with replicas behind one address,
+//! and the failover racelab makes on purpose in the middle of a run.
+//!
+//! racelab's connections never name the primary: they go to a relay on a loopback port, the way
+//! a Sentinel-aware client or a virtual IP stands between an application and whichever server is
+//! primary. The failover promotes a replica (`REPLICAOF NO ONE`), lets the old primary go on
+//! taking writes for a moment (the clients on its side have not noticed yet: Jepsen's partition),
+//! then fences it (`CLIENT PAUSE … WRITE`), points the relay at the new primary, cuts every
+//! relayed connection and makes the old primary a replica of the new one, which throws away what
+//! only it had. What each side held at those two moments is read and kept, so the verdict can
+//! tell an update lost to the failover from one erased by a stale write, by counting.
+
+use std::net::Ipv4Addr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::error::Error;
+use crate::server::{RedisServer, offset, parse_info};
+
+/// How long the old primary, promoted away from, still takes writes at the least: the moment
+/// before its clients learn of the failover, long enough for some of their writes to land there.
+const STALE_WINDOW_MIN: Duration = Duration::from_millis(50);
+/// ... and at the most, when no write comes (the run is over, or nobody writes).
+const STALE_WINDOW_MAX: Duration = Duration::from_secs(2);
+/// How long the old primary's writes stay paused while racelab reads what it held and demotes
+/// it; `CLIENT UNPAUSE` ends the pause sooner.
+const FENCE: Duration = Duration::from_secs(10);
+
+/// Every server of a set may become primary. A primary's diskless sync waits 5 s by default
+/// for more replicas to share one transfer; the old primary resyncing after a failover would
+/// leave the new one without a replica, and `--wait-replicas` with nothing to wait for, as long.
+const SET_ARGS: &[&str] = &["--repl-diskless-sync-delay", "0"];
+
+/// A TCP relay on a loopback port to whichever server is primary now. Switching it cuts every
+/// connection it relays, so clients reconnect, and reach the new primary.
+struct Relay {
+    port: u16,
+    backend: watch::Sender<u16>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(backend: u16) -> std::io::Result<Relay> {
+        // racelab binds this port itself, so an OS-chosen one is right here (unlike a
+        // redis-server's, which must be passed to it).
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let port = listener.local_addr()?.port();
+        let (tx, rx) = watch::channel(backend);
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    // Out of descriptors, say: try again in a moment rather than spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let mut rx = rx.clone();
+                tokio::spawn(async move {
+                    let port = *rx.borrow_and_update();
+                    let Ok(mut server) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await
+                    else {
+                        return;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    // A failover (or the relay gone) ends the connection: a client must not go
+                    // on talking to a primary that is no longer one.
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Ok(Relay {
+            port,
+            backend: tx,
+            accept,
+        })
+    }
+
+    fn switch(&self, backend: u16) {
+        self.backend.send_replace(backend);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // Dropping the sender ends every relayed connection too.
+        self.accept.abort();
+    }
+}
+
+/// A private primary and its replicas (`--replicas N`), all behind one relay, all killed on drop.
+pub(crate) struct ReplicaSet {
+    servers: Vec<RedisServer>,
+    /// Which of `servers` is primary now; the others replicate it.
+    primary: Mutex<usize>,
+    relay: Relay,
+}
+
+impl ReplicaSet {
+    /// Starts a private primary and `replicas` replicas of it, and the relay to the primary.
+    pub(crate) async fn start(replicas: usize) -> Result<ReplicaSet, Error> {
+        let primary = RedisServer::start_with_args(SET_ARGS)?;
+        let mut servers = Vec::with_capacity(replicas + 1);
+        for _ in 0..replicas {
+            let replica = RedisServer::start_replica_of(&primary, SET_ARGS)?;
+            servers.push(replica);
+        }
+        servers.insert(0, primary);
+        let relay = Relay::start(servers[0].port())
+            .await
+            .map_err(|e| Error::RedisServerStart(format!("no relay to the primary: {e}")))?;
+        Ok(ReplicaSet {
+            servers,
+            primary: Mutex::new(0),
+            relay,
+        })
+    }
+
+    /// The address racelab's connections use: the relay's.
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.relay.port)
+    }
+
+    pub(crate) fn replicas(&self) -> usize {
+        self.servers.len() - 1
+    }
+
+    fn primary_index(&self) -> usize {
+        self.primary.lock().map_or(0, |p| *p)
+    }
+
+    /// Fails over to the first replica. `snapshot` reads the run's journey from one server (a
+    /// connection to it), as counts per segment: it is asked of the promoted replica right after
+    /// the promotion, and of the old primary once it is fenced, before it is demoted.
+    pub(crate) async fn fail_over<F, Fut>(
+        &self,
+        started: Instant,
+        snapshot: F,
+    ) -> Result<FailoverRecord, String>
+    where
+        F: Fn(crate::target::Conn) -> Fut,
+        Fut: std::future::Future<Output = Option<Vec<u64>>>,
+    {
+        let old = self.primary_index();
+        let new = (old + 1) % self.servers.len();
+        if new == old {
+            return Err("there is no replica to promote (--replicas 0)".to_owned());
+        }
+        let (old_server, new_server) = (&self.servers[old], &self.servers[new]);
+        let mut old_conn = direct(old_server.port()).await?;
+        let mut new_conn = direct(new_server.port()).await?;
+
+        // The promotion: from its reply on, nothing the old primary takes reaches the replica.
+        command(&mut new_conn, redis::cmd("REPLICAOF").arg("NO").arg("ONE")).await?;
+        let promoted_at = started.elapsed();
+        let promoted_offset = repl_offset(&mut new_conn).await?;
+        let promoted = snapshot(crate::target::Conn::plain(new_conn.clone())).await;
+
+        // The old primary's clients have not noticed: their writes keep landing there, beyond
+        // what the new primary holds, until racelab fences it.
+        let window = Instant::now();
+        loop {
+            let elapsed = window.elapsed();
+            let diverged = repl_offset(&mut old_conn).await? > promoted_offset;
+            if (diverged && elapsed >= STALE_WINDOW_MIN) || elapsed >= STALE_WINDOW_MAX {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        // Fence: writes wait (scripts and transactions too) while racelab reads what the old
+        // primary holds; once it is a replica they are refused, so none of them lands.
+        command(
+            &mut old_conn,
+            redis::cmd("CLIENT")
+                .arg("PAUSE")
+                .arg(FENCE.as_millis() as u64)
+                .arg("WRITE"),
+        )
+        .await?;
+        let old_held = snapshot(crate::target::Conn::plain(old_conn.clone())).await;
+        // Clients now reach the new primary only.
+        self.relay.switch(new_server.port());
+        let cut_at = started.elapsed();
+        // The old primary (and any other replica) follows the new one: a full resync that
+        // discards what only the old primary had.
+        let demoted = command(
+            &mut old_conn,
+            redis::cmd("REPLICAOF")
+                .arg("127.0.0.1")
+                .arg(new_server.port()),
+        )
+        .await;
+        let _ = command(&mut old_conn, &redis::cmd("CLIENT").arg("UNPAUSE").clone()).await;
+        demoted?;
+        for (i, server) in self.servers.iter().enumerate() {
+            if i != old && i != new {
+                let mut conn = direct(server.port()).await?;
+                command(
+                    &mut conn,
+                    redis::cmd("REPLICAOF")
+                        .arg("127.0.0.1")
+                        .arg(new_server.port()),
+                )
+                .await?;
+            }
+        }
+        if let Ok(mut primary) = self.primary.lock() {
+            *primary = new;
+        }
+        Ok(FailoverRecord {
+            promoted_at,
+            cut_at,
+            promoted: format!("127.0.0.1:{}", new_server.port()),
+            demoted: format!("127.0.0.1:{}", old_server.port()),
+            promoted_counts: promoted,
+            old_counts: old_held,
+        })
+    }
+}
+
+/// What a failover did, and what each side held when it mattered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailoverRecord {
+    /// When the replica was promoted, since the release.
+    pub promoted_at: Duration,
+    /// When the relay was pointed at the new primary and the old one's connections were cut.
+    pub cut_at: Duration,
+    /// `host:port` of the promoted replica.
+    pub promoted: String,
+    /// `host:port` of the old primary, now a replica.
+    pub demoted: String,
+    /// Each segment's update count on the promoted replica as promoted: what it had of the old
+    /// primary's writes. `None` when it could not be read.
+    pub promoted_counts: Option<Vec<u64>>,
+    /// Each segment's count on the old primary when it was fenced. `None` when unread.
+    pub old_counts: Option<Vec<u64>>,
+}
+
+impl FailoverRecord {
+    /// Per segment, how many updates the old primary held that the new one never got: updates
+    /// the failover threw away. `None` when either side's counts are unknown.
+    pub fn dropped(&self) -> Option<Vec<u64>> {
+        let (old, new) = (self.old_counts.as_ref()?, self.promoted_counts.as_ref()?);
+        (old.len() == new.len()).then(|| {
+            old.iter()
+                .zip(new)
+                .map(|(old, new)| old.saturating_sub(*new))
+                .collect()
+        })
+    }
+}
+
+/// A plain connection to one server, past the relay.
+async fn direct(port: u16) -> Result<redis::aio::MultiplexedConnection, String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .map_err(|e| format!("no connection to 127.0.0.1:{port}: {e}"))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(FENCE / 2));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| format!("no connection to 127.0.0.1:{port}: {e}"))
+}
+
+async fn command(
+    conn: &mut redis::aio::MultiplexedConnection,
+    cmd: &redis::Cmd,
+) -> Result<(), String> {
+    cmd.query_async::<()>(conn)
+        .await
+        .map_err(|e| crate::redis_errors::describe(&e))
+}
+
+/// A server's replication offset (`master_repl_offset`): how far its stream of writes goes.
+async fn repl_offset(conn: &mut redis::aio::MultiplexedConnection) -> Result<i64, String> {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(conn)
+        .await
+        .map_err(|e| crate::redis_errors::describe(&e))?;
+    Ok(offset(&parse_info(&info), "master_repl_offset"))
+}
