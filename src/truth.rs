@@ -702,10 +702,15 @@ pub fn verify_with_failover(
                 .push(lost_update(journey, states, &write, None));
         }
     }
+    // Past the listing limit, what a failover took stays listed before stale writes' losses:
+    // those are the ones a reader of a failover run looks for.
+    if truth.lost_updates.len() > lost_limit {
+        truth.lost_updates.sort_by_key(|lost| lost.cause.is_none());
+        truth.lost_updates.truncate(lost_limit);
+    }
     truth.lost_updates.sort_by(|a, b| {
         (a.segment.as_str(), a.updater, a.round).cmp(&(b.segment.as_str(), b.updater, b.round))
     });
-    truth.lost_updates.truncate(lost_limit);
     truth
 }
 

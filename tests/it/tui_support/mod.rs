@@ -239,6 +239,7 @@ pub fn finished_naive(base: Instant) -> App {
         taken: Vec::new(),
         user: None,
         invariant: None,
+        failover: None,
     };
     app.update(
         Msg::RunFinished {
@@ -287,6 +288,7 @@ pub fn intact_result(strategy: Strategy, updates: u32, lost: u32) -> RunResult {
         taken: Vec::new(),
         user: None,
         invariant: None,
+        failover: None,
     }
 }
 
@@ -384,6 +386,7 @@ pub fn vanished_worker_run(base: Instant) -> App {
         taken: Vec::new(),
         user: None,
         invariant: None,
+        failover: None,
     };
     app.update(
         Msg::RunFinished {
