@@ -216,6 +216,12 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "exp")]
     pub backoff: Vec<crate::workload::Backoff>,
 
+    /// The WAIT to measure, a comma list of replica counts: each strategy and updater count runs
+    /// once with each (0: no WAIT; N: every write followed by WAIT N). Without --redis-url the
+    /// private server gets as many replicas as the largest.
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "0", value_parser = clap::value_parser!(u32).range(0..=5))]
+    pub wait_replicas: Vec<u32>,
+
     /// Skip the redis-benchmark yardsticks.
     #[arg(long)]
     pub no_redis_benchmark: bool,

@@ -254,12 +254,18 @@ impl Target {
     /// The same target, with every write of its shared connections followed by `WAIT` for
     /// `replicas` replicas (`--wait-replicas`; none when `None` or 0).
     pub fn with_wait_replicas(mut self, replicas: Option<u32>) -> Target {
+        self.set_wait_replicas(replicas);
+        self
+    }
+
+    /// [`Target::with_wait_replicas`] in place, for the connections opened from now on (the
+    /// bench's cells, with and without WAIT).
+    pub fn set_wait_replicas(&mut self, replicas: Option<u32>) {
         self.wait = replicas.filter(|n| *n > 0).map(|replicas| WaitReplicas {
             replicas,
             // WAIT must give up before racelab's own timeout calls the write unknown.
             timeout: WAIT_TIMEOUT.min(self.timeout / 2),
         });
-        self
     }
 
     pub fn wait_replicas(&self) -> Option<WaitReplicas> {
