@@ -152,7 +152,14 @@ impl redis::aio::ConnectionLike for Conn {
                         .req_packed_commands(&pipe, offset, count + 1)
                         .await?;
                     let acked = replies.pop();
-                    check_wait(acked, wait)?;
+                    // An EXEC that aborted (a WATCHed key changed) wrote nothing: no replica
+                    // needs to have it, and the conflict is what the strategy must hear.
+                    let aborted = pipeline.cmd_iter().last().is_some_and(|cmd| {
+                        matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"EXEC"))
+                    }) && matches!(replies.last(), Some(Value::Nil));
+                    if !aborted {
+                        check_wait(acked, wait)?;
+                    }
                     Ok(replies)
                 })
             }
@@ -500,6 +507,7 @@ impl Target {
                 },
             },
             timeout: self.timeout,
+            wait: self.wait,
         }
     }
 
@@ -620,6 +628,8 @@ impl Target {
 pub struct Connector {
     route: Route,
     timeout: Duration,
+    /// The target's `--wait-replicas`, for [`Connector::connect_waiting`].
+    wait: Option<WaitReplicas>,
 }
 
 #[derive(Clone)]
@@ -678,6 +688,19 @@ impl Connector {
                     .await
             }
         }
+    }
+}
+
+impl Connector {
+    /// [`Connector::connect`] as a [`Conn`]: the same plain connection that never reconnects by
+    /// itself, whose writes wait for the replicas like the shared connection's
+    /// (`--wait-replicas`), so `watch`'s EXEC counts only once they have it.
+    pub async fn connect_waiting(&self, key: Option<&str>) -> redis::RedisResult<Conn> {
+        let conn = self.connect(key).await?;
+        Ok(Conn {
+            link: Link::Plain(conn),
+            wait: self.wait,
+        })
     }
 }
 
