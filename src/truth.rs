@@ -918,6 +918,82 @@ mod tests {
         assert_eq!(truth.lost_updates.len(), 3);
     }
 
+    fn failover(promoted: Vec<u64>, old: Vec<u64>) -> crate::failover::FailoverRecord {
+        crate::failover::FailoverRecord {
+            promoted_at: Duration::from_millis(50),
+            cut_at: Duration::from_millis(100),
+            promoted: "new".to_owned(),
+            demoted: "old".to_owned(),
+            promoted_counts: Some(promoted),
+            old_counts: Some(old),
+        }
+    }
+
+    #[test]
+    fn what_the_failover_dropped_is_lost_to_it_not_to_a_stale_write() {
+        // Four writes to one segment, all read at 1 ms, all acknowledged: the replica had two when promoted,
+        // the old primary four; the final state shows two. Two lost, both to the failover.
+        let mut tally = Tally::new(1);
+        for i in 0..4 {
+            tally.record(&ack(
+                i,
+                0,
+                10 + 20 * u64::from(i),
+                Some(1 + 20 * u64::from(i)),
+            ));
+        }
+        let record = failover(vec![2], vec![4]);
+        let truth = verify_with_failover(&tally, &journey(1), &[state(2)], 100, Some(Ok(&record)));
+        assert_eq!((truth.lost, truth.lost_to_failover), (2, 2));
+        assert_eq!(truth.lost_to_failover_or_stale, 0);
+        for lost in &truth.lost_updates {
+            assert_eq!(lost.cause, Some(LossCause::Failover));
+            // Nobody's stale write is named for it.
+            assert_eq!(lost.erased_by, None);
+        }
+        // Without the failover's record, the same history blames a stale write.
+        let truth = verify(&tally, &journey(1), &[state(2)], 100);
+        assert!(truth.lost_updates.iter().any(|l| l.erased_by.is_some()));
+    }
+
+    #[test]
+    fn a_dropped_update_of_unknown_outcome_leaves_the_cause_open() {
+        let mut tally = Tally::new(1);
+        for i in 0..3 {
+            tally.record(&ack(i, 0, 10 + u64::from(i), None));
+        }
+        tally.record(&Event {
+            at: Duration::from_millis(99),
+            updater: 3,
+            kind: EventKind::Failed {
+                round: 0,
+                segment: 0,
+                status: "Boarding",
+                outcome: Outcome::Unknown,
+                reason: "broken pipe".into(),
+                gave_up: false,
+            },
+        });
+        // The old primary held two more than the replica: the unknown one may be one of them.
+        let record = failover(vec![1], vec![3]);
+        let truth = verify_with_failover(&tally, &journey(1), &[state(1)], 100, Some(Ok(&record)));
+        assert_eq!(truth.lost, 2);
+        assert_eq!(
+            (truth.lost_to_failover, truth.lost_to_failover_or_stale),
+            (1, 1)
+        );
+        // A failover whose sides could not be read pins nothing on either cause.
+        let unread = crate::failover::FailoverRecord {
+            old_counts: None,
+            ..record
+        };
+        let truth = verify_with_failover(&tally, &journey(1), &[state(1)], 100, Some(Ok(&unread)));
+        assert_eq!(
+            (truth.lost_to_failover, truth.lost_to_failover_or_stale),
+            (0, 2)
+        );
+    }
+
     #[test]
     fn too_little_acknowledged_is_inconclusive() {
         let mut tally = Tally::new(1);
