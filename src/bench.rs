@@ -144,6 +144,7 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
         driver: None,
         service: None,
         failover_at: None,
+        failover_now: None,
     };
 
     let mut progress = Progress::new(

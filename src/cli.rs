@@ -667,6 +667,7 @@ impl Options {
             driver: None,
             service: None,
             failover_at: self.failover_at,
+            failover_now: None,
         }
     }
 }

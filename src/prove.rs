@@ -147,6 +147,7 @@ pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveRe
         driver: None,
         service: None,
         failover_at: None,
+        failover_now: None,
     });
     let journey = Journey::seed_fixture()?;
     let started = Instant::now();

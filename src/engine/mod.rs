@@ -49,6 +49,9 @@ pub struct Settings {
     /// `--failover-at`: when after the release racelab fails its private primary over to a
     /// replica (README "Failover"). `None`: no failover.
     pub failover_at: Option<std::time::Duration>,
+    /// Someone asks for the failover now (the TUI's `F`): a run going on when it is notified
+    /// fails over then, if it has not yet.
+    pub failover_now: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Why a race of updaters stopped early, if it did, and which worker ran which updaters.
@@ -339,7 +342,7 @@ async fn race(
     let mut tally = Tally::new(workload.journey.segments.len());
     // The race's end, so a failover not yet due is not made after it.
     let done = CancellationToken::new();
-    let failover = failover_during(target, strategy, keys, settings.failover_at, &done);
+    let failover = failover_during(target, strategy, keys, settings, &done);
     let collect = async {
         while let Some(event) = rx.recv().await {
             tally.record(&event);
@@ -399,20 +402,35 @@ type Raced = (
     Option<Result<FailoverRecord, String>>,
 );
 
-/// `--failover-at`: at `at` after the release (now), fails the private primary over, reading each
-/// side's counts of the run's journey when it matters; nothing when `at` is `None` or the race
-/// is `done` first.
+/// `--failover-at` (or the TUI's `F`): at that time after the release (now), or when asked,
+/// fails the private primary over, reading each side's counts of the run's journey when it
+/// matters; nothing when neither is set or the race is `done` first.
 async fn failover_during(
     target: &Target,
     strategy: Strategy,
     keys: &Arc<Keys>,
-    at: Option<std::time::Duration>,
+    settings: &Settings,
     done: &CancellationToken,
 ) -> Option<Result<FailoverRecord, String>> {
-    let at = at?;
+    if settings.failover_at.is_none() && settings.failover_now.is_none() {
+        return None;
+    }
     let started = std::time::Instant::now();
+    let at = async {
+        match settings.failover_at {
+            Some(at) => tokio::time::sleep(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    let asked = async {
+        match &settings.failover_now {
+            Some(now) => now.notified().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
-        () = tokio::time::sleep(at) => {}
+        () = at => {}
+        () = asked => {}
         () = done.cancelled() => return None,
     }
     let snapshot = |mut conn: Conn| {

@@ -144,3 +144,78 @@ fn replicas_and_failover_are_refused_on_a_users_redis() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn the_tuis_f_key_fails_over_a_run_going_on_and_only_with_replicas() {
+    use crate::tui_support::{app, ch, key, target};
+    use crossterm::event::KeyCode;
+    use racelab::tui::app::{App, Command};
+    use std::time::Instant;
+
+    let base = Instant::now();
+    // Without replicas there is nothing to fail over to: a sentence, no command.
+    let mut plain = app(base);
+    plain.update(key(KeyCode::Enter), base);
+    assert!(plain.update(ch('F'), base).is_empty());
+    assert!(plain.notice_text().unwrap().contains("--replicas"));
+
+    let mut replicated = App::new(
+        racelab::Strategy::Lua,
+        crate::tui_support::workload(),
+        true,
+        racelab::tui::app::TargetInfo {
+            replicas: 1,
+            ..target()
+        },
+        false,
+        base,
+    );
+    // Not before a run starts...
+    assert!(replicated.update(ch('F'), base).is_empty());
+    assert!(replicated.notice_text().unwrap().contains("during a run"));
+    // ...and in one, the failover is asked for.
+    replicated.update(key(KeyCode::Enter), base);
+    let commands = replicated.update(ch('F'), base);
+    assert!(
+        matches!(commands.as_slice(), [Command::FailOver]),
+        "{}",
+        commands.len()
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failover_asked_for_mid_run_is_made_and_its_losses_told_apart() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let target = racelab::Target::open_replicated(1, Duration::from_secs(5))
+        .await
+        .expect("a private server with a replica");
+    let now = Arc::new(tokio::sync::Notify::new());
+    let settings = racelab::Settings {
+        failover_now: Some(now.clone()),
+        ..crate::common::settings()
+    };
+    let workload = crate::common::workload(10, 10, 200, Duration::from_millis(1));
+    // Asked again and again, as a presenter might press F: only a run waiting for it hears it.
+    let asking = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            now.notify_waiters();
+        }
+    });
+    let result =
+        crate::common::run_with(&target, racelab::Strategy::Lua, &workload, &settings).await;
+    asking.abort();
+    let record = match &result.failover {
+        Some(Ok(record)) => record.clone(),
+        other => panic!("no failover: {other:?}"),
+    };
+    assert!(record.promoted_at <= record.cut_at);
+    let truth = &result.truth;
+    assert!(truth.lost_to_failover > 0, "{truth:?}");
+    assert_eq!(
+        truth.lost,
+        truth.lost_to_failover + truth.lost_to_failover_or_stale
+    );
+}

@@ -28,6 +28,7 @@ fn settings() -> Settings {
         driver: None,
         service: None,
         failover_at: None,
+        failover_now: None,
     }
 }
 

@@ -236,6 +236,7 @@ pub fn settings() -> Settings {
         driver: None,
         service: None,
         failover_at: None,
+        failover_now: None,
     }
 }
 

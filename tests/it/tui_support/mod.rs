@@ -53,6 +53,7 @@ pub fn ack_kind(segment: u32, read_at: Duration, latency: Duration) -> EventKind
 
 pub fn target() -> TargetInfo {
     TargetInfo {
+        replicas: 0,
         display: "redis://127.0.0.1:6379/".into(),
         version: "7.0.15".into(),
         private: true,
