@@ -352,6 +352,25 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        // The replicas' roles travel by gossip after `create` returns: a run must not start
+        // while a node still takes a replica for a primary without slots.
+        let replicas = CLUSTER_PRIMARIES * self.replicas;
+        for node in &self.nodes {
+            loop {
+                let seen = replicas_seen(&self.url_of(node));
+                if seen == Some(replicas) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(Error::ClusterStart(format!(
+                        "node 127.0.0.1:{} sees {} replicas, not {replicas}, after {CLUSTER_DEADLINE:?}",
+                        node.port(),
+                        seen.map_or_else(|| "no".to_owned(), |n| n.to_string())
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         Ok(())
     }
 
@@ -424,6 +443,25 @@ pub(crate) fn parse_info(info: &str) -> std::collections::HashMap<String, String
 /// A numeric INFO field, or -1 when it is missing.
 pub(crate) fn offset(info: &std::collections::HashMap<String, String>, field: &str) -> i64 {
     info.get(field).and_then(|v| v.parse().ok()).unwrap_or(-1)
+}
+
+/// How many replicas a node's CLUSTER NODES lists, or `None` when it does not answer.
+fn replicas_seen(url: &str) -> Option<usize> {
+    let client = redis::Client::open(url).ok()?;
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_millis(500))
+        .ok()?;
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut conn).ok()?;
+    Some(
+        nodes
+            .lines()
+            .filter(|line| {
+                line.split_whitespace()
+                    .nth(2)
+                    .is_some_and(|flags| flags.split(',').any(|f| f == "slave"))
+            })
+            .count(),
+    )
 }
 
 fn free_port() -> std::io::Result<u16> {

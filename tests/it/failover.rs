@@ -219,3 +219,54 @@ async fn a_failover_asked_for_mid_run_is_made_and_its_losses_told_apart() {
         truth.lost_to_failover + truth.lost_to_failover_or_stale
     );
 }
+
+#[test]
+fn a_private_cluster_gets_a_replica_per_primary_and_a_users_cluster_none() {
+    let cluster = racelab::RedisCluster::start_with(None, 1).expect("a private cluster");
+    assert_eq!(cluster.nodes().len(), 6);
+    let client = redis::Client::open(cluster.urls()[0].as_str()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut conn).unwrap();
+    let replicas = nodes.lines().filter(|l| l.contains("slave")).count();
+    assert_eq!(replicas, 3, "{nodes}");
+
+    // racelab starts no replicas of a cluster it did not start.
+    let seed = cluster.urls()[0].clone();
+    let output = racelab(&["run", "--cluster", seed.as_str(), "--replicas", "1"]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("private"), "{err}");
+}
+
+#[test]
+fn bench_measures_each_cell_with_and_without_wait() {
+    let output = racelab(&[
+        "bench",
+        "-s",
+        "hash",
+        "-n",
+        "2",
+        "--duration",
+        "100ms",
+        "--wait-replicas",
+        "0,1",
+        "--no-redis-benchmark",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let cells = report["cells"].as_array().unwrap();
+    let waits: Vec<u64> = cells
+        .iter()
+        .map(|c| c["wait_replicas"].as_u64().unwrap())
+        .collect();
+    assert_eq!(waits, [0, 1]);
+    // Every write of the WAIT cell was acknowledged by the replica: none unknown, none lost.
+    assert!(cells[1]["updates"].as_u64().unwrap() > 0, "{cells:?}");
+    assert_eq!(cells[1]["unknown"], 0, "{cells:?}");
+    assert_eq!(cells[1]["lost"], 0, "{cells:?}");
+    // WAIT is one more command per update, at least.
+    let commands = |c: &serde_json::Value| c["commands_per_update"].as_f64().unwrap();
+    assert!(commands(&cells[1]) > commands(&cells[0]), "{cells:?}");
+}
