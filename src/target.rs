@@ -56,6 +56,15 @@ pub struct WaitReplicas {
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Conn {
+    /// The same connection, its writes followed by no WAIT: for racelab's own housekeeping
+    /// (deleting a run's keys), which no replica needs to have.
+    pub(crate) fn unwaited(&self) -> Conn {
+        Conn {
+            link: self.link.clone(),
+            wait: None,
+        }
+    }
+
     /// A conn over a plain connection to one server.
     pub(crate) fn plain(conn: MultiplexedConnection) -> Conn {
         Conn {

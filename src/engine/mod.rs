@@ -262,6 +262,9 @@ pub async fn run_as(
     let keys_left = if settings.keep {
         Some(format!("kept under {pattern}"))
     } else {
+        // Deleting the run's keys needs no replica to have it (`--wait-replicas`): a WAIT that
+        // ran out right after a failover must not leave them behind.
+        let mut conn = conn.unwaited();
         let mut cleaned = cleanup(&mut conn, &keys, journey).await;
         if strategy.is_user() && cleaned.is_ok() {
             // A user's script may make keys of its own: under the run's prefix, and gone with it.
