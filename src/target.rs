@@ -288,6 +288,34 @@ impl Target {
         self.wait
     }
 
+    /// Waits until every private replica (`--replicas`) has what `conn` wrote so far (`WAIT`),
+    /// so a failover finds the seeded journey there; nothing to wait for without replicas.
+    pub async fn replicated(&self, conn: &mut Conn) -> Result<(), Error> {
+        let replicas = self.replicas();
+        if replicas == 0 {
+            return Ok(());
+        }
+        // Within the connection's own response timeout, or the client gives up on WAIT first. A
+        // replica resyncing after the last run's failover is back well within it.
+        let deadline = self.timeout * 4 / 5;
+        let acked: usize = redis::cmd("WAIT")
+            .arg(replicas)
+            .arg(deadline.as_millis() as u64)
+            .query_async(conn)
+            .await
+            .map_err(|e| self.refused(&e))?;
+        if acked < replicas {
+            return Err(Error::Run {
+                target: self.display.clone(),
+                reason: format!(
+                    "{acked} of {replicas} private replicas got the seeded journey within {}; a failover could not be shown",
+                    humantime::format_duration(deadline)
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The private replicas of a single server (`--replicas`); 0 otherwise.
     pub fn replicas(&self) -> usize {
         match &self.backend {

@@ -228,6 +228,9 @@ pub async fn run_as(
     let mut conn = target.connection().await?;
     strategy.prepare(target, &mut conn, &keys).await?;
     seed(target, strategy, &mut conn, &keys, journey).await?;
+    // A failover must find the journey on the replica it promotes: the race starts from what
+    // every replica holds (README "Failover").
+    target.replicated(&mut conn).await?;
 
     let outcome = tokio::select! {
         outcome = race(

@@ -48,7 +48,7 @@ fn a_failover_loses_acknowledged_updates_of_a_safe_strategy_and_says_so() {
     let run = &report["runs"][0];
     let failover = &run["failover"];
     assert!(failover["promoted_ms"].is_number(), "{run:#}");
-    let lost = run["lost"].as_u64().unwrap();
+    let lost = run["lost"].as_u64().unwrap_or_else(|| panic!("{run:#}"));
     let to_failover = failover["lost_to_failover"].as_u64().unwrap();
     let either = failover["lost_to_failover_or_stale"].as_u64().unwrap();
     // The old primary acknowledged writes after the replica was promoted: they are gone.
