@@ -66,6 +66,7 @@ fn main() {
             round: 0,
             seen: None,
             version: None,
+            segments: Vec::new(),
         };
         app.update(event(at(2), read), start + at(2));
         if updater % 2 == 0 {

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::engine::Settings;
 use crate::error::Error;
+use crate::history::HistoryFormat;
 use crate::journey::Journey;
 use crate::report::{BenchFormat, Expect, Format};
 use crate::strategy::Strategy;
@@ -360,6 +361,11 @@ pub struct RunArgs {
     /// Write every operation of the run to this file as JSON lines (see the README).
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
+
+    /// How --history writes: racelab's JSON lines, or elle: a Jepsen history (EDN) that Elle's
+    /// rw-register checker reads (README "History").
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Racelab, requires = "history")]
+    pub history_format: HistoryFormat,
 
     /// Also write the run as a self-contained HTML timeline: lanes, segments, who erased whom
     /// (README "HTML timeline").

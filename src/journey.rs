@@ -2,7 +2,8 @@
 //!
 //! Field names and defaults follow the original challenge (README "Why"). racelab adds one
 //! field to each segment, `UpdateCount`, written together with the status, so the final state
-//! proves how many acknowledged updates survived.
+//! proves how many acknowledged updates survived; and `RacelabWrite`, naming the update that
+//! wrote the document last, so a read can say whose write it saw (README "History file").
 
 use std::path::Path;
 use std::time::Duration;
@@ -39,6 +40,10 @@ pub struct Journey {
     pub segments: Vec<Segment>,
     #[serde(default)]
     pub metadata: Map<String, Value>,
+    /// Which update wrote this document last (0, and absent: as seeded), so that a read can name
+    /// the write it saw (README "History": `--history-format elle`).
+    #[serde(default, rename = "RacelabWrite", skip_serializing_if = "is_zero")]
+    pub write: u64,
     /// Fields racelab does not know are carried through untouched.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -67,8 +72,16 @@ pub struct Segment {
     /// How many updates have been applied to this segment; written with the status.
     #[serde(default)]
     pub update_count: u64,
+    /// Which update wrote this segment last, where a segment is stored as its own key (`keys`);
+    /// 0, and absent, everywhere else.
+    #[serde(default, rename = "RacelabWrite", skip_serializing_if = "is_zero")]
+    pub write: u64,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn pending() -> String {
@@ -263,6 +276,7 @@ fn generated_segment(template: &Segment, i: usize) -> Segment {
     segment.arrival_time = shift_days(&template.arrival_time, offset);
     segment.status = INITIAL_STATUS.to_owned();
     segment.update_count = 0;
+    segment.write = 0;
     segment
 }
 

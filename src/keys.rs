@@ -66,6 +66,12 @@ impl Keys {
         format!("{}:fence", self.base)
     }
 
+    /// Each updater's last applied write id (`lua`, `function`, `cas` record it in the write's
+    /// own script), so that a write whose reply never came can be resolved (README "Safety").
+    pub fn applied(&self) -> String {
+        format!("{}:applied", self.base)
+    }
+
     /// The stream a crew's workers send the run's events through (`--workers`).
     pub fn events(&self) -> String {
         format!("{}:events", self.base)
@@ -79,6 +85,7 @@ impl Keys {
             self.version(),
             self.lock(),
             self.fence(),
+            self.applied(),
             self.events(),
         ];
         keys.extend(segment_ids.map(|id| self.segment(id)));

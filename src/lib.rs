@@ -62,6 +62,7 @@ mod budget;
 mod cli;
 mod completions;
 mod crew;
+mod elle;
 mod engine;
 mod error;
 mod event;

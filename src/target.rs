@@ -56,6 +56,12 @@ pub struct WaitReplicas {
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Conn {
+    /// Whether its writes count only once replicas have them (`--wait-replicas`): then a write
+    /// found applied on the primary after the fact is still not acknowledged.
+    pub(crate) fn waits_for_replicas(&self) -> bool {
+        self.wait.is_some()
+    }
+
     /// The same connection, its writes followed by no WAIT: for racelab's own housekeeping
     /// (deleting a run's keys), which no replica needs to have.
     pub(crate) fn unwaited(&self) -> Conn {

@@ -565,8 +565,13 @@ mod tests {
                     seen: Some(Seen {
                         status: "Scheduled",
                         count: 3,
+                        write: 12,
                     }),
                     version: Some(9),
+                    segments: vec![crate::event::SawWrite {
+                        segment: 4,
+                        write: 8,
+                    }],
                 },
             },
             Event {

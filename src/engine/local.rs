@@ -298,6 +298,7 @@ impl UpdaterTask {
                 segment_id: &segment_id,
                 status,
                 think,
+                write: Op::write_id(workload.updaters, self.index, round),
             };
             probe.begin(round);
             let began = probe.now();

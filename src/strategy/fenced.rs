@@ -128,7 +128,7 @@ impl Fenced {
         };
         probe.read(Some(read.seen()), Some(token)).await;
         super::think(op).await?;
-        let (doc, count) = read.apply(op.status);
+        let (doc, count) = read.apply(op);
         probe
             .writing(|| {
                 Step::new(

@@ -477,6 +477,47 @@ pub(crate) async fn invoke<T: redis::FromRedisValue>(
     }
 }
 
+/// How many times a write whose reply never came is looked up, each lookup waiting `--timeout`:
+/// a server that stays silent for longer leaves the outcome unknown.
+const RESOLVE_TRIES: u32 = 5;
+
+/// Whether a script write whose reply never came (`e`) was applied, as the run's applied-write
+/// hash ([`Keys::applied`]) says: the script records the updater's write id there as it writes.
+/// After a timeout the lookup goes on the connection that sent the write, and Redis answers a
+/// connection's commands in order, so the write has run by the time the lookup is answered: the
+/// answer is exact either way. After a dropped connection only "applied" is certain (the write
+/// might still be on its way in). `None` where nothing can tell (README "Safety").
+pub(crate) async fn resolve(
+    conn: &mut Conn,
+    op: &Op<'_>,
+    updater: u32,
+    e: &redis::RedisError,
+) -> Option<bool> {
+    let ordered = e.is_timeout();
+    if op.write == 0 || !(ordered || e.is_io_error() || e.is_connection_dropped()) {
+        return None;
+    }
+    // Under `--wait-replicas` applied is not enough: the record says the primary has the write,
+    // not that the replicas do (README "Failover").
+    if conn.waits_for_replicas() {
+        return None;
+    }
+    for _ in 0..RESOLVE_TRIES {
+        let last: redis::RedisResult<Option<u64>> = redis::cmd("HGET")
+            .arg(op.keys.applied())
+            .arg(updater)
+            .query_async(conn)
+            .await;
+        match last {
+            Ok(last) if last == Some(op.write) => return Some(true),
+            Ok(_) => return ordered.then_some(false),
+            Err(e) if e.is_timeout() => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 /// The longest pause `--backoff exp` makes before an optimistic retry. Long enough that a
 /// thousand updaters who collided on one journey spread out over more time than their commits
 /// take together, so most of them find the journey quiet on their next try (README
@@ -522,9 +563,18 @@ pub struct Op<'a> {
     pub retry_until: Option<Duration>,
     /// A worker's hold on the run (`racelab worker`): once it lapsed, nothing more is written.
     pub lease: Option<&'a Lease>,
+    /// This update's name in what it writes, unique in the run ([`Op::write_id`]; 0 writes
+    /// none), so that a later read can say whose write it saw (README "History").
+    pub write: u64,
 }
 
 impl Op<'_> {
+    /// Update `round` of updater `updater` (both 0-based) of `updaters`: 1, 2, … in the order
+    /// updaters and rounds are numbered, never 0 (which is the state as seeded).
+    pub fn write_id(updaters: u32, updater: u32, round: u32) -> u64 {
+        u64::from(round) * u64::from(updaters) + u64::from(updater) + 1
+    }
+
     fn out_of_time(&self, probe: &Probe) -> bool {
         self.retry_until.is_some_and(|until| probe.now() >= until)
     }
@@ -657,15 +707,17 @@ impl ReadJourney {
         crate::event::Seen {
             status: crate::journey::intern_status(&segment.status),
             count: segment.update_count,
+            write: self.journey.write,
         }
     }
 
     /// Applies the op to the copy and returns the document to write and the segment's new count.
-    pub fn apply(mut self, status: &str) -> (String, u64) {
+    pub fn apply(mut self, op: &Op<'_>) -> (String, u64) {
         let segment = &mut self.journey.segments[self.segment];
-        segment.status = status.to_owned();
+        segment.status = op.status.to_owned();
         segment.update_count += 1;
         let count = segment.update_count;
+        self.journey.write = op.write;
         (self.journey.to_json(), count)
     }
 }

@@ -99,5 +99,5 @@ pub(super) async fn read_and_change(
     };
     probe.read(Some(read.seen()), None).await;
     super::think(op).await?;
-    Ok(Ok(read.apply(op.status)))
+    Ok(Ok(read.apply(op)))
 }

@@ -246,7 +246,7 @@ impl Watch {
         };
         probe.read(Some(read.seen()), None).await;
         super::think(op).await?;
-        let (doc, count) = read.apply(op.status);
+        let (doc, count) = read.apply(op);
         probe
             .writing(|| Step::new(Role::WriteBack, watched.commit))
             .await;

@@ -35,6 +35,7 @@ pub fn read_kind() -> EventKind {
         round: 0,
         seen: None,
         version: None,
+        segments: Vec::new(),
     }
 }
 
