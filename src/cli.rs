@@ -605,11 +605,6 @@ impl Options {
                     .to_owned(),
             ));
         }
-        if self.failover_at.is_some() && matches!(choice, (None, Some(ClusterSpec::Private))) {
-            return Err(Error::Usage(
-                "--failover-at fails over a private single server for now, not a cluster; leave out --cluster".to_owned(),
-            ));
-        }
         if self.wait_replicas.is_some() && self.cluster.is_some() {
             return Err(Error::Usage(
                 "--wait-replicas works on a single server for now, not on a cluster; leave out --cluster".to_owned(),

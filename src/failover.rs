@@ -224,6 +224,128 @@ impl ReplicaSet {
     }
 }
 
+/// How long a cluster replica told to take over gets to become primary, and its old primary to
+/// hear of it and follow it.
+const CLUSTER_ROLE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Fails a private cluster's primary (`primary`, a node URL) over to its replica (`replica`):
+/// `CLUSTER FAILOVER FORCE` on the replica, which takes the slots over without waiting for its
+/// primary, so writes the primary acknowledged and had not yet streamed are lost. The old
+/// primary learns of it over the cluster bus and follows the new one on its own; racelab fences
+/// its writes (`CLIENT PAUSE … WRITE`) as soon as the replica is primary, reads what it held
+/// while it still is one, and unpauses it once it has become a replica, so a paused write is
+/// redirected (`MOVED`) to the new primary instead of landing where it would be lost.
+pub(crate) async fn fail_over_cluster<F, Fut>(
+    primary: &str,
+    replica: &str,
+    started: Instant,
+    snapshot: F,
+) -> Result<FailoverRecord, String>
+where
+    F: Fn(crate::target::Conn) -> Fut,
+    Fut: std::future::Future<Output = Option<Vec<u64>>>,
+{
+    let mut old_conn = connect(primary).await?;
+    let mut new_conn = connect(replica).await?;
+    command(
+        &mut new_conn,
+        redis::cmd("CLUSTER").arg("FAILOVER").arg("FORCE"),
+    )
+    .await?;
+    wait_for_role(&mut new_conn, "master").await?;
+    let promoted_at = started.elapsed();
+    let promoted = snapshot(crate::target::Conn::plain(new_conn.clone())).await;
+    command(
+        &mut old_conn,
+        redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(FENCE.as_millis() as u64)
+            .arg("WRITE"),
+    )
+    .await?;
+    // Once it follows the new primary it may already be resyncing: what it held is then gone,
+    // and unknown.
+    let old_held = match role(&mut old_conn).await.as_deref() {
+        Ok("master") => snapshot(crate::target::Conn::plain(old_conn.clone())).await,
+        _ => None,
+    };
+    let followed = wait_for_role(&mut old_conn, "slave").await;
+    let cut_at = started.elapsed();
+    let _ = command(&mut old_conn, &redis::cmd("CLIENT").arg("UNPAUSE").clone()).await;
+    followed?;
+    Ok(FailoverRecord {
+        promoted_at,
+        cut_at,
+        promoted: address(replica),
+        demoted: address(primary),
+        promoted_counts: promoted,
+        old_counts: old_held,
+    })
+}
+
+/// The first replica streaming from the server at `url` (`slave0` of its `INFO replication`).
+pub(crate) async fn first_replica(url: &str) -> Result<(String, u16), String> {
+    let mut conn = connect(url).await?;
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| crate::redis_errors::describe(&e))?;
+    // slave0:ip=127.0.0.1,port=7004,state=online,offset=…,lag=0
+    let fields = parse_info(&info);
+    let replica = fields
+        .get("slave0")
+        .ok_or_else(|| format!("{} has no replica streaming from it", address(url)))?;
+    let field = |name: &str| {
+        replica
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    match (field("ip"), field("port").and_then(|p| p.parse().ok())) {
+        (Some(ip), Some(port)) => Ok((ip, port)),
+        _ => Err(format!("{} names its replica unreadably", address(url))),
+    }
+}
+
+/// `host:port` of a node URL, without its credentials.
+fn address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    rest.split(['/', '?']).next().unwrap_or(rest).to_owned()
+}
+
+/// A server's role (`ROLE`'s first element): `master` or `slave`.
+async fn role(conn: &mut redis::aio::MultiplexedConnection) -> Result<String, String> {
+    let reply: Vec<redis::Value> = redis::cmd("ROLE")
+        .query_async(conn)
+        .await
+        .map_err(|e| crate::redis_errors::describe(&e))?;
+    reply
+        .into_iter()
+        .next()
+        .and_then(|v| redis::from_redis_value::<String>(v).ok())
+        .ok_or_else(|| "ROLE gave no role".to_owned())
+}
+
+async fn wait_for_role(
+    conn: &mut redis::aio::MultiplexedConnection,
+    wanted: &str,
+) -> Result<(), String> {
+    let deadline = Instant::now() + CLUSTER_ROLE_DEADLINE;
+    loop {
+        if role(conn).await? == wanted {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "a node did not become {wanted} within {CLUSTER_ROLE_DEADLINE:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// What a failover did, and what each side held when it mattered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailoverRecord {
@@ -258,15 +380,20 @@ impl FailoverRecord {
 
 /// A plain connection to one server, past the relay.
 async fn direct(port: u16) -> Result<redis::aio::MultiplexedConnection, String> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-        .map_err(|e| format!("no connection to 127.0.0.1:{port}: {e}"))?;
+    connect(&format!("redis://127.0.0.1:{port}/")).await
+}
+
+/// A plain connection to the server at `url` (which may hold a password: never printed).
+async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection, String> {
+    let at = address(url);
+    let client = redis::Client::open(url).map_err(|e| format!("no connection to {at}: {e}"))?;
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(FENCE / 2));
     client
         .get_multiplexed_async_connection_with_config(&config)
         .await
-        .map_err(|e| format!("no connection to 127.0.0.1:{port}: {e}"))
+        .map_err(|e| format!("no connection to {at}: {e}"))
 }
 
 async fn command(

@@ -358,7 +358,16 @@ impl RedisCluster {
         for node in &self.nodes {
             loop {
                 let seen = replicas_seen(&self.url_of(node));
-                if seen == Some(replicas) {
+                // A replica counts once its link to its primary is up: until then CLUSTER SLOTS
+                // leaves it out, and it holds nothing a failover could keep.
+                let synced = match replication_info(&self.url_of(node)) {
+                    Some(info) if info.get("role").map(String::as_str) == Some("slave") => {
+                        info.get("master_link_status").map(String::as_str) == Some("up")
+                    }
+                    Some(_) => true,
+                    None => false,
+                };
+                if seen == Some(replicas) && synced {
                     break;
                 }
                 if Instant::now() > deadline {
@@ -385,6 +394,11 @@ impl RedisCluster {
             Some(password) => format!("redis://:{password}@127.0.0.1:{}/", node.port()),
             None => node.url(),
         }
+    }
+
+    /// Replicas per primary (`--replicas`).
+    pub fn replicas(&self) -> usize {
+        self.replicas
     }
 
     pub fn nodes(&self) -> &[RedisServer] {

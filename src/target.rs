@@ -322,10 +322,15 @@ impl Target {
         Ok(())
     }
 
-    /// The private replicas of a single server (`--replicas`); 0 otherwise.
+    /// The private replicas of a single server, or of each private cluster primary
+    /// (`--replicas`); 0 otherwise.
     pub fn replicas(&self) -> usize {
         match &self.backend {
             Backend::Single { set: Some(set), .. } => set.replicas(),
+            Backend::Cluster {
+                private: Some(cluster),
+                ..
+            } => cluster.replicas(),
             _ => 0,
         }
     }
@@ -336,6 +341,7 @@ impl Target {
     pub async fn fail_over<F, Fut>(
         &self,
         started: std::time::Instant,
+        key: &str,
         snapshot: F,
     ) -> Result<FailoverRecord, String>
     where
@@ -344,6 +350,26 @@ impl Target {
     {
         match &self.backend {
             Backend::Single { set: Some(set), .. } => set.fail_over(started, snapshot).await,
+            // On a private cluster, the primary that owns `key`'s slot goes over to its replica.
+            Backend::Cluster {
+                private: Some(cluster),
+                seed,
+                ..
+            } if cluster.replicas() > 0 => {
+                let mut conn = self.cluster_connection().await.map_err(|e| e.to_string())?;
+                let (_, primary, _) = slot_owner(&mut conn, key).await.map_err(|e| describe(&e))?;
+                let primary = node_url(seed, &primary.0, primary.1);
+                // The primary itself names the replicas streaming from it: the cluster's own
+                // tables may not list a replica yet.
+                let replica = crate::failover::first_replica(&primary).await?;
+                crate::failover::fail_over_cluster(
+                    &primary,
+                    &node_url(seed, &replica.0, replica.1),
+                    started,
+                    snapshot,
+                )
+                .await
+            }
             _ => Err(
                 "racelab fails over only its own private servers started with --replicas"
                     .to_owned(),

@@ -448,5 +448,5 @@ async fn failover_during(
             }
         }
     };
-    Some(target.fail_over(started, snapshot).await)
+    Some(target.fail_over(started, &keys.journey(), snapshot).await)
 }

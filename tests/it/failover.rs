@@ -270,3 +270,46 @@ fn bench_measures_each_cell_with_and_without_wait() {
     let commands = |c: &serde_json::Value| c["commands_per_update"].as_f64().unwrap();
     assert!(commands(&cells[1]) > commands(&cells[0]), "{cells:?}");
 }
+
+#[test]
+fn a_private_cluster_fails_over_the_journeys_primary_and_counts_what_it_lost() {
+    let output = racelab(&[
+        "run",
+        "-s",
+        "lua",
+        "--cluster",
+        "private",
+        "--replicas",
+        "1",
+        "--failover-at",
+        "50ms",
+        "-n",
+        "10",
+        "--rounds",
+        "200",
+        "--think",
+        "1ms",
+        "--format",
+        "json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&output), stderr(&output)));
+    assert_schema(&report);
+    let run = &report["runs"][0];
+    let failover = &run["failover"];
+    // CLUSTER FAILOVER FORCE made the journey's replica its primary, and the old primary
+    // followed it.
+    assert!(failover["promoted_ms"].is_number(), "{run:#}");
+    assert_ne!(failover["promoted"], failover["demoted"], "{run:#}");
+    // How many the old primary acknowledged in the moment before it was fenced is timing's
+    // business; that lua lost nothing else, and nothing is pinned on a stale writer, is not.
+    let lost = run["lost"].as_u64().unwrap_or_else(|| panic!("{run:#}"));
+    let to_failover = failover["lost_to_failover"].as_u64().unwrap();
+    let either = failover["lost_to_failover_or_stale"].as_u64().unwrap();
+    assert_eq!(lost, to_failover + either, "{run:#}");
+    for lost in run["lost_updates"].as_array().unwrap() {
+        assert!(lost["erased_by"].is_null(), "{lost:#}");
+    }
+    let expected = if lost > 0 { 1 } else { 0 };
+    assert_eq!(output.status.code(), Some(expected), "{run:#}");
+}
