@@ -1,5 +1,6 @@
 //! The failover lesson (README "Failover"): a private primary with replicas behind one address,
-//! and the failover racelab makes on purpose in the middle of a run.
+//! and the failover racelab makes on purpose in the middle of a run (on a private cluster:
+//! `CLUSTER FAILOVER FORCE` to the journey's primary's replica, [`fail_over_cluster`]).
 //!
 //! racelab's connections never name the primary: they go to a relay on a loopback port, the way
 //! a Sentinel-aware client or a virtual IP stands between an application and whichever server is
@@ -291,21 +292,22 @@ pub(crate) async fn first_replica(url: &str) -> Result<(String, u16), String> {
         .query_async(&mut conn)
         .await
         .map_err(|e| crate::redis_errors::describe(&e))?;
-    // slave0:ip=127.0.0.1,port=7004,state=online,offset=…,lag=0
-    let fields = parse_info(&info);
-    let replica = fields
-        .get("slave0")
-        .ok_or_else(|| format!("{} has no replica streaming from it", address(url)))?;
+    replica_of_info(&info)
+        .ok_or_else(|| format!("{} has no replica streaming from it", address(url)))
+}
+
+/// The first replica an `INFO replication` reply lists:
+/// `slave0:ip=127.0.0.1,port=7004,state=online,offset=…,lag=0`.
+fn replica_of_info(info: &str) -> Option<(String, u16)> {
+    let fields = parse_info(info);
+    let replica = fields.get("slave0")?;
     let field = |name: &str| {
         replica
             .split(',')
             .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
             .map(str::to_owned)
     };
-    match (field("ip"), field("port").and_then(|p| p.parse().ok())) {
-        (Some(ip), Some(port)) => Ok((ip, port)),
-        _ => Err(format!("{} names its replica unreadably", address(url))),
-    }
+    Some((field("ip")?, field("port")?.parse().ok()?))
 }
 
 /// `host:port` of a node URL, without its credentials.
@@ -413,4 +415,45 @@ async fn repl_offset(conn: &mut redis::aio::MultiplexedConnection) -> Result<i64
         .await
         .map_err(|e| crate::redis_errors::describe(&e))?;
     Ok(offset(&parse_info(&info), "master_repl_offset"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FailoverRecord, address, replica_of_info};
+    use std::time::Duration;
+
+    #[test]
+    fn a_primarys_info_names_its_first_replica() {
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:1\r\nslave0:ip=127.0.0.1,port=7004,state=online,offset=42,lag=0\r\n";
+        assert_eq!(replica_of_info(info), Some(("127.0.0.1".to_owned(), 7004)));
+        assert_eq!(
+            replica_of_info("role:master\r\nconnected_slaves:0\r\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_node_is_named_without_its_password() {
+        assert_eq!(address("redis://:s3cret@127.0.0.1:7000/"), "127.0.0.1:7000");
+        assert_eq!(address("redis://127.0.0.1:7001"), "127.0.0.1:7001");
+    }
+
+    #[test]
+    fn what_a_failover_dropped_is_what_only_the_old_primary_held() {
+        let record = FailoverRecord {
+            promoted_at: Duration::ZERO,
+            cut_at: Duration::ZERO,
+            promoted: String::new(),
+            demoted: String::new(),
+            promoted_counts: Some(vec![3, 5]),
+            old_counts: Some(vec![7, 4]),
+        };
+        // A stale write can leave the old primary's count below the replica's: nothing dropped.
+        assert_eq!(record.dropped(), Some(vec![4, 0]));
+        let unread = FailoverRecord {
+            old_counts: None,
+            ..record
+        };
+        assert_eq!(unread.dropped(), None);
+    }
 }
