@@ -27,7 +27,6 @@
 //!   `--wait-replicas`' WAIT after every write.
 //! - `failover`: `--replicas` on a private server behind a relay, and `--failover-at`'s failover
 //!   (`REPLICAOF NO ONE` there, `CLUSTER FAILOVER FORCE` on a private cluster).
-//!   (REPLICAOF NO ONE there, CLUSTER FAILOVER FORCE on a private cluster).
 //! - `exec`: a user's journey service (`-s exec:CMD`): the program, its JSON lines, its stderr.
 //!
 //! The race:
