@@ -336,7 +336,7 @@ pub struct Options {
 
     /// Fail the private primary over to its replica this long after the release (200ms, 1s):
     /// acknowledged writes the replica lacked are lost to failover. Needs --replicas.
-    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_failover_at)]
     pub failover_at: Option<Duration>,
 
     /// Follow every write with WAIT N: an update counts as acknowledged only once N replicas
@@ -468,6 +468,16 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
         return Err(format!("{text} is not a timeout between 1ms and 1h"));
     }
     Ok(timeout)
+}
+
+fn parse_failover_at(text: &str) -> Result<Duration, String> {
+    let at = parse_duration(text, "duration")?;
+    if at.is_zero() || at > Duration::from_secs(3600) {
+        return Err(format!(
+            "{text} is not a time after the release between 1ms and 1h"
+        ));
+    }
+    Ok(at)
 }
 
 fn parse_bench_duration(text: &str) -> Result<Duration, String> {

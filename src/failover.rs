@@ -159,7 +159,9 @@ impl ReplicaSet {
         // The promotion: from its reply on, nothing the old primary takes reaches the replica.
         command(&mut new_conn, redis::cmd("REPLICAOF").arg("NO").arg("ONE")).await?;
         let promoted_at = started.elapsed();
-        let promoted_offset = repl_offset(&mut new_conn).await?;
+        // From here on the failover is carried through whatever fails: racelab never leaves two
+        // primaries behind. What could not be read is reported unknown.
+        let promoted_offset = repl_offset(&mut new_conn).await.ok();
         let promoted = snapshot(crate::target::Conn::plain(new_conn.clone())).await;
 
         // The old primary's clients have not noticed: their writes keep landing there, beyond
@@ -167,7 +169,11 @@ impl ReplicaSet {
         let window = Instant::now();
         loop {
             let elapsed = window.elapsed();
-            let diverged = repl_offset(&mut old_conn).await? > promoted_offset;
+            let diverged = match (promoted_offset, repl_offset(&mut old_conn).await) {
+                (Some(promoted), Ok(old)) => old > promoted,
+                // Nothing to compare: the least window is all racelab can give it.
+                _ => true,
+            };
             if (diverged && elapsed >= STALE_WINDOW_MIN) || elapsed >= STALE_WINDOW_MAX {
                 break;
             }
@@ -175,16 +181,21 @@ impl ReplicaSet {
         }
 
         // Fence: writes wait (scripts and transactions too) while racelab reads what the old
-        // primary holds; once it is a replica they are refused, so none of them lands.
-        command(
+        // primary holds; once it is a replica they are refused, so none of them lands. Unfenced,
+        // what it holds could still grow after the read: then it counts as unknown.
+        let fenced = command(
             &mut old_conn,
             redis::cmd("CLIENT")
                 .arg("PAUSE")
                 .arg(FENCE.as_millis() as u64)
                 .arg("WRITE"),
         )
-        .await?;
-        let old_held = snapshot(crate::target::Conn::plain(old_conn.clone())).await;
+        .await
+        .is_ok();
+        let old_held = match fenced {
+            true => snapshot(crate::target::Conn::plain(old_conn.clone())).await,
+            false => None,
+        };
         // Clients now reach the new primary only.
         self.relay.switch(new_server.port());
         let cut_at = started.elapsed();
