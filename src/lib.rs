@@ -69,6 +69,9 @@ mod error;
 mod event;
 mod exec;
 mod failover;
+/// For the fuzz targets only (`tests/fuzz`).
+#[doc(hidden)]
+pub mod fuzzing;
 mod headless;
 mod history;
 mod html;
