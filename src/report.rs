@@ -249,6 +249,7 @@ impl FailoverReport {
             self.cut_ms.unwrap_or(promoted_ms),
         );
         match self.dropped {
+            Some(0) => out.push_str(", holding nothing the new primary lacked"),
             Some(n) => out.push_str(&format!(
                 " and dropped {} the new primary never got",
                 crate::output::counted(n, "update")
