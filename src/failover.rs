@@ -24,7 +24,7 @@ use crate::server::{RedisServer, offset, parse_info};
 /// How long the old primary, promoted away from, still takes writes at the least: the moment
 /// before its clients learn of the failover, long enough for some of their writes to land there.
 const STALE_WINDOW_MIN: Duration = Duration::from_millis(50);
-/// ... and at the most, when no write comes (the run is over, or nobody writes).
+/// ... and at the most, when no write comes (nobody writes; once the run is over, none waits).
 const STALE_WINDOW_MAX: Duration = Duration::from_secs(2);
 /// How long the old primary's writes stay paused while racelab reads what it held and demotes
 /// it; `CLIENT UNPAUSE` ends the pause sooner.
@@ -138,9 +138,11 @@ impl ReplicaSet {
     /// Fails over to the first replica. `snapshot` reads the run's journey from one server (a
     /// connection to it), as counts per segment: it is asked of the promoted replica right after
     /// the promotion, and of the old primary once it is fenced, before it is demoted.
+    /// Once `done` (every updater finished), no more writes can come: the window closes.
     pub(crate) async fn fail_over<F, Fut>(
         &self,
         started: Instant,
+        done: &tokio_util::sync::CancellationToken,
         snapshot: F,
     ) -> Result<FailoverRecord, String>
     where
@@ -174,7 +176,10 @@ impl ReplicaSet {
                 // Nothing to compare: the least window is all racelab can give it.
                 _ => true,
             };
-            if (diverged && elapsed >= STALE_WINDOW_MIN) || elapsed >= STALE_WINDOW_MAX {
+            if (diverged && elapsed >= STALE_WINDOW_MIN)
+                || elapsed >= STALE_WINDOW_MAX
+                || done.is_cancelled()
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

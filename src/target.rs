@@ -342,6 +342,7 @@ impl Target {
         &self,
         started: std::time::Instant,
         key: &str,
+        done: &tokio_util::sync::CancellationToken,
         snapshot: F,
     ) -> Result<FailoverRecord, String>
     where
@@ -349,7 +350,7 @@ impl Target {
         Fut: std::future::Future<Output = Option<Vec<u64>>>,
     {
         match &self.backend {
-            Backend::Single { set: Some(set), .. } => set.fail_over(started, snapshot).await,
+            Backend::Single { set: Some(set), .. } => set.fail_over(started, done, snapshot).await,
             // On a private cluster, the primary that owns `key`'s slot goes over to its replica.
             Backend::Cluster {
                 private: Some(cluster),

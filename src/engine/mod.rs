@@ -448,5 +448,9 @@ async fn failover_during(
             }
         }
     };
-    Some(target.fail_over(started, &keys.journey(), snapshot).await)
+    Some(
+        target
+            .fail_over(started, &keys.journey(), done, snapshot)
+            .await,
+    )
 }
