@@ -38,6 +38,7 @@ fn main() {
         scenario: racelab::Scenario::LostUpdate,
     };
     let target = TargetInfo {
+        replicas: 0,
         display: "redis://127.0.0.1:6379/".into(),
         version: "7.0.15".into(),
         private: true,

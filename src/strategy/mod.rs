@@ -550,6 +550,11 @@ pub(crate) async fn resolve(
     if op.write == 0 || !(ordered || e.is_io_error() || e.is_connection_dropped()) {
         return None;
     }
+    // Under `--wait-replicas` applied is not enough: the record says the primary has the write,
+    // not that the replicas do (README "Failover").
+    if conn.waits_for_replicas() {
+        return None;
+    }
     for _ in 0..RESOLVE_TRIES {
         let last: redis::RedisResult<Option<u64>> = redis::cmd("HGET")
             .arg(op.keys.applied())

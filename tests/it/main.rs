@@ -8,6 +8,7 @@ mod bench;
 mod cli;
 mod cluster;
 mod elle;
+mod failover;
 mod formats;
 mod hostile;
 mod html;

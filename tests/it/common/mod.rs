@@ -248,6 +248,8 @@ pub fn settings() -> Settings {
         remote: None,
         driver: None,
         service: None,
+        failover_at: None,
+        failover_now: None,
     }
 }
 
