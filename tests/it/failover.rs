@@ -273,28 +273,7 @@ fn bench_measures_each_cell_with_and_without_wait() {
 
 #[test]
 fn a_private_cluster_fails_over_the_journeys_primary_and_counts_what_it_lost() {
-    let output = racelab(&[
-        "run",
-        "-s",
-        "lua",
-        "--cluster",
-        "private",
-        "--replicas",
-        "1",
-        "--failover-at",
-        "50ms",
-        "-n",
-        "10",
-        "--rounds",
-        "200",
-        "--think",
-        "1ms",
-        "--format",
-        "json",
-    ]);
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&output), stderr(&output)));
-    assert_schema(&report);
+    let (output, report) = failover_run("lua", &["--cluster", "private"]);
     let run = &report["runs"][0];
     let failover = &run["failover"];
     // CLUSTER FAILOVER FORCE made the journey's replica its primary, and the old primary
