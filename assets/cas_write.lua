@@ -8,13 +8,19 @@
 -- never came is resolved by reading it.
 -- KEYS[4]: the run's admission hash; ARGV[5], ARGV[6]: a worker and its token ('' outside a
 -- worker): a worker the coordinator struck off the run is refused (README "Workers").
--- Returns the new version, or 0 when someone wrote in between (a conflict: read again).
+-- Returns the new version, 0 when someone wrote in between (a conflict: read again), or -1 when
+-- this update was written before (a resend after a dropped connection: not written twice).
 if ARGV[6] ~= '' and redis.call('HGET', KEYS[4], ARGV[5]) ~= ARGV[6] then
   return redis.error_reply('FENCED this worker was taken for gone and struck off the run')
+end
+if ARGV[4] ~= '0' and redis.call('HGET', KEYS[3], ARGV[3]) == ARGV[4] then
+  return -1
 end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+if ARGV[4] ~= '0' then
+  redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+end
 return redis.call('INCR', KEYS[1])

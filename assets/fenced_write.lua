@@ -6,12 +6,21 @@
 -- ARGV[1]: our token. ARGV[2]: the new document.
 -- KEYS[3]: the run's admission hash; ARGV[3], ARGV[4]: a worker and its token ('' outside a
 -- worker): a worker the coordinator struck off the run is refused (README "Workers").
--- Returns 1 when written, 0 when a newer token was issued since ours (read again).
+-- KEYS[4]: each updater's last applied write id (a hash); ARGV[5]: the updater; ARGV[6]: the
+-- update's write id, recorded as it writes, so that a resend writes nothing.
+-- Returns 1 when written, 0 when a newer token was issued since ours (read again), -1 when this
+-- update was written before (a resend after a dropped connection: not written twice).
 if ARGV[4] ~= '' and redis.call('HGET', KEYS[3], ARGV[3]) ~= ARGV[4] then
   return redis.error_reply('FENCED this worker was taken for gone and struck off the run')
+end
+if ARGV[6] ~= '0' and redis.call('HGET', KEYS[4], ARGV[5]) == ARGV[6] then
+  return -1
 end
 if tonumber(redis.call('GET', KEYS[1])) ~= tonumber(ARGV[1]) then
   return 0
 end
 redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
+if ARGV[6] ~= '0' then
+  redis.call('HSET', KEYS[4], ARGV[5], ARGV[6])
+end
 return 1

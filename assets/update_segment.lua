@@ -8,11 +8,17 @@
 -- in KEYS[2] under ARGV[5], the updater: a write whose reply never came is resolved by reading it.
 -- KEYS[3]: the run's admission hash; ARGV[6], ARGV[7]: a worker and its token ('' outside a
 -- worker): a worker the coordinator struck off the run is refused (README "Workers").
+-- A resend of a script that ran (a cluster's client resends after a dropped connection) finds
+-- its write id recorded and writes nothing: it returns -4.
 -- Returns {reply, previous write id, previous status}: reply is the segment's new UpdateCount, 0
--- when the journey is missing, -1 when the segment is, -2 when the invariant declined the update;
+-- when the journey is missing, -1 when the segment is, -2 when the invariant declined the update,
+-- -4 when this update was written before;
 -- the rest is what the script read (the journey's last writer, the segment's status).
 if ARGV[7] ~= '' and redis.call('HGET', KEYS[3], ARGV[6]) ~= ARGV[7] then
   return redis.error_reply('FENCED this worker was taken for gone and struck off the run')
+end
+if ARGV[4] ~= '0' and redis.call('HGET', KEYS[2], ARGV[5]) == ARGV[4] then
+  return {-4, 0, ''}
 end
 local doc = redis.call('GET', KEYS[1])
 if not doc then
@@ -36,5 +42,7 @@ mine['Status'] = ARGV[2]
 mine['UpdateCount'] = (tonumber(mine['UpdateCount']) or 0) + 1
 journey['RacelabWrite'] = tonumber(ARGV[4])
 redis.call('SET', KEYS[1], cjson.encode(journey), 'KEEPTTL')
-redis.call('HSET', KEYS[2], ARGV[5], ARGV[4])
+if ARGV[4] ~= '0' then
+  redis.call('HSET', KEYS[2], ARGV[5], ARGV[4])
+end
 return {mine['UpdateCount'], previous, was}

@@ -56,6 +56,12 @@ pub struct WaitReplicas {
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Conn {
+    /// Whether it goes to a Redis Cluster, whose client resends a command after a dropped
+    /// connection (see [`crate::strategy`]'s guarded writes).
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.link, Link::Cluster(_))
+    }
+
     /// Whether its writes count only once replicas have them (`--wait-replicas`): then a write
     /// found applied on the primary after the fact is still not acknowledged.
     pub(crate) fn waits_for_replicas(&self) -> bool {
@@ -519,8 +525,8 @@ impl Target {
     ///
     /// On a cluster, the crate's cluster connection: one multiplexed connection per node,
     /// commands routed by key slot, redirections followed. Its retries resend a command after a
-    /// dropped connection, so on a cluster an update whose connection broke mid-write may be
-    /// applied where one server would report it unknown.
+    /// dropped connection, even one Redis had run; every strategy's write on a cluster is made
+    /// idempotent for that (`strategy::guarded`, README "Cluster").
     pub async fn connection(&self) -> Result<Conn, Error> {
         match &self.backend {
             Backend::Single { client, .. } => {

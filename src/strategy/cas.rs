@@ -129,6 +129,11 @@ impl Cas {
                 None => return Err(UpdateError::during_write(e)),
             },
         };
+        if new_version == -1 {
+            // A resend of a write that had been made: made once, as it should be.
+            probe.answered(|| "-1: made before, not again".into());
+            return Ok(Some(UpdateStatus::Applied));
+        }
         if new_version == 0 {
             probe.answered(|| "0: conflict, the version moved on since the read".into());
             return Ok(None);

@@ -142,13 +142,21 @@ impl Fenced {
         invocation
             .key(&key)
             .key(op.keys.admission())
+            .key(op.keys.applied())
             .arg(token)
             .arg(doc)
             .arg(worker)
-            .arg(admission);
+            .arg(admission)
+            .arg(probe.updater)
+            .arg(op.write);
         let written: i64 = invoke(&invocation, &mut self.conn)
             .await
             .map_err(UpdateError::during_write)?;
+        if written == -1 {
+            // A resend of a write that had been made: made once, as it should be.
+            probe.answered(|| "-1: made before, not again".into());
+            return Ok(Some(UpdateStatus::Applied));
+        }
         if written == 0 {
             probe.answered(|| "0: refused, a newer fencing token was issued".into());
             return Ok(None);

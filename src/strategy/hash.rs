@@ -106,18 +106,33 @@ impl Kind for Hash {
             .arg(op.write);
         let mut hincrby = redis::cmd("HINCRBY");
         hincrby.arg(&key).arg(count_field(op.segment_id)).arg(1);
-        let count: i64 =
-            match super::admitted(op, std::slice::from_ref(&key), &[&hset, &hincrby]) {
-                Some(admitted) => admitted.query_async(&mut self.conn).await,
-                None => redis::pipe()
-                    .add_command(hset)
-                    .ignore()
-                    .add_command(hincrby)
-                    .query_async::<(i64,)>(&mut self.conn)
-                    .await
-                    .map(|(count,)| count),
+        let guarded = super::guarded(
+            &self.conn,
+            op,
+            probe.updater,
+            std::slice::from_ref(&key),
+            &[&hset, &hincrby],
+        );
+        let count: redis::RedisResult<i64> = match guarded {
+            Some(guarded) => guarded.query_async(&mut self.conn).await,
+            None => redis::pipe()
+                .add_command(hset)
+                .ignore()
+                .add_command(hincrby)
+                .query_async::<(i64,)>(&mut self.conn)
+                .await
+                .map(|(count,)| count),
+        };
+        let count = match count {
+            Ok(count) => count,
+            // A resend of a write Redis had made (on a cluster): made once, its count unknown
+            // here (the final state has it).
+            Err(e) if super::already(&e) => {
+                probe.answered(|| "OK (made before, not again)".into());
+                return Ok(UpdateStatus::Applied);
             }
-            .map_err(UpdateError::during_write)?;
+            Err(e) => return Err(UpdateError::during_write(e)),
+        };
         probe.wrote(count as u64);
         probe.answered(|| format!("OK (count {count})").into());
         Ok(UpdateStatus::Applied)

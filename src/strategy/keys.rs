@@ -114,11 +114,19 @@ impl Kind for SegmentKeys {
         // KEEPTTL: the key keeps its safety-net expiry (`keys::SAFETY_TTL`).
         let mut set = redis::cmd("SET");
         set.arg(&key).arg(segment_json(&segment)).arg("KEEPTTL");
-        let write = super::admitted(op, std::slice::from_ref(&key), &[&set]).unwrap_or(set);
-        let () = write
-            .query_async(&mut self.conn)
-            .await
-            .map_err(UpdateError::during_write)?;
+        let write = super::guarded(
+            &self.conn,
+            op,
+            probe.updater,
+            std::slice::from_ref(&key),
+            &[&set],
+        )
+        .unwrap_or(set);
+        match write.query_async::<()>(&mut self.conn).await {
+            // A resend of a write Redis had made (on a cluster): made once, as it should be.
+            Err(e) if super::already(&e) => {}
+            other => other.map_err(UpdateError::during_write)?,
+        }
         probe.answered(|| "OK".into());
         probe.wrote(segment.update_count);
         Ok(UpdateStatus::Applied)

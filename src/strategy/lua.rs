@@ -125,6 +125,11 @@ pub(super) fn script_reply((reply, previous, was): ScriptReply, probe: &mut Prob
             probe.answered(|| "-2: declined, another segment is Boarding".into());
             UpdateStatus::Declined
         }
+        // A resend of a script that had run: written once, as it should be.
+        -4 => {
+            probe.answered(|| "-4: made before, not again".into());
+            UpdateStatus::Applied
+        }
         n if n < 0 => UpdateStatus::SegmentNotFound,
         n => {
             probe.answered(|| format!("{n} (the segment's new count)").into());

@@ -433,18 +433,36 @@ pub(crate) async fn think(op: &Op<'_>) -> Result<(), UpdateError> {
     Ok(())
 }
 
-/// A worker's write in the admission check (`assets/admitted_write.lua`, EVAL so that it can be
-/// queued inside MULTI too): `cmds`, touching `keys`, made only while the worker is admitted to
-/// the run. `None` outside a worker: the strategy sends its commands as they are.
-pub(crate) fn admitted(op: &Op<'_>, keys: &[String], cmds: &[&redis::Cmd]) -> Option<redis::Cmd> {
-    let admission = op.lease?.admission()?;
+/// A write that must be made once and only by an admitted worker (`assets/guarded_write.lua`,
+/// EVAL so that it can be queued inside MULTI too): `cmds`, touching `keys`, made only while the
+/// worker is admitted to the run (a worker's writes), and never twice for one update (every
+/// write on a cluster, whose client resends a command after a dropped connection even when Redis
+/// had run it). `None` for a single server's own updaters: the strategy sends its commands as
+/// they are.
+pub(crate) fn guarded(
+    conn: &Conn,
+    op: &Op<'_>,
+    updater: u32,
+    keys: &[String],
+    cmds: &[&redis::Cmd],
+) -> Option<redis::Cmd> {
+    let admission = op.lease.and_then(|lease| lease.admission());
+    if admission.is_none() && !conn.is_cluster() {
+        return None;
+    }
+    let (worker, token) = admission
+        .map(|a| (a.worker.clone(), a.token.clone()))
+        .unwrap_or_default();
     let mut eval = redis::cmd("EVAL");
-    eval.arg(ADMITTED_WRITE)
-        .arg(1 + keys.len())
+    eval.arg(GUARDED_WRITE)
+        .arg(2 + keys.len())
         .arg(op.keys.admission())
+        .arg(op.keys.applied())
         .arg(keys)
-        .arg(&admission.worker)
-        .arg(&admission.token);
+        .arg(worker)
+        .arg(token)
+        .arg(updater)
+        .arg(op.write);
     for cmd in cmds {
         let words: Vec<&[u8]> = cmd
             .args_iter()
@@ -458,7 +476,22 @@ pub(crate) fn admitted(op: &Op<'_>, keys: &[String], cmds: &[&redis::Cmd]) -> Op
     Some(eval)
 }
 
-const ADMITTED_WRITE: &str = include_str!("../../assets/admitted_write.lua");
+const GUARDED_WRITE: &str = include_str!("../../assets/guarded_write.lua");
+
+/// Whether Redis said a guarded write was made before: a resend of an update already applied.
+pub(crate) fn already(e: &redis::RedisError) -> bool {
+    e.code() == Some("ALREADY")
+}
+
+/// The guard's error `code` (FENCED, ALREADY) in a transaction's EXEC reply, if it is there.
+pub(crate) fn guard_said(exec: &redis::Value, code: &str) -> bool {
+    match exec {
+        redis::Value::Array(replies) => replies
+            .iter()
+            .any(|reply| matches!(reply, redis::Value::ServerError(e) if e.code() == code)),
+        _ => false,
+    }
+}
 
 /// The worker and token a script's own admission check takes (`update_segment.lua`,
 /// `cas_write.lua`, `fenced_write.lua`); empty outside a worker, which skips the check.
@@ -467,16 +500,6 @@ pub(crate) fn admission_args(op: &Op<'_>) -> (String, String) {
         .and_then(|lease| lease.admission())
         .map(|a| (a.worker.clone(), a.token.clone()))
         .unwrap_or_default()
-}
-
-/// Whether a transaction's EXEC reply holds the admission check's refusal.
-pub(crate) fn refused_in(exec: &redis::Value) -> bool {
-    match exec {
-        redis::Value::Array(replies) => replies
-            .iter()
-            .any(|reply| matches!(reply, redis::Value::ServerError(e) if e.code() == "FENCED")),
-        _ => false,
-    }
 }
 
 /// After optimistic attempt number `retries` met a conflict: gives up past `--max-retries`,

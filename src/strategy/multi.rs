@@ -56,13 +56,23 @@ impl Kind for Multi {
         // KEEPTTL: the journey keeps the safety-net expiry it was seeded with.
         let mut set = redis::cmd("SET");
         set.arg(&key).arg(doc).arg("KEEPTTL");
-        let write = super::admitted(op, std::slice::from_ref(&key), &[&set]).unwrap_or(set);
+        let write = super::guarded(
+            &self.conn,
+            op,
+            probe.updater,
+            std::slice::from_ref(&key),
+            &[&set],
+        )
+        .unwrap_or(set);
         let exec = transaction(&mut self.conn, |pipe| {
             pipe.add_command(write).ignore();
         })
         .await
         .map_err(UpdateError::during_write)?;
-        if exec.as_ref().is_some_and(super::refused_in) {
+        if exec
+            .as_ref()
+            .is_some_and(|e| super::guard_said(e, "FENCED"))
+        {
             return Err(UpdateError::fenced());
         }
         if exec.is_none() {

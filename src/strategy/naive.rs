@@ -69,11 +69,13 @@ pub(super) async fn read_modify_write(
     // KEEPTTL: the journey keeps the safety-net expiry it was seeded with (`keys::SAFETY_TTL`).
     let mut set = redis::cmd("SET");
     set.arg(&key).arg(doc).arg("KEEPTTL");
-    let write = super::admitted(op, std::slice::from_ref(&key), &[&set]).unwrap_or(set);
-    let () = write
-        .query_async(conn)
-        .await
-        .map_err(UpdateError::during_write)?;
+    let write =
+        super::guarded(conn, op, probe.updater, std::slice::from_ref(&key), &[&set]).unwrap_or(set);
+    match write.query_async::<()>(conn).await {
+        // A resend of a write Redis had made (on a cluster): made once, as it should be.
+        Err(e) if super::already(&e) => {}
+        other => other.map_err(UpdateError::during_write)?,
+    }
     probe.answered(|| "OK".into());
     probe.wrote(count);
     Ok(UpdateStatus::Applied)

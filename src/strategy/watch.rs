@@ -253,13 +253,17 @@ impl Watch {
         // MULTI, SET, EXEC in one pipeline; a nil EXEC reply (None) means the WATCH tripped.
         let mut set = redis::cmd("SET");
         set.arg(&key).arg(doc).arg("KEEPTTL");
-        let write = super::admitted(op, std::slice::from_ref(&key), &[&set]).unwrap_or(set);
+        let write = super::guarded(conn, op, probe.updater, std::slice::from_ref(&key), &[&set])
+            .unwrap_or(set);
         let exec = transaction(conn, |pipe| {
             pipe.add_command(write).ignore();
         })
         .await
         .map_err(during_write)?;
-        if exec.as_ref().is_some_and(super::refused_in) {
+        if exec
+            .as_ref()
+            .is_some_and(|e| super::guard_said(e, "FENCED"))
+        {
             return Err(UpdateError::fenced().into());
         }
         if exec.is_none() {

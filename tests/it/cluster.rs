@@ -534,3 +534,116 @@ async fn a_primary_killed_mid_run_stops_the_run_and_says_why_instead_of_guessing
         "the run must not pretend to have finished"
     );
 }
+
+/// A relay in front of one cluster node that, when `cut` is set, closes the connection instead of
+/// passing on the next reply: Redis ran the commands, the client never hears of it.
+async fn cutting_relay(node: u16, cut: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let cut = cut.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", node)).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                });
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = server_read.read(&mut buf).await {
+                    if n == 0 || cut.swap(false, Ordering::SeqCst) {
+                        break;
+                    }
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                up.abort();
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_resent_after_their_reply_was_cut_are_made_once_on_a_cluster() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cluster = TestCluster::start();
+    // Every node is reached through a relay that, when told, cuts a connection instead of passing
+    // on Redis's reply: the cluster client then sends the command again, though Redis ran it.
+    let cut = std::sync::Arc::new(AtomicBool::new(false));
+    let mut relays = Vec::new();
+    let mut conns = cluster.node_conns().await;
+    for (node, conn) in cluster.cluster.nodes().iter().zip(conns.iter_mut()) {
+        let relay = cutting_relay(node.port(), cut.clone()).await;
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("cluster-announce-port")
+            .arg(relay)
+            .query_async(conn)
+            .await
+            .unwrap();
+        relays.push(relay);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut told = true;
+        for conn in conns.iter_mut() {
+            let nodes: String = redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async(conn)
+                .await
+                .unwrap();
+            told &= relays.iter().all(|r| nodes.contains(&format!(":{r}@")));
+        }
+        if told {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the nodes never told of their relays"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let urls: Vec<String> = relays
+        .iter()
+        .map(|r| format!("redis://127.0.0.1:{r}/"))
+        .collect();
+    let target = std::sync::Arc::new(
+        racelab::Target::open_cluster(Some(&urls), Duration::from_secs(2))
+            .await
+            .unwrap(),
+    );
+    let workload = workload(20, 20, 20, Duration::from_millis(1));
+    for &strategy in SAFE {
+        let run = {
+            let (target, workload) = (target.clone(), workload.clone());
+            tokio::spawn(async move { run(&target, strategy, &workload).await })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        while !run.is_finished() {
+            cut.store(true, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cut.store(false, Ordering::SeqCst);
+        let result = run.await.unwrap();
+        let t = &result.tally;
+        // Each segment's count is the number of its updates applied: one written twice would
+        // count one more than was ever made. (A resent SET of the same document counts the same;
+        // what shows it is an erased update, and none is lost.)
+        let counted: u64 = result.states.iter().map(|s| s.update_count).sum();
+        assert!(
+            counted <= t.acknowledged + t.unknown,
+            "{strategy}: {counted} counted applied of {} made",
+            t.acknowledged + t.unknown
+        );
+        assert_eq!(result.truth.lost, 0, "{strategy}");
+    }
+}
