@@ -24,6 +24,7 @@
 //! - `server`: a private `redis-server` that dies with its owner, and a private 3-primary
 //!   cluster made of them.
 //! - `target`: the Redis (a server or a cluster) a run goes against, connections, redaction.
+//! - `in_flight`: the cap on an updater share's requests in flight, opening requests first.
 //! - `exec`: a user's journey service (`-s exec:CMD`): the program, its JSON lines, its stderr.
 //!
 //! The race:
@@ -67,6 +68,7 @@ mod exec;
 mod headless;
 mod history;
 mod html;
+mod in_flight;
 mod journey;
 mod junit;
 mod keys;

@@ -30,11 +30,39 @@ pub enum Conn {
     Cluster(ClusterConnection),
 }
 
-impl redis::aio::ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+impl Conn {
+    fn send<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        use redis::aio::ConnectionLike;
         match self {
             Conn::Single(conn) => conn.req_packed_command(cmd),
             Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn send_pipeline<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        use redis::aio::ConnectionLike;
+        match self {
+            Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+}
+
+/// An updater's request waits for its turn (`crate::in_flight`) before redis-rs is asked, so a
+/// request in line holds no request future and no encoded command of redis-rs's yet.
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match crate::in_flight::admission() {
+            None => self.send(cmd),
+            Some(turn) => Box::pin(async move {
+                let _permit = turn.await;
+                self.send(cmd).await
+            }),
         }
     }
 
@@ -44,9 +72,12 @@ impl redis::aio::ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        match crate::in_flight::admission() {
+            None => self.send_pipeline(pipeline, offset, count),
+            Some(turn) => Box::pin(async move {
+                let _permit = turn.await;
+                self.send_pipeline(pipeline, offset, count).await
+            }),
         }
     }
 

@@ -423,6 +423,9 @@ pub(crate) async fn think(op: &Op<'_>) -> Result<(), UpdateError> {
     if op.lease.is_some_and(|lease| lease.lapsed()) {
         return Err(UpdateError::lease_lapsed());
     }
+    // The write waits its turn here, before it is built: an updater in line holds what it read,
+    // not the document it will send (README "Performance").
+    crate::in_flight::reserve().await;
     Ok(())
 }
 
