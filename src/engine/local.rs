@@ -371,6 +371,7 @@ impl UpdaterTask {
                 .mul_f64(1.0 + workload.jitter * rng.random::<f64>());
             let op = Op {
                 journey_id: &workload.journey.id,
+                journey: Some(&workload.journey),
                 invariant: workload.scenario == crate::workload::Scenario::WriteSkew,
                 segment_ids: &segment_ids,
                 retry_until: workload.deadline,

@@ -97,6 +97,8 @@ pub(super) async fn read_and_change(
         Ok(read) => read,
         Err(missing) => return Ok(Err(missing)),
     };
+    // Through the think time the updater holds its compact copy, not the document it read.
+    drop(doc);
     probe.read(Some(read.seen()), None).await;
     super::think(op).await?;
     Ok(Ok(read.apply(op.status)))
