@@ -468,7 +468,7 @@ impl JourneyCopy {
     }
 }
 
-fn status_name<'a>(code: u8, seeded: &'a str) -> &'a str {
+fn status_name(code: u8, seeded: &str) -> &str {
     KNOWN_STATUSES
         .get(usize::from(code))
         .copied()
