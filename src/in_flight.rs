@@ -3,10 +3,10 @@
 //! Each request in flight costs memory in racelab (redis-rs boxes its future, and a journey
 //! document travels in its command or its reply), so a share of many updaters caps them: at most
 //! [`Cap::limit`] requests in flight, the rest wait in line holding nothing but their updater's
-//! own state. An updater's *opening* request (its first) goes before any later one, so at any
+//! own state. Every updater's *opening* request (its first) goes before any later one, so at any
 //! scale every updater reads before any of them writes, as when they were all released at once
 //! onto one connection. The cap also tells the engine when to start another updater (one whose
-//! opening request is not yet let through costs a task; one not started costs nothing).
+//! opening request is not yet answered costs a task; one not started costs nothing).
 //!
 //! The cap reaches requests through a task-local, set around each updater's task: the shared
 //! connection ([`crate::target::Conn`]) asks it before each request, and everything else (the
@@ -41,8 +41,10 @@ pub fn limit_for(document_bytes: usize) -> usize {
 /// The requests in flight of one share of updaters, and its line.
 pub struct Cap {
     limit: usize,
+    /// Later requests wait until every updater's opening one has gone (see [`Cap::new`]).
+    barrier: bool,
     line: Mutex<Line>,
-    /// Wakes whoever starts updaters when one that was starting has been let through.
+    /// Wakes whoever starts updaters when one that was starting has been answered.
     room: Notify,
 }
 
@@ -50,7 +52,9 @@ pub struct Cap {
 struct Line {
     /// Requests that may still go.
     free: usize,
-    /// Updaters started whose opening request has not yet been let through.
+    /// Updaters not started yet.
+    unstarted: usize,
+    /// Updaters started whose opening request has not yet been answered.
     starting: usize,
     /// Opening requests waiting, then later ones: an opening one always goes first.
     opening: VecDeque<oneshot::Sender<Permit>>,
@@ -60,6 +64,17 @@ struct Line {
 /// Leave to have one request in flight; dropping it lets the next one in line go.
 pub struct Permit {
     cap: Option<Arc<Cap>>,
+    /// An updater's opening request: once it is answered, the updater has opened.
+    opening: bool,
+}
+
+impl Permit {
+    fn of(cap: &Arc<Cap>) -> Permit {
+        Permit {
+            cap: Some(cap.clone()),
+            opening: false,
+        }
+    }
 }
 
 impl Drop for Permit {
@@ -67,18 +82,41 @@ impl Drop for Permit {
         if let Some(cap) = self.cap.take() {
             let mut line = cap.line();
             line.free += 1;
+            if self.opening {
+                line.starting = line.starting.saturating_sub(1);
+            }
             cap.hand_on(&mut line);
+            drop(line);
+            if self.opening {
+                cap.room.notify_one();
+            }
         }
     }
 }
 
+impl Line {
+    /// Whether a later request may go now: never before a waiting opening one, and with the
+    /// barrier, only once every updater's opening request has gone.
+    fn later_may_go(&self, barrier: bool) -> bool {
+        self.opening.is_empty() && (!barrier || (self.unstarted == 0 && self.starting == 0))
+    }
+}
+
 impl Cap {
-    pub fn new(limit: usize) -> Arc<Cap> {
+    /// A cap of `limit` requests in flight for `updaters` updaters. With `barrier`, no later
+    /// request goes before every updater's opening request has (or the updater ended without
+    /// one): every updater reads before any of them writes. Without it, an opening request only
+    /// goes first when both wait: for updaters that may wait before their opening request for
+    /// another's later one (`local-mutex` takes a mutex in the process first), where a barrier
+    /// would never open.
+    pub fn new(limit: usize, updaters: usize, barrier: bool) -> Arc<Cap> {
         let limit = limit.max(1);
         Arc::new(Cap {
             limit,
+            barrier,
             line: Mutex::new(Line {
                 free: limit,
+                unstarted: updaters,
                 ..Line::default()
             }),
             room: Notify::new(),
@@ -94,13 +132,16 @@ impl Cap {
     /// Hands free permits to the requests in line, opening ones first.
     fn hand_on(self: &Arc<Cap>, line: &mut Line) {
         while line.free > 0 {
-            let Some(waiter) = line.opening.pop_front().or_else(|| line.later.pop_front()) else {
-                break;
+            let waiter = match line.opening.pop_front() {
+                Some(waiter) => waiter,
+                None if line.later_may_go(self.barrier) => match line.later.pop_front() {
+                    Some(waiter) => waiter,
+                    None => break,
+                },
+                None => break,
             };
             line.free -= 1;
-            if let Err(mut unwanted) = waiter.send(Permit {
-                cap: Some(self.clone()),
-            }) {
+            if let Err(mut unwanted) = waiter.send(Permit::of(self)) {
                 // Its request was dropped while it waited (the run stopped): the permit stays.
                 unwanted.cap = None;
                 line.free += 1;
@@ -112,12 +153,9 @@ impl Cap {
     async fn permit(self: &Arc<Cap>, opening: bool) -> Permit {
         let turn = {
             let mut line = self.line();
-            // Free permits are only left over when nobody waits (see `hand_on`).
-            if line.free > 0 {
+            if line.free > 0 && (opening || line.later_may_go(self.barrier)) {
                 line.free -= 1;
-                return Permit {
-                    cap: Some(self.clone()),
-                };
+                return Permit::of(self);
             }
             let (tx, rx) = oneshot::channel();
             match opening {
@@ -127,17 +165,21 @@ impl Cap {
             rx
         };
         // The sender is only dropped unsent with the cap itself, which `self` keeps alive.
-        turn.await.unwrap_or(Permit { cap: None })
+        turn.await.unwrap_or(Permit {
+            cap: None,
+            opening: false,
+        })
     }
 
-    /// Waits until fewer than `limit` started updaters wait for their opening request, and
-    /// counts one more: updaters are started only as fast as their requests can go.
+    /// Waits until fewer than `limit` started updaters wait for their opening request (or its
+    /// answer), and counts one more: updaters are started only as fast as their requests can go.
     pub async fn room_to_start(&self) {
         loop {
             {
                 let mut line = self.line();
                 if line.starting < self.limit {
                     line.starting += 1;
+                    line.unstarted = line.unstarted.saturating_sub(1);
                     return;
                 }
             }
@@ -146,10 +188,12 @@ impl Cap {
         }
     }
 
-    /// A started updater's opening request was let through, or it ended without one.
-    fn opened(&self) {
+    /// A started updater ended without an opening request.
+    fn opened(self: &Arc<Cap>) {
         let mut line = self.line();
         line.starting = line.starting.saturating_sub(1);
+        // The last opening request may open the barrier.
+        self.hand_on(&mut line);
         drop(line);
         self.room.notify_one();
     }
@@ -201,14 +245,13 @@ pub fn admission() -> Option<impl Future<Output = Permit> + Send + 'static> {
         if let Some(permit) = reserved {
             return permit;
         }
-        let permit = cap.permit(opening).await;
+        let mut permit = cap.permit(opening).await;
         if opening {
-            let first = ADMISSION
+            // The updater has opened once this request is answered (the permit dropped): only
+            // then may the barrier let later requests go, so no write overtakes a read.
+            permit.opening = ADMISSION
                 .try_with(|a| !a.opened.replace(true))
                 .unwrap_or(false);
-            if first {
-                cap.opened();
-            }
         }
         permit
     })
@@ -244,7 +287,7 @@ mod tests {
 
     #[tokio::test]
     async fn opening_requests_go_before_later_ones() {
-        let cap = Cap::new(1);
+        let cap = Cap::new(1, 0, true);
         let held = cap.permit(true).await;
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut waiters = tokio::task::JoinSet::new();
@@ -265,7 +308,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_updater_opens_once_and_starting_ones_are_counted() {
-        let cap = Cap::new(2);
+        let cap = Cap::new(2, 2, false);
         cap.room_to_start().await;
         cap.room_to_start().await;
         assert_eq!(cap.line().starting, 2);
@@ -290,8 +333,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn with_the_barrier_no_later_request_goes_before_every_opening_one() {
+        let cap = Cap::new(4, 2, true);
+        let (a, b) = (Admission::new(cap.clone()), Admission::new(cap.clone()));
+        cap.room_to_start().await;
+        let (cap_a, cap_b) = (cap.clone(), cap.clone());
+        let first = tokio::spawn(admitted(a, async move {
+            drop(admission().unwrap().await);
+            // Free permits wait, and this later request with them, for updater b.
+            let later = admission().unwrap();
+            let waited = tokio::time::timeout(std::time::Duration::from_millis(50), later).await;
+            assert!(
+                waited.is_err(),
+                "a later request went before b's opening one"
+            );
+            drop(cap_a);
+        }));
+        first.await.unwrap();
+        cap.room_to_start().await;
+        admitted(b, async move {
+            drop(admission().unwrap().await);
+            // Every updater has opened: later requests go at once.
+            drop(admission().unwrap().await);
+            drop(cap_b);
+        })
+        .await;
+        assert_eq!(cap.line().free, 4);
+    }
+
+    #[tokio::test]
     async fn a_reserved_permit_serves_the_next_request() {
-        let cap = Cap::new(1);
+        let cap = Cap::new(1, 1, true);
+        cap.room_to_start().await;
         admitted(Admission::new(cap.clone()), async {
             reserve().await;
             assert_eq!(cap.line().free, 0);

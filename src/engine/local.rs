@@ -85,7 +85,10 @@ impl Share {
                 crate::strategy::Storage::Document => workload.journey.to_json().len(),
                 _ => 0,
             };
-            Cap::new(in_flight::limit_for(document))
+            // local-mutex takes the process's mutex before its opening request, and the holder's
+            // write is what lets the next one take it: a barrier there would never open.
+            let barrier = strategy != Strategy::LocalMutex;
+            Cap::new(in_flight::limit_for(document), needed, barrier)
         });
         let launch = Launch {
             keys: keys.clone(),

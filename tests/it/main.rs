@@ -13,6 +13,7 @@ mod html;
 mod install;
 mod properties;
 mod safety;
+mod scale;
 mod scenarios;
 mod schedules;
 mod seed;
