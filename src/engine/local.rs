@@ -335,11 +335,14 @@ impl UpdaterTask {
     }
 
     async fn updates(&mut self, start: std::time::Instant) {
-        let workload = &self.workload;
+        // Borrowed from the run's journey, not copied: at 100,000 updaters every byte an
+        // updater holds through its think time counts.
+        let workload = self.workload.clone();
+        let workload = &*workload;
         let segment = workload.segment_of(self.index);
         let segment_id = workload.journey.segments[segment as usize]
             .segment_id
-            .clone();
+            .as_str();
         let mut rng = SmallRng::seed_from_u64(
             workload
                 .seed
@@ -380,7 +383,7 @@ impl UpdaterTask {
                 retry_until: workload.deadline,
                 lease: self.lease.as_deref(),
                 keys: &self.keys,
-                segment_id: &segment_id,
+                segment_id,
                 status,
                 think,
             };
