@@ -80,16 +80,21 @@ impl Share {
                 Err(e) => return Err(explain_connections(e, strategy, needed, conn).await),
             }
         }
-        let cap = (gate.is_none() && uses_the_shared_connection(strategy)).then(|| {
-            let document = match strategy.storage() {
-                crate::strategy::Storage::Document => workload.journey.to_json().len(),
-                _ => 0,
-            };
-            // local-mutex takes the process's mutex before its opening request, and the holder's
-            // write is what lets the next one take it: a barrier there would never open.
-            let barrier = strategy != Strategy::LocalMutex;
-            Cap::new(in_flight::limit_for(document), needed, barrier)
-        });
+        let document = match strategy.storage() {
+            crate::strategy::Storage::Document => workload.journey.to_json().len(),
+            _ => 0,
+        };
+        let limit = in_flight::limit_for(document);
+        // An updater has one request in flight at most: a share of no more updaters than the
+        // limit never reaches it, and runs uncapped, with nothing added to any request.
+        let cap =
+            (gate.is_none() && uses_the_shared_connection(strategy) && needed > limit).then(|| {
+                // local-mutex takes the process's mutex before its opening request, and the
+                // holder's write is what lets the next one take it: a barrier there would never
+                // open.
+                let barrier = strategy != Strategy::LocalMutex;
+                Cap::new(limit, needed, barrier)
+            });
         let launch = Launch {
             keys: keys.clone(),
             workload: workload.clone(),
