@@ -38,6 +38,7 @@ fn main() {
         scenario: racelab::Scenario::LostUpdate,
     };
     let target = TargetInfo {
+        replicas: 0,
         display: "redis://127.0.0.1:6379/".into(),
         version: "7.0.15".into(),
         private: true,
@@ -65,6 +66,7 @@ fn main() {
             round: 0,
             seen: None,
             version: None,
+            segments: Vec::new(),
         };
         app.update(event(at(2), read), start + at(2));
         if updater % 2 == 0 {

@@ -53,6 +53,8 @@ pub struct BenchCell {
     pub updaters: u32,
     /// What an update did between two tries (`--backoff`).
     pub backoff: crate::workload::Backoff,
+    /// Replicas each write waited for with `WAIT` (`--wait-replicas`); 0: no WAIT.
+    pub wait_replicas: u32,
     /// Acknowledged updates in the cell.
     pub updates: u64,
     pub updates_per_s: f64,
@@ -126,7 +128,13 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
     let journey = Journey::seed_fixture()?;
     let segments = args.segments.map_or(journey.segments.len(), |s| s as usize);
     let journey = std::sync::Arc::new(journey.with_segments(segments));
-    let target = Target::open(args.redis_url.as_deref(), args.timeout).await?;
+    // WAIT needs replicas to wait for: without --redis-url, the private server gets as many as
+    // the most any cell waits for.
+    let most_waited = args.wait_replicas.iter().copied().max().unwrap_or(0);
+    let mut target = match (&args.redis_url, most_waited) {
+        (None, n) if n > 0 => Target::open_replicated(n as usize, args.timeout).await?,
+        (url, _) => Target::open(url.as_deref(), args.timeout).await?,
+    };
     let mut stats = target.connection().await?;
     let settings = Settings {
         key_prefix: args.key_prefix.clone(),
@@ -135,9 +143,13 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
         remote: None,
         driver: None,
         service: None,
+        failover_at: None,
+        failover_now: None,
     };
 
-    let mut progress = Progress::new(args.strategy.0.len() * args.updaters.len());
+    let mut progress = Progress::new(
+        args.strategy.0.len() * args.updaters.len() * args.backoff.len() * args.wait_replicas.len(),
+    );
     let yardstick = if args.no_redis_benchmark {
         Yardstick {
             hset_c50: None,
@@ -153,14 +165,15 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
 
     let mut cells = Vec::new();
     for &strategy in &args.strategy.0 {
-        for (&updaters, &backoff) in args
-            .updaters
-            .iter()
-            .flat_map(|u| args.backoff.iter().map(move |b| (u, b)))
-        {
+        for (&updaters, &backoff, &wait_replicas) in args.updaters.iter().flat_map(|u| {
+            args.backoff
+                .iter()
+                .flat_map(move |b| args.wait_replicas.iter().map(move |w| (u, b, w)))
+        }) {
             if cancel.is_cancelled() {
                 return Err(Error::Interrupted);
             }
+            target.set_wait_replicas(Some(wait_replicas));
             progress.cell(strategy, updaters);
             let workload = Workload {
                 journey: journey.clone(),
@@ -202,6 +215,7 @@ pub async fn run(args: &BenchArgs, cancel: &CancellationToken) -> Result<BenchRe
                 strategy,
                 updaters,
                 backoff,
+                wait_replicas,
                 updates: tally.acknowledged,
                 updates_per_s: round(updates_per_s),
                 latency_ms: CellLatency {
@@ -470,19 +484,27 @@ impl BenchReport {
             .cells
             .iter()
             .any(|c| c.backoff != self.cells[0].backoff);
-        let policy = |p: &str| {
+        // So does the WAIT, when the bench compared several (`--wait-replicas 0,1`).
+        let waits = self
+            .cells
+            .iter()
+            .any(|c| c.wait_replicas != self.cells[0].wait_replicas);
+        let policy = |p: &str, wait: &str| {
+            let mut column = String::new();
             if policies {
-                format!(" {p:>7}")
-            } else {
-                String::new()
+                column.push_str(&format!(" {p:>7}"));
             }
+            if waits {
+                column.push_str(&format!(" {wait:>6}"));
+            }
+            column
         };
         let _ = writeln!(
             out,
             "{:<w$} {:>8}{} {:>10} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>5}",
             "strategy",
             "updaters",
-            policy("backoff"),
+            policy("backoff", "WAIT"),
             "updates/s",
             "p50 ms",
             "p99 ms",
@@ -502,7 +524,7 @@ impl BenchReport {
                 "{:<w$} {:>8}{} {:>10.0} {:>8.2} {:>8.2} {:>9.2} {:>9} {:>8.2} {:>8.1} {:>7} {:>7} {:>7} {:>5}",
                 cell.strategy.name(),
                 cell.updaters,
-                policy(&cell.backoff.to_string()),
+                policy(&cell.backoff.to_string(), &cell.wait_replicas.to_string()),
                 cell.updates_per_s,
                 cell.latency_ms.p50,
                 cell.latency_ms.p99,

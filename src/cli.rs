@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::engine::Settings;
 use crate::error::Error;
+use crate::history::HistoryFormat;
 use crate::journey::Journey;
 use crate::report::{BenchFormat, Expect, Format};
 use crate::strategy::Strategy;
@@ -216,6 +217,12 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "exp")]
     pub backoff: Vec<crate::workload::Backoff>,
 
+    /// The WAIT to measure, a comma list of replica counts: each strategy and updater count runs
+    /// once with each (0: no WAIT; N: every write followed by WAIT N). Without --redis-url the
+    /// private server gets as many replicas as the largest.
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "0", value_parser = clap::value_parser!(u32).range(0..=5))]
+    pub wait_replicas: Vec<u32>,
+
     /// Skip the redis-benchmark yardsticks.
     #[arg(long)]
     pub no_redis_benchmark: bool,
@@ -320,6 +327,22 @@ pub struct Options {
     /// How long to wait for the --workers to join.
     #[arg(long, default_value = "2m", value_parser = parse_timeout, value_name = "DURATION")]
     pub join_timeout: Duration,
+
+    /// Replicas of racelab's private server (or of each private cluster primary): the failover
+    /// lesson (README "Failover"). Not with --redis-url: racelab starts no replicas of a
+    /// user's Redis.
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=5))]
+    pub replicas: u32,
+
+    /// Fail the private primary over to its replica this long after the release (200ms, 1s):
+    /// acknowledged writes the replica lacked are lost to failover. Needs --replicas.
+    #[arg(long, value_name = "DURATION", value_parser = parse_failover_at)]
+    pub failover_at: Option<Duration>,
+
+    /// Follow every write with WAIT N: an update counts as acknowledged only once N replicas
+    /// have it (fewer within 1s: its outcome is unknown).
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub wait_replicas: Option<u32>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -338,6 +361,11 @@ pub struct RunArgs {
     /// Write every operation of the run to this file as JSON lines (see the README).
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
+
+    /// How --history writes: racelab's JSON lines, or elle: a Jepsen history (EDN) that Elle's
+    /// rw-register checker reads (README "History").
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Racelab, requires = "history")]
+    pub history_format: HistoryFormat,
 
     /// Also write the run as a self-contained HTML timeline: lanes, segments, who erased whom
     /// (README "HTML timeline").
@@ -442,6 +470,16 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     Ok(timeout)
 }
 
+fn parse_failover_at(text: &str) -> Result<Duration, String> {
+    let at = parse_duration(text, "duration")?;
+    if at.is_zero() || at > Duration::from_secs(3600) {
+        return Err(format!(
+            "{text} is not a time after the release between 1ms and 1h"
+        ));
+    }
+    Ok(at)
+}
+
 fn parse_bench_duration(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text, "duration")?;
     if duration.is_zero() || duration > Duration::from_secs(3600) {
@@ -541,13 +579,57 @@ impl Options {
     /// or a private redis-server.
     pub async fn target(&self) -> Result<crate::target::Target, Error> {
         use crate::target::Target;
-        match redis_choice(self.redis_url.as_deref(), self.cluster.as_ref())? {
-            (None, Some(ClusterSpec::Private)) => Target::open_cluster(None, self.timeout).await,
+        let choice = redis_choice(self.redis_url.as_deref(), self.cluster.as_ref())?;
+        self.check_failover(choice)?;
+        let replicas = self.replicas as usize;
+        let target = match choice {
+            (None, Some(ClusterSpec::Private)) => {
+                Target::open_private_cluster(replicas, self.timeout).await
+            }
             (None, Some(ClusterSpec::Nodes(nodes))) => {
                 Target::open_cluster(Some(nodes), self.timeout).await
             }
+            (None, None) if replicas > 0 => Target::open_replicated(replicas, self.timeout).await,
             (url, _) => Target::open(url, self.timeout).await,
+        }?;
+        Ok(target.with_wait_replicas(self.wait_replicas))
+    }
+
+    /// `--replicas` and `--failover-at` act on racelab's own private servers only (README
+    /// "Failover"): never on a user's Redis.
+    fn check_failover(&self, choice: (Option<&str>, Option<&ClusterSpec>)) -> Result<(), Error> {
+        let private = matches!(choice, (None, None) | (None, Some(ClusterSpec::Private)));
+        if self.replicas > 0 && !private {
+            return Err(Error::Usage(
+                "--replicas starts replicas of racelab's own private servers only, never of a user's Redis; leave out --redis-url (or give --cluster private)".to_owned(),
+            ));
         }
+        if self.failover_at.is_some() && self.replicas == 0 {
+            return Err(Error::Usage(
+                "--failover-at promotes a replica of racelab's private server, and there is none; add --replicas 1 (and leave out --redis-url)".to_owned(),
+            ));
+        }
+        if self.failover_at.is_some() && self.workers.is_some() {
+            return Err(Error::Usage(
+                "--failover-at fails over a run of this process's updaters; leave out --workers"
+                    .to_owned(),
+            ));
+        }
+        if self.wait_replicas.is_some() && self.cluster.is_some() {
+            return Err(Error::Usage(
+                "--wait-replicas works on a single server for now, not on a cluster; leave out --cluster".to_owned(),
+            ));
+        }
+        if let Some(wait) = self.wait_replicas
+            && private
+            && wait > self.replicas
+        {
+            return Err(Error::Usage(format!(
+                "--wait-replicas {wait} waits for more replicas than racelab starts (--replicas {}); every write would have an unknown outcome",
+                self.replicas
+            )));
+        }
+        Ok(())
     }
 
     /// The workload these options describe, with `default_think` when `--think` is not given.
@@ -595,6 +677,8 @@ impl Options {
             remote: None,
             driver: None,
             service: None,
+            failover_at: self.failover_at,
+            failover_now: None,
         }
     }
 }

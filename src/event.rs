@@ -46,6 +46,19 @@ pub struct Seen {
     #[serde(deserialize_with = "status")]
     pub status: StatusName,
     pub count: u64,
+    /// The update whose write made what was read ([`crate::strategy::Op::write`]; 0: the state
+    /// as seeded): the journey's last writer for a strategy that writes the whole journey, the
+    /// segment's for one that writes only its segment.
+    #[serde(default)]
+    pub write: u64,
+}
+
+/// Another segment's last writer, as a read that checked the whole journey found it (write skew
+/// under `hash` and `keys`, which read every segment and write only their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SawWrite {
+    pub segment: u32,
+    pub write: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +92,10 @@ pub enum EventKind {
         seen: Option<Seen>,
         /// The journey's version, for strategies that stamp one.
         version: Option<u64>,
+        /// Every segment the read found, for the strategies that read the whole journey apart
+        /// from their own segment (write skew under `hash` and `keys`); empty otherwise.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        segments: Vec<SawWrite>,
     },
     /// Waiting for the journey's lock.
     WaitingForLock { round: u32 },
@@ -250,6 +267,12 @@ impl Probe {
         self.written_count
     }
 
+    /// What an update's write read inside Redis (a script's own read): no copy of it left
+    /// Redis, so no read time is set, but the history names the write it was based on.
+    pub fn saw(&mut self, seen: Seen) {
+        self.seen = Some(seen);
+    }
+
     /// The write set the segment's count to `count`.
     pub fn wrote(&mut self, count: u64) {
         self.written_count = Some(count);
@@ -299,6 +322,16 @@ impl Probe {
     /// The read is done: what gets written from here on is based on it. In a scheduled run the
     /// step's reply is what was read.
     pub async fn read(&mut self, seen: Option<Seen>, version: Option<u64>) {
+        self.read_segments(seen, version, Vec::new()).await;
+    }
+
+    /// [`Probe::read`] of a read that found every segment (`segments`: their last writers).
+    pub async fn read_segments(
+        &mut self,
+        seen: Option<Seen>,
+        version: Option<u64>,
+        segments: Vec<SawWrite>,
+    ) {
         self.read_at = Some(self.now());
         self.seen = seen;
         self.answered(|| {
@@ -312,6 +345,7 @@ impl Probe {
             round: self.round,
             seen,
             version,
+            segments,
         })
         .await;
     }

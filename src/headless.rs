@@ -11,13 +11,29 @@ use crate::cli::{Options, RUN_THINK, RunArgs};
 use crate::crew::Crew;
 use crate::engine::{self, RemoteUpdaters, Settings};
 use crate::error::Error;
-use crate::history::{History, history_error};
+use crate::history::{History, HistoryFormat, history_error};
 use crate::report::{Expected, Format, RedisInfo, Report, RunReport};
 use crate::target::Target;
 use crate::workload::Workload;
 
 /// A little jitter so updaters don't act in lockstep; small enough not to hide the race.
 pub const RUN_JITTER: f64 = 0.1;
+
+/// Refuses what an Elle history could not tell truthfully (README "History").
+fn elle_possible(args: &RunArgs) -> Result<(), Error> {
+    if let Some(user) = args.options.strategy.0.iter().find(|s| s.is_user()) {
+        return Err(Error::Usage(format!(
+            "--history-format elle needs to see what each update read, and racelab cannot see the reads of {}; race it with the racelab history format",
+            user.name()
+        )));
+    }
+    if args.options.workers.is_some() {
+        return Err(Error::Usage(
+            "--history-format elle orders operations by one clock, and workers each have their own; drop --workers or use the racelab history format".to_owned(),
+        ));
+    }
+    Ok(())
+}
 
 /// Runs the strategies of `args` and writes the report. `Ok(report)` even when a strategy
 /// misbehaved: that is a verdict, not an error.
@@ -82,7 +98,14 @@ pub async fn run(args: &RunArgs, cancel: &CancellationToken) -> Result<Report, E
         )),
         None => None,
     };
-    let history = args.history.as_deref().map(History::create).transpose()?;
+    if args.history_format == HistoryFormat::Elle {
+        elle_possible(args)?;
+    }
+    let history = args
+        .history
+        .as_deref()
+        .map(|path| History::create(path, args.history_format))
+        .transpose()?;
     let html = args
         .html
         .as_deref()

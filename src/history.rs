@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::elle::Elle;
 use crate::engine::RunResult;
 use crate::error::Error;
 use crate::event::{Event, EventKind, Outcome, RetryReason, Seen};
@@ -27,6 +28,17 @@ use crate::workload::Workload;
 pub struct History {
     path: PathBuf,
     out: Arc<Mutex<BufWriter<File>>>,
+    /// `--history-format elle`: what the Elle history has written so far; `None` for racelab's
+    /// own JSON lines.
+    elle: Option<Arc<Mutex<Elle>>>,
+}
+
+/// `--history-format`: racelab's JSON lines, or a Jepsen history for Elle (README "History").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum HistoryFormat {
+    #[default]
+    Racelab,
+    Elle,
 }
 
 #[derive(Serialize)]
@@ -73,11 +85,12 @@ impl From<Seen> for SeenLine {
 }
 
 impl History {
-    pub fn create(path: &Path) -> Result<History, Error> {
+    pub fn create(path: &Path, format: HistoryFormat) -> Result<History, Error> {
         let file = File::create(path).map_err(|e| history_error(path, e))?;
         Ok(History {
             path: path.to_owned(),
             out: Arc::new(Mutex::new(BufWriter::new(file))),
+            elle: (format == HistoryFormat::Elle).then(|| Arc::new(Mutex::new(Elle::default()))),
         })
     }
 
@@ -96,6 +109,22 @@ impl History {
         let (tx, mut rx) = mpsc::channel::<Event>(4096);
         let out = self.out.clone();
         let workload = workload.clone();
+        if let Some(elle) = self.elle.clone() {
+            let task = tokio::task::spawn_blocking(move || {
+                // One strategy runs at a time: its recorder holds the history's state throughout.
+                let mut elle = elle.lock().map_err(|_| poisoned())?;
+                let mut recorder = elle.strategy(strategy, &workload);
+                while let Some(event) = rx.blocking_recv() {
+                    if let Some(mut line) = recorder.line(&event) {
+                        line.push('\n');
+                        let mut out = out.lock().map_err(|_| poisoned())?;
+                        out.write_all(line.as_bytes())?;
+                    }
+                }
+                Ok(())
+            });
+            return (tx, task);
+        }
         // File writes block; they get a thread of their own instead of stalling the runtime.
         let task = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
@@ -119,6 +148,10 @@ impl History {
             .out
             .lock()
             .map_err(|_| history_error(&self.path, poisoned()))?;
+        if self.elle.is_some() {
+            // An Elle history is transactions only; what was read back is in the report.
+            return out.flush().map_err(|e| history_error(&self.path, e));
+        }
         let t_us = result.tally.last_at.as_micros() as u64;
         for (segment, state) in workload.journey.segments.iter().zip(&result.states) {
             let line = Line {
@@ -224,6 +257,7 @@ fn event_line(strategy: Strategy, workload: &Workload, event: &Event) -> Option<
             round,
             seen,
             version,
+            ..
         } => {
             line.kind = "read";
             line.round = Some(round + 1);

@@ -2,7 +2,8 @@
 //!
 //! Field names and defaults follow the original challenge (README "Why"). racelab adds one
 //! field to each segment, `UpdateCount`, written together with the status, so the final state
-//! proves how many acknowledged updates survived.
+//! proves how many acknowledged updates survived; and `RacelabWrite`, naming the update that
+//! wrote the document last, so a read can say whose write it saw (README "History file").
 
 use std::path::Path;
 use std::time::Duration;
@@ -39,6 +40,10 @@ pub struct Journey {
     pub segments: Vec<Segment>,
     #[serde(default)]
     pub metadata: Map<String, Value>,
+    /// Which update wrote this document last (0, and absent: as seeded), so that a read can name
+    /// the write it saw (README "History": `--history-format elle`).
+    #[serde(default, rename = "RacelabWrite", skip_serializing_if = "is_zero")]
+    pub write: u64,
     /// Fields racelab does not know are carried through untouched.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -67,8 +72,16 @@ pub struct Segment {
     /// How many updates have been applied to this segment; written with the status.
     #[serde(default)]
     pub update_count: u64,
+    /// Which update wrote this segment last, where a segment is stored as its own key (`keys`);
+    /// 0, and absent, everywhere else.
+    #[serde(default, rename = "RacelabWrite", skip_serializing_if = "is_zero")]
+    pub write: u64,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn pending() -> String {
@@ -263,6 +276,7 @@ fn generated_segment(template: &Segment, i: usize) -> Segment {
     segment.arrival_time = shift_days(&template.arrival_time, offset);
     segment.status = INITIAL_STATUS.to_owned();
     segment.update_count = 0;
+    segment.write = 0;
     segment
 }
 
@@ -350,11 +364,13 @@ fn same_number(literal: &str, back: &str) -> bool {
 /// counts alone: those are all a copy keeps, a status as a byte.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JourneyCopy {
-    /// The run's journey with these statuses (see [`status_code`]) and counts.
+    /// The run's journey with these statuses (see [`status_code`]) and counts, written last by
+    /// update `write`.
     States {
         run: std::sync::Arc<Journey>,
         statuses: Box<[u8]>,
         counts: Box<[u64]>,
+        write: u64,
     },
     /// Anything else (someone else changed more than statuses and counts): kept whole.
     Whole(Box<Journey>),
@@ -399,8 +415,25 @@ impl JourneyCopy {
                 run: run.clone(),
                 statuses,
                 counts: read.segments.iter().map(|s| s.update_count).collect(),
+                write: read.write,
             },
             None => JourneyCopy::Whole(Box::new(read)),
+        }
+    }
+
+    /// Which update wrote the document the copy was read from last (0: as seeded).
+    pub fn write(&self) -> u64 {
+        match self {
+            JourneyCopy::States { write, .. } => *write,
+            JourneyCopy::Whole(journey) => journey.write,
+        }
+    }
+
+    /// Names the update that will write the copy back.
+    pub fn set_write(&mut self, id: u64) {
+        match self {
+            JourneyCopy::States { write, .. } => *write = id,
+            JourneyCopy::Whole(journey) => journey.write = id,
         }
     }
 
@@ -411,6 +444,7 @@ impl JourneyCopy {
                 run,
                 statuses,
                 counts,
+                ..
             } => (status_name(statuses[i], &run.segments[i].status), counts[i]),
             JourneyCopy::Whole(journey) => {
                 let segment = &journey.segments[i];
@@ -425,6 +459,7 @@ impl JourneyCopy {
             run,
             statuses,
             counts,
+            ..
         } = self
         {
             if let Some(code) = status_code(status, &run.segments[i].status) {
@@ -443,8 +478,9 @@ impl JourneyCopy {
     /// The journey the copy stands for, whole.
     pub fn whole(&self) -> Journey {
         match self {
-            JourneyCopy::States { run, .. } => {
+            JourneyCopy::States { run, write, .. } => {
                 let mut journey = Journey::clone(run);
+                journey.write = *write;
                 for (i, segment) in journey.segments.iter_mut().enumerate() {
                     let (status, count) = self.state(i);
                     segment.status = status.to_owned();
@@ -476,8 +512,9 @@ fn status_name(code: u8, seeded: &str) -> &str {
 }
 
 impl Journey {
-    /// Whether `self` is `other` but for its segments' statuses and counts. Every field is named,
-    /// so a field added to the model is a compile error here until it is compared.
+    /// Whether `self` is `other` but for its segments' statuses and counts and the update that
+    /// wrote it last. Every field is named, so a field added to the model is a compile error here
+    /// until it is compared.
     fn same_but_states(&self, other: &Journey) -> bool {
         let Journey {
             id,
@@ -488,6 +525,7 @@ impl Journey {
             total_price,
             segments,
             metadata,
+            write: _,
             extra,
         } = self;
         *id == other.id
@@ -520,9 +558,11 @@ impl Segment {
             status: _,
             price,
             update_count: _,
+            write,
             extra,
         } = self;
         *segment_id == other.segment_id
+            && *write == other.write
             && *origin == other.origin
             && *destination == other.destination
             && *departure_time == other.departure_time
@@ -548,6 +588,8 @@ struct AsCopied<'a> {
     total_price: f64,
     segments: Vec<SegmentAsCopied<'a>>,
     metadata: &'a Map<String, Value>,
+    #[serde(rename = "RacelabWrite", skip_serializing_if = "is_zero")]
+    write: u64,
     #[serde(flatten)]
     extra: &'a Map<String, Value>,
 }
@@ -565,6 +607,8 @@ struct SegmentAsCopied<'a> {
     status: &'a str,
     price: f64,
     update_count: u64,
+    #[serde(rename = "RacelabWrite", skip_serializing_if = "is_zero")]
+    write: u64,
     #[serde(flatten)]
     extra: &'a Map<String, Value>,
 }
@@ -580,6 +624,7 @@ impl<'a> AsCopied<'a> {
             total_price,
             segments,
             metadata,
+            write: _,
             extra,
         } = run;
         let segments = segments
@@ -597,6 +642,7 @@ impl<'a> AsCopied<'a> {
                     status: _,
                     price,
                     update_count: _,
+                    write,
                     extra,
                 } = segment;
                 let (status, update_count) = copy.state(i);
@@ -611,6 +657,7 @@ impl<'a> AsCopied<'a> {
                     status,
                     price: *price,
                     update_count,
+                    write: *write,
                     extra,
                 }
             })
@@ -624,6 +671,7 @@ impl<'a> AsCopied<'a> {
             total_price: *total_price,
             segments,
             metadata,
+            write: copy.write(),
             extra,
         }
     }
@@ -715,9 +763,12 @@ mod tests {
         assert_eq!(copy.to_json(), read.to_json());
         assert_eq!(copy.whole(), read);
         copy.set(0, "Boarding", 1);
+        copy.set_write(7);
         read.segments[0].status = "Boarding".into();
         read.segments[0].update_count = 1;
+        read.write = 7;
         assert_eq!(copy.to_json(), read.to_json());
+        assert_eq!(copy_of(&read, &run).write(), 7);
         // A status racelab never writes turns the copy whole, exactly.
         copy.set(1, "Diverted", 4);
         read.segments[1].status = "Diverted".into();

@@ -66,6 +66,19 @@ impl Keys {
         format!("{}:fence", self.base)
     }
 
+    /// Each updater's last applied write id (`lua`, `function`, `cas` record it in the write's
+    /// own script), so that a write whose reply never came can be resolved (README "Safety").
+    pub fn applied(&self) -> String {
+        format!("{}:applied", self.base)
+    }
+
+    /// Which workers may still write into the run, each with its token (`--workers`): a worker
+    /// the coordinator took for gone is struck off, and its late writes are refused (README
+    /// "Workers").
+    pub fn admission(&self) -> String {
+        format!("{}:admission", self.base)
+    }
+
     /// The stream a crew's workers send the run's events through (`--workers`).
     pub fn events(&self) -> String {
         format!("{}:events", self.base)
@@ -79,6 +92,8 @@ impl Keys {
             self.version(),
             self.lock(),
             self.fence(),
+            self.applied(),
+            self.admission(),
             self.events(),
         ];
         keys.extend(segment_ids.map(|id| self.segment(id)));

@@ -2,6 +2,8 @@
 //! strategies check the lease before each write, the engine hands it to a worker's updaters, and
 //! the crew renews it.
 
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,19 @@ pub struct Lease {
     pub(crate) claimed: AtomicBool,
     /// The card expired after the claim.
     pub(crate) evicted: AtomicBool,
+    /// The run the worker serves now: its id and token in the run's admission hash, which every
+    /// write checks (README "Workers").
+    admission: Mutex<Option<Arc<Admission>>>,
+    /// A pause after the lease check before each write (`RACELAB_TEST_STALL_BEFORE_WRITE`, for
+    /// the test that stops a worker in that window; README "Development").
+    pub(crate) stall: Option<Duration>,
+}
+
+/// A worker's admission to one run: what its writes show the run's admission hash.
+#[derive(Debug)]
+pub struct Admission {
+    pub worker: String,
+    pub token: String,
 }
 
 impl Default for Lease {
@@ -33,6 +48,10 @@ impl Default for Lease {
             renewed_ms: AtomicU64::new(0),
             claimed: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
+            admission: Mutex::new(None),
+            stall: std::env::var("RACELAB_TEST_STALL_BEFORE_WRITE")
+                .ok()
+                .and_then(|text| humantime::parse_duration(&text).ok()),
         }
     }
 }
@@ -46,6 +65,18 @@ impl Lease {
     pub(crate) fn renewed(&self, sent: Instant) {
         let ms = sent.saturating_duration_since(self.base).as_millis() as u64;
         self.renewed_ms.fetch_max(ms, Ordering::SeqCst);
+    }
+
+    /// The worker serves the run it was given `admission` to.
+    pub(crate) fn admit(&self, admission: Option<Admission>) {
+        if let Ok(mut current) = self.admission.lock() {
+            *current = admission.map(Arc::new);
+        }
+    }
+
+    /// The admission of the run the worker serves.
+    pub fn admission(&self) -> Option<Arc<Admission>> {
+        self.admission.lock().ok().and_then(|a| a.clone())
     }
 
     /// Whether the worker may have been taken for vanished: it must stop writing.

@@ -23,7 +23,10 @@
 //! - `redis_errors`: one policy for what Redis answers (transient, refused, fatal, advice).
 //! - `server`: a private `redis-server` that dies with its owner, and a private 3-primary
 //!   cluster made of them.
-//! - `target`: the Redis (a server or a cluster) a run goes against, connections, redaction.
+//! - `target`: the Redis (a server or a cluster) a run goes against, connections, redaction,
+//!   `--wait-replicas`' WAIT after every write.
+//! - `failover`: `--replicas` on a private server behind a relay, and `--failover-at`'s failover
+//!   (`REPLICAOF NO ONE` there, `CLUSTER FAILOVER FORCE` on a private cluster).
 //! - `in_flight`: the cap on an updater share's requests in flight, opening requests first.
 //! - `exec`: a user's journey service (`-s exec:CMD`): the program, its JSON lines, its stderr.
 //!
@@ -61,10 +64,15 @@ mod budget;
 mod cli;
 mod completions;
 mod crew;
+mod elle;
 mod engine;
 mod error;
 mod event;
 mod exec;
+mod failover;
+/// For the fuzz targets only (`tests/fuzz`).
+#[doc(hidden)]
+pub mod fuzzing;
 mod headless;
 mod history;
 mod html;
@@ -93,6 +101,7 @@ pub use cli::{Cli, TUI_THINK, settle_environment};
 pub use engine::{RemoteUpdaters, RunResult, Settings, run};
 pub use error::Error;
 pub use event::{Event, EventKind, Outcome, RetryReason, Seen, WriteScope};
+pub use failover::FailoverRecord;
 pub use journey::{Journey, SegmentState, UPDATE_STATUSES, update_status};
 pub use output::guard_standard_streams;
 pub use report::{Expect, Expected};

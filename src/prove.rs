@@ -146,6 +146,8 @@ pub async fn run(args: &ProveArgs, cancel: &CancellationToken) -> Result<ProveRe
         remote: None,
         driver: None,
         service: None,
+        failover_at: None,
+        failover_now: None,
     });
     let journey = Journey::seed_fixture()?;
     let started = Instant::now();

@@ -180,6 +180,107 @@ pub struct RunReport {
     /// How the verdict of a user's own strategy (`exec:`, `lua:`) was made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<UserVerdict>,
+    /// The failover made during the run (`--failover-at`; README "Failover").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverReport>,
+}
+
+/// A failover and what it cost, as the report tells it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailoverReport {
+    /// When the replica was promoted, since the release; `null` when it could not be made.
+    pub promoted_ms: Option<f64>,
+    /// When racelab's connections were cut over to the new primary.
+    pub cut_ms: Option<f64>,
+    /// `host:port` of the promoted replica and of the old primary.
+    pub promoted: Option<String>,
+    pub demoted: Option<String>,
+    /// Updates the old primary held that the new one never got; `null` when either side could
+    /// not be read.
+    pub dropped: Option<u64>,
+    /// Of `lost`: acknowledged updates the failover certainly threw away.
+    pub lost_to_failover: u64,
+    /// Of `lost`: those the failover or a stale write took, which cannot be told apart.
+    pub lost_to_failover_or_stale: u64,
+    /// Why the failover could not be made, when it could not.
+    pub failed: Option<String>,
+}
+
+impl FailoverReport {
+    fn new(result: &RunResult) -> Option<FailoverReport> {
+        let failover = result.failover.as_ref()?;
+        let truth = &result.truth;
+        Some(match failover {
+            Ok(record) => FailoverReport {
+                promoted_ms: Some(round2(ms(record.promoted_at))),
+                cut_ms: Some(round2(ms(record.cut_at))),
+                promoted: Some(record.promoted.clone()),
+                demoted: Some(record.demoted.clone()),
+                dropped: record.dropped().map(|d| d.iter().sum()),
+                lost_to_failover: truth.lost_to_failover,
+                lost_to_failover_or_stale: truth.lost_to_failover_or_stale,
+                failed: None,
+            },
+            Err(why) => FailoverReport {
+                promoted_ms: None,
+                cut_ms: None,
+                promoted: None,
+                demoted: None,
+                dropped: None,
+                lost_to_failover: truth.lost_to_failover,
+                lost_to_failover_or_stale: truth.lost_to_failover_or_stale,
+                failed: Some(why.clone()),
+            },
+        })
+    }
+
+    /// The failover in a sentence or two, and whom its losses are not to be pinned on.
+    fn text(&self, run: &RunReport) -> String {
+        let Some(promoted_ms) = self.promoted_ms else {
+            return format!(
+                "the failover was not made: {}",
+                self.failed.as_deref().unwrap_or("no reason given")
+            );
+        };
+        let mut out = format!(
+            "failover at {promoted_ms:.1} ms: {} promoted; the old primary {} took writes until {:.1} ms, then became its replica",
+            self.promoted.as_deref().unwrap_or("?"),
+            self.demoted.as_deref().unwrap_or("?"),
+            self.cut_ms.unwrap_or(promoted_ms),
+        );
+        match self.dropped {
+            Some(0) => out.push_str(", holding nothing the new primary lacked"),
+            Some(n) => out.push_str(&format!(
+                " and dropped {} the new primary never got",
+                crate::output::counted(n, "update")
+            )),
+            None => out.push_str(
+                "; what each side held could not be read, so no loss is pinned on the failover or on a stale write",
+            ),
+        }
+        if self.lost_to_failover > 0 || self.lost_to_failover_or_stale > 0 {
+            out.push_str(&format!(
+                ". {} lost to failover",
+                crate::output::counted(self.lost_to_failover, "acknowledged update")
+            ));
+            if self.lost_to_failover_or_stale > 0 {
+                out.push_str(&format!(
+                    ", {} more to failover or a stale write (some of the dropped updates had an unknown outcome)",
+                    self.lost_to_failover_or_stale
+                ));
+            }
+            let by_failover = self.lost_to_failover + self.lost_to_failover_or_stale;
+            if run.lost == Some(by_failover) && run.expected == Expected::Intact {
+                out.push_str(&format!(
+                    ". {} lost nothing to a stale write: it is not blamed; no strategy keeps what a failover throws away, WAIT does (--wait-replicas, README \"Failover\")",
+                    run.strategy
+                ));
+            }
+        } else {
+            out.push_str(". No acknowledged update was lost to it");
+        }
+        out
+    }
 }
 
 /// How a user's own strategy was judged (README "Race your own service").
@@ -291,7 +392,16 @@ impl RunReport {
                 truth: if user.exact { "exact" } else { "real-time" },
                 in_flight_max: user.in_flight_max,
             }),
+            failover: FailoverReport::new(result),
         }
+    }
+
+    /// Lost updates all taken by a failover, none by a stale write.
+    fn lost_only_to_failover(&self) -> bool {
+        self.failover.as_ref().is_some_and(|f| {
+            f.lost_to_failover > 0
+                && self.lost == Some(f.lost_to_failover + f.lost_to_failover_or_stale)
+        })
     }
 
     /// `Race condition detected! …` and every listed lost update, with who erased it; `None`
@@ -300,11 +410,19 @@ impl RunReport {
         let lost = self.lost.filter(|lost| *lost > 0)?;
         let mut out = String::new();
         let total = self.acknowledged + self.unknown;
-        let _ = writeln!(
-            out,
-            "{}: Race condition detected! {} out of {} updates were lost",
-            self.strategy, lost, total
-        );
+        if self.lost_only_to_failover() {
+            let _ = writeln!(
+                out,
+                "{}: no stale write is proven, a failover took them: {} out of {} updates were lost to failover",
+                self.strategy, lost, total
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "{}: Race condition detected! {} out of {} updates were lost",
+                self.strategy, lost, total
+            );
+        }
         for lost in &self.lost_updates {
             let _ = writeln!(out, "  {}", lost.seed_message());
             let attribution = match self.user {
@@ -349,7 +467,9 @@ impl RunReport {
                 },
             ),
             None => (
-                if self.lost.unwrap_or(0) > 0 {
+                if self.lost_only_to_failover() {
+                    "lost to failover"
+                } else if self.lost.unwrap_or(0) > 0 {
                     "lost"
                 } else {
                     "intact"
@@ -556,6 +676,9 @@ impl Report {
             }
             if let Some(left) = &run.keys_left {
                 let _ = writeln!(out, "\n{}: the run's keys are {left}", run.strategy);
+            }
+            if let Some(failover) = &run.failover {
+                let _ = writeln!(out, "\n{}: {}", run.strategy, failover.text(run));
             }
             if let Some(user) = &run.user {
                 let how = if user.truth == "exact" {

@@ -1,5 +1,5 @@
-//! A private `redis-server` that lives exactly as long as its owner, and a private Redis Cluster
-//! made of three of them.
+//! A private `redis-server` that lives exactly as long as its owner, its replicas (`--replicas`),
+//! and a private Redis Cluster made of three primaries (and their replicas).
 //!
 //! racelab starts one when no `--redis-url` is given, and the test suite starts one per test. It
 //! listens on a free loopback port (`--port 0` would turn TCP off, so a free port is picked and
@@ -175,6 +175,46 @@ impl RedisServer {
         lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
     }
 
+    /// Starts a private redis-server that replicates `primary` (`--replicaof`), with the same
+    /// extra arguments, and waits until its link is up and it holds what the primary held.
+    pub fn start_replica_of(primary: &RedisServer, extra: &[&str]) -> Result<RedisServer, Error> {
+        let port = primary.port().to_string();
+        let mut args = vec!["--replicaof", "127.0.0.1", port.as_str()];
+        args.extend_from_slice(extra);
+        let replica = Self::start_with_args(&args)?;
+        replica.wait_in_sync(&primary.url())?;
+        Ok(replica)
+    }
+
+    /// Waits until this replica's link to its primary is up and its offset has reached the
+    /// primary's, so a run never starts on a replica still loading the first sync.
+    fn wait_in_sync(&self, primary_url: &str) -> Result<(), Error> {
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            let primary = replication_info(primary_url);
+            let replica = replication_info(&self.url());
+            let in_sync = match (&primary, &replica) {
+                (Some(primary), Some(replica)) => {
+                    replica.get("master_link_status").map(String::as_str) == Some("up")
+                        && offset(replica, "slave_repl_offset")
+                            >= offset(primary, "master_repl_offset")
+                }
+                _ => false,
+            };
+            if in_sync {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::RedisServerStart(format!(
+                    "the replica on port {} did not catch up with its primary within {READY_DEADLINE:?}: {}",
+                    self.port,
+                    self.log_tail()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Stops the server now (also done on drop).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
@@ -199,6 +239,8 @@ pub struct RedisCluster {
     nodes: Vec<RedisServer>,
     /// Every node's `requirepass` (and `masterauth`), when it has one.
     password: Option<String>,
+    /// Replicas per primary.
+    replicas: usize,
 }
 
 impl RedisCluster {
@@ -217,8 +259,15 @@ impl RedisCluster {
 
     /// [`RedisCluster::start`], every node protected by `password` when there is one.
     pub fn start_with_password(password: Option<&str>) -> Result<RedisCluster, Error> {
-        let mut nodes = Vec::with_capacity(CLUSTER_PRIMARIES);
-        for _ in 0..CLUSTER_PRIMARIES {
+        Self::start_with(password, 0)
+    }
+
+    /// [`RedisCluster::start_with_password`], each primary with `replicas` replicas
+    /// (`--replicas`): `redis-cli --cluster create --cluster-replicas` pairs them up.
+    pub fn start_with(password: Option<&str>, replicas: usize) -> Result<RedisCluster, Error> {
+        let count = CLUSTER_PRIMARIES * (1 + replicas);
+        let mut nodes = Vec::with_capacity(count);
+        for _ in 0..count {
             // The node table goes into the server's own temporary --dir (a relative path is
             // resolved there), so nothing outlives the cluster. A short node timeout keeps a
             // test that kills a node from waiting long for the failure to be noticed.
@@ -238,6 +287,7 @@ impl RedisCluster {
         let cluster = RedisCluster {
             nodes,
             password: password.map(str::to_owned),
+            replicas,
         };
         cluster.create()?;
         cluster.wait_ok()?;
@@ -252,7 +302,11 @@ impl RedisCluster {
             command.arg(format!("127.0.0.1:{}", node.port()));
         }
         command
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args([
+                "--cluster-replicas",
+                &self.replicas.to_string(),
+                "--cluster-yes",
+            ])
             .stdin(Stdio::null());
         // Through the environment, not `-a`: a command line is visible to every user in `ps`.
         if let Some(password) = &self.password {
@@ -298,6 +352,34 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        // The replicas' roles travel by gossip after `create` returns: a run must not start
+        // while a node still takes a replica for a primary without slots.
+        let replicas = CLUSTER_PRIMARIES * self.replicas;
+        for node in &self.nodes {
+            loop {
+                let seen = replicas_seen(&self.url_of(node));
+                // A replica counts once its link to its primary is up: until then CLUSTER SLOTS
+                // leaves it out, and it holds nothing a failover could keep.
+                let synced = match replication_info(&self.url_of(node)) {
+                    Some(info) if info.get("role").map(String::as_str) == Some("slave") => {
+                        info.get("master_link_status").map(String::as_str) == Some("up")
+                    }
+                    Some(_) => true,
+                    None => false,
+                };
+                if seen == Some(replicas) && synced {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(Error::ClusterStart(format!(
+                        "node 127.0.0.1:{} sees {} replicas, not {replicas}, after {CLUSTER_DEADLINE:?}",
+                        node.port(),
+                        seen.map_or_else(|| "no".to_owned(), |n| n.to_string())
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         Ok(())
     }
 
@@ -312,6 +394,11 @@ impl RedisCluster {
             Some(password) => format!("redis://:{password}@127.0.0.1:{}/", node.port()),
             None => node.url(),
         }
+    }
+
+    /// Replicas per primary (`--replicas`).
+    pub fn replicas(&self) -> usize {
+        self.replicas
     }
 
     pub fn nodes(&self) -> &[RedisServer] {
@@ -344,6 +431,51 @@ fn cluster_state(url: &str) -> Option<String> {
     info.lines()
         .find_map(|line| line.strip_prefix("cluster_state:"))
         .map(|state| state.trim().to_owned())
+}
+
+/// A server's `INFO replication` as field → value, or `None` when it does not answer.
+pub(crate) fn replication_info(url: &str) -> Option<std::collections::HashMap<String, String>> {
+    let client = redis::Client::open(url).ok()?;
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_millis(500))
+        .ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut conn)
+        .ok()?;
+    Some(parse_info(&info))
+}
+
+/// `field:value` lines of an INFO reply.
+pub(crate) fn parse_info(info: &str) -> std::collections::HashMap<String, String> {
+    info.lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// A numeric INFO field, or -1 when it is missing.
+pub(crate) fn offset(info: &std::collections::HashMap<String, String>, field: &str) -> i64 {
+    info.get(field).and_then(|v| v.parse().ok()).unwrap_or(-1)
+}
+
+/// How many replicas a node's CLUSTER NODES lists, or `None` when it does not answer.
+fn replicas_seen(url: &str) -> Option<usize> {
+    let client = redis::Client::open(url).ok()?;
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_millis(500))
+        .ok()?;
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut conn).ok()?;
+    Some(
+        nodes
+            .lines()
+            .filter(|line| {
+                line.split_whitespace()
+                    .nth(2)
+                    .is_some_and(|flags| flags.split(',').any(|f| f == "slave"))
+            })
+            .count(),
+    )
 }
 
 fn free_port() -> std::io::Result<u16> {

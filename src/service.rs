@@ -147,6 +147,8 @@ impl JourneyService {
             status,
             think: self.think,
             lease: None,
+            // A service names no writes: nothing reads a history of them.
+            write: 0,
         };
         self.updater
             .update(&op, &mut Probe::detached())

@@ -15,40 +15,175 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::failover::{FailoverRecord, ReplicaSet};
 use crate::redis_errors::{advice, describe};
 use crate::server::{RedisCluster, RedisServer};
 
 /// The connection updaters share: see [`Target::connection`].
 ///
-/// An enum rather than a trait object so every strategy keeps taking one concrete, cloneable
-/// type: on one server it is a reconnecting multiplexed connection, on a cluster the crate's
-/// cluster connection, which routes each command (and each EVALSHA/FCALL, by its key) to the
-/// primary that owns the key's slot and follows MOVED and ASK redirections.
+/// An enum inside rather than a trait object so every strategy keeps taking one concrete,
+/// cloneable type: on one server it is a reconnecting multiplexed connection, on a cluster the
+/// crate's cluster connection, which routes each command (and each EVALSHA/FCALL, by its key) to
+/// the primary that owns the key's slot and follows MOVED and ASK redirections.
+///
+/// With `--wait-replicas N` every write through it is followed by `WAIT N` in the same
+/// pipeline: this is the one place every strategy's writes pass, so none of them can forget it,
+/// and a write counts as acknowledged only once N replicas have it (README "Failover").
 #[derive(Clone)]
-pub enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
+pub struct Conn {
+    link: Link,
+    wait: Option<WaitReplicas>,
 }
 
+#[derive(Clone)]
+enum Link {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+    /// A plain connection to one server (the failover's reads of each side).
+    Plain(MultiplexedConnection),
+}
+
+/// `--wait-replicas N`: how many replicas must have each write, and how long `WAIT` waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitReplicas {
+    pub replicas: u32,
+    pub timeout: Duration,
+}
+
+/// How long `WAIT` waits for the replicas (README "Failover"): a healthy replica acknowledges
+/// within a millisecond or two on one host, so a second only runs out when the replica is gone
+/// or stalled, and then the write's outcome is unknown.
+pub const WAIT_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl Conn {
-    fn send<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        use redis::aio::ConnectionLike;
-        match self {
-            Conn::Single(conn) => conn.req_packed_command(cmd),
-            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+    /// Whether its writes count only once replicas have them (`--wait-replicas`): then a write
+    /// found applied on the primary after the fact is still not acknowledged.
+    pub(crate) fn waits_for_replicas(&self) -> bool {
+        self.wait.is_some()
+    }
+
+    /// The same connection, its writes followed by no WAIT: for racelab's own housekeeping
+    /// (deleting a run's keys), which no replica needs to have.
+    pub(crate) fn unwaited(&self) -> Conn {
+        Conn {
+            link: self.link.clone(),
+            wait: None,
         }
     }
 
+    /// A conn over a plain connection to one server.
+    pub(crate) fn plain(conn: MultiplexedConnection) -> Conn {
+        Conn {
+            link: Link::Plain(conn),
+            wait: None,
+        }
+    }
+}
+
+/// The commands racelab's strategies write with: after each of them (or a pipeline holding
+/// one), `--wait-replicas` waits. Reads need no wait.
+fn is_write(cmd: &Cmd) -> bool {
+    const WRITES: &[&[u8]] = &[
+        b"SET", b"HSET", b"HINCRBY", b"HDEL", b"DEL", b"UNLINK", b"EVALSHA", b"EVAL", b"FCALL",
+        b"EXEC", b"INCR", b"INCRBY",
+    ];
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name)) => WRITES.iter().any(|w| name.eq_ignore_ascii_case(w)),
+        _ => false,
+    }
+}
+
+/// WAIT's reply: fewer replicas than asked means the write's fate is unknown (it is on the
+/// primary, which may yet fail over to a replica without it), which the strategies report as an
+/// unknown outcome, as they do a timeout.
+fn check_wait(reply: Option<Value>, wait: WaitReplicas) -> redis::RedisResult<()> {
+    let acked: i64 = match reply {
+        Some(value) => redis::from_redis_value(value.extract_error()?)?,
+        None => 0,
+    };
+    if acked >= i64::from(wait.replicas) {
+        return Ok(());
+    }
+    Err(redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "WAIT: {acked} of {} replicas acknowledged the write within {} ms, so it may be lost in a failover",
+            wait.replicas,
+            wait.timeout.as_millis()
+        ),
+    )))
+}
+
+impl Link {
+    fn as_like(&mut self) -> &mut (dyn redis::aio::ConnectionLike + Send) {
+        match self {
+            Link::Single(conn) => conn,
+            Link::Cluster(conn) => conn,
+            Link::Plain(conn) => conn,
+        }
+    }
+}
+
+impl Conn {
+    /// Sends `cmd` (and its WAIT, with `--wait-replicas`).
+    fn send<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self.wait {
+            Some(wait) if is_write(cmd) => Box::pin(async move {
+                // One pipeline: nothing of another updater's can come between the write and
+                // its WAIT on the shared connection, and WAIT covers every write this
+                // connection made before it, this one included.
+                let mut pipe = redis::pipe();
+                pipe.add_command(cmd.clone());
+                pipe.cmd("WAIT")
+                    .arg(wait.replicas)
+                    .arg(wait.timeout.as_millis() as u64);
+                let mut replies = self.link.as_like().req_packed_commands(&pipe, 0, 2).await?;
+                let acked = replies.pop();
+                let reply = replies.pop().unwrap_or(Value::Nil).extract_error()?;
+                check_wait(acked, wait)?;
+                Ok(reply)
+            }),
+            _ => self.link.as_like().req_packed_command(cmd),
+        }
+    }
+
+    /// Sends `pipeline` (and its WAIT, with `--wait-replicas`).
     fn send_pipeline<'a>(
         &'a mut self,
         pipeline: &'a Pipeline,
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        use redis::aio::ConnectionLike;
-        match self {
-            Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        match self.wait {
+            // An atomic pipeline would put WAIT inside its MULTI; racelab's transactions are
+            // plain pipelines (`strategy::transaction`).
+            Some(wait) if !pipeline.is_transaction() && pipeline.cmd_iter().any(is_write) => {
+                Box::pin(async move {
+                    let mut pipe = pipeline.clone();
+                    pipe.cmd("WAIT")
+                        .arg(wait.replicas)
+                        .arg(wait.timeout.as_millis() as u64);
+                    let mut replies = self
+                        .link
+                        .as_like()
+                        .req_packed_commands(&pipe, offset, count + 1)
+                        .await?;
+                    let acked = replies.pop();
+                    // An EXEC that aborted (a WATCHed key changed) wrote nothing: no replica
+                    // needs to have it, and the conflict is what the strategy must hear.
+                    let aborted = pipeline.cmd_iter().last().is_some_and(|cmd| {
+                        matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"EXEC"))
+                    }) && matches!(replies.last(), Some(Value::Nil));
+                    if !aborted {
+                        check_wait(acked, wait)?;
+                    }
+                    Ok(replies)
+                })
+            }
+            _ => self
+                .link
+                .as_like()
+                .req_packed_commands(pipeline, offset, count),
         }
     }
 }
@@ -82,9 +217,10 @@ impl redis::aio::ConnectionLike for Conn {
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(conn) => conn.get_db(),
-            Conn::Cluster(conn) => conn.get_db(),
+        match &self.link {
+            Link::Single(conn) => conn.get_db(),
+            Link::Cluster(conn) => conn.get_db(),
+            Link::Plain(conn) => conn.get_db(),
         }
     }
 }
@@ -114,6 +250,9 @@ enum Backend {
         client: redis::Client,
         /// Kept here so the private server lives exactly as long as the target.
         private: Option<RedisServer>,
+        /// A private primary with replicas (`--replicas`), which the client reaches through
+        /// the set's relay; kept here for the same reason.
+        set: Option<Arc<ReplicaSet>>,
     },
     Cluster {
         client: Arc<ClusterClient>,
@@ -140,24 +279,140 @@ pub struct Target {
     url: Option<String>,
     version: String,
     timeout: Duration,
+    /// `--wait-replicas`: every shared connection waits for the replicas after each write.
+    wait: Option<WaitReplicas>,
 }
 
 impl Target {
     /// Connects to `url`, or starts a private redis-server when there is none.
     pub async fn open(url: Option<&str>, timeout: Duration) -> Result<Target, Error> {
         match url {
-            Some(url) => Self::connect(url, None, timeout).await,
+            Some(url) => Self::connect(url, None, None, timeout).await,
             None => {
                 let server = RedisServer::start()?;
                 let url = server.url();
-                Self::connect(&url, Some(server), timeout).await
+                Self::connect(&url, Some(server), None, timeout).await
             }
+        }
+    }
+
+    /// Starts a private primary with `replicas` replicas (`--replicas`) and connects to it
+    /// through the relay that a failover repoints (README "Failover").
+    pub async fn open_replicated(replicas: usize, timeout: Duration) -> Result<Target, Error> {
+        let set = Arc::new(ReplicaSet::start(replicas).await?);
+        let url = set.url();
+        Self::connect(&url, None, Some(set), timeout).await
+    }
+
+    /// The same target, with every write of its shared connections followed by `WAIT` for
+    /// `replicas` replicas (`--wait-replicas`; none when `None` or 0).
+    pub fn with_wait_replicas(mut self, replicas: Option<u32>) -> Target {
+        self.set_wait_replicas(replicas);
+        self
+    }
+
+    /// [`Target::with_wait_replicas`] in place, for the connections opened from now on (the
+    /// bench's cells, with and without WAIT).
+    pub fn set_wait_replicas(&mut self, replicas: Option<u32>) {
+        self.wait = replicas.filter(|n| *n > 0).map(|replicas| WaitReplicas {
+            replicas,
+            // WAIT must give up before racelab's own timeout calls the write unknown.
+            timeout: WAIT_TIMEOUT.min(self.timeout / 2),
+        });
+    }
+
+    pub fn wait_replicas(&self) -> Option<WaitReplicas> {
+        self.wait
+    }
+
+    /// Waits until every private replica (`--replicas`) has what `conn` wrote so far (`WAIT`),
+    /// so a failover finds the seeded journey there; nothing to wait for without replicas.
+    pub async fn replicated(&self, conn: &mut Conn) -> Result<(), Error> {
+        let replicas = self.replicas();
+        if replicas == 0 {
+            return Ok(());
+        }
+        // Within the connection's own response timeout, or the client gives up on WAIT first. A
+        // replica resyncing after the last run's failover is back well within it.
+        let deadline = self.timeout * 4 / 5;
+        let acked: usize = redis::cmd("WAIT")
+            .arg(replicas)
+            .arg(deadline.as_millis() as u64)
+            .query_async(conn)
+            .await
+            .map_err(|e| self.refused(&e))?;
+        if acked < replicas {
+            return Err(Error::Run {
+                target: self.display.clone(),
+                reason: format!(
+                    "{acked} of {replicas} private replicas got the seeded journey within {}; a failover could not be shown",
+                    humantime::format_duration(deadline)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The private replicas of a single server, or of each private cluster primary
+    /// (`--replicas`); 0 otherwise.
+    pub fn replicas(&self) -> usize {
+        match &self.backend {
+            Backend::Single { set: Some(set), .. } => set.replicas(),
+            Backend::Cluster {
+                private: Some(cluster),
+                ..
+            } => cluster.replicas(),
+            _ => 0,
+        }
+    }
+
+    /// Fails the private primary over to its replica (README "Failover"); `snapshot` reads the
+    /// run's segment counts from one side. An error when this target has no private replica:
+    /// racelab never fails over a user's Redis.
+    pub async fn fail_over<F, Fut>(
+        &self,
+        started: std::time::Instant,
+        key: &str,
+        done: &tokio_util::sync::CancellationToken,
+        snapshot: F,
+    ) -> Result<FailoverRecord, String>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: std::future::Future<Output = Option<Vec<u64>>>,
+    {
+        match &self.backend {
+            Backend::Single { set: Some(set), .. } => set.fail_over(started, done, snapshot).await,
+            // On a private cluster, the primary that owns `key`'s slot goes over to its replica.
+            Backend::Cluster {
+                private: Some(cluster),
+                seed,
+                ..
+            } if cluster.replicas() > 0 => {
+                let mut conn = self.cluster_connection().await.map_err(|e| e.to_string())?;
+                let (_, primary, _) = slot_owner(&mut conn, key).await.map_err(|e| describe(&e))?;
+                let primary = node_url(seed, &primary.0, primary.1);
+                // The primary itself names the replicas streaming from it: the cluster's own
+                // tables may not list a replica yet.
+                let replica = crate::failover::first_replica(&primary).await?;
+                crate::failover::fail_over_cluster(
+                    &primary,
+                    &node_url(seed, &replica.0, replica.1),
+                    started,
+                    snapshot,
+                )
+                .await
+            }
+            _ => Err(
+                "racelab fails over only its own private servers started with --replicas"
+                    .to_owned(),
+            ),
         }
     }
 
     async fn connect(
         url: &str,
         private: Option<RedisServer>,
+        set: Option<Arc<ReplicaSet>>,
         timeout: Duration,
     ) -> Result<Target, Error> {
         let display = redact(url);
@@ -170,12 +425,17 @@ impl Target {
         })?;
         let secret = url.starts_with("rediss://") || display != url;
         let mut target = Target {
-            backend: Backend::Single { client, private },
+            backend: Backend::Single {
+                client,
+                private,
+                set,
+            },
             tool_url: (!secret).then(|| url.to_owned()),
             url: Some(url.to_owned()),
             display,
             version: String::new(),
             timeout,
+            wait: None,
         };
         let tls = url.starts_with("rediss://");
         let mut conn = target.connection().await.map_err(|e| match e {
@@ -212,6 +472,13 @@ impl Target {
                 Self::connect_cluster(&seeds, Some(cluster), timeout).await
             }
         }
+    }
+
+    /// Starts a private cluster whose primaries have `replicas` replicas each (`--replicas`).
+    pub async fn open_private_cluster(replicas: usize, timeout: Duration) -> Result<Target, Error> {
+        let cluster = RedisCluster::start_with(None, replicas)?;
+        let seeds = cluster.urls();
+        Self::connect_cluster(&seeds, Some(cluster), timeout).await
     }
 
     async fn connect_cluster(
@@ -256,6 +523,7 @@ impl Target {
             url: None,
             version: String::new(),
             timeout,
+            wait: None,
         };
         let mut conn = target.cluster_connection().await?;
         // INFO goes to every primary by default; one node's answer is the version.
@@ -296,10 +564,16 @@ impl Target {
                 client
                     .get_connection_manager_with_config(config)
                     .await
-                    .map(Conn::Single)
+                    .map(|conn| Conn {
+                        link: Link::Single(conn),
+                        wait: self.wait,
+                    })
                     .map_err(|e| self.refused(&e))
             }
-            Backend::Cluster { .. } => self.cluster_connection().await.map(Conn::Cluster),
+            Backend::Cluster { .. } => self.cluster_connection().await.map(|conn| Conn {
+                link: Link::Cluster(conn),
+                wait: self.wait,
+            }),
         }
     }
 
@@ -334,6 +608,7 @@ impl Target {
                 },
             },
             timeout: self.timeout,
+            wait: self.wait,
         }
     }
 
@@ -434,7 +709,7 @@ impl Target {
 
     pub fn is_private(&self) -> bool {
         match &self.backend {
-            Backend::Single { private, .. } => private.is_some(),
+            Backend::Single { private, set, .. } => private.is_some() || set.is_some(),
             Backend::Cluster { private, .. } => private.is_some(),
         }
     }
@@ -454,6 +729,8 @@ impl Target {
 pub struct Connector {
     route: Route,
     timeout: Duration,
+    /// The target's `--wait-replicas`, for [`Connector::connect_waiting`].
+    wait: Option<WaitReplicas>,
 }
 
 #[derive(Clone)]
@@ -512,6 +789,19 @@ impl Connector {
                     .await
             }
         }
+    }
+}
+
+impl Connector {
+    /// [`Connector::connect`] as a [`Conn`]: the same plain connection that never reconnects by
+    /// itself, whose writes wait for the replicas like the shared connection's
+    /// (`--wait-replicas`), so `watch`'s EXEC counts only once they have it.
+    pub async fn connect_waiting(&self, key: Option<&str>) -> redis::RedisResult<Conn> {
+        let conn = self.connect(key).await?;
+        Ok(Conn {
+            link: Link::Plain(conn),
+            wait: self.wait,
+        })
     }
 }
 

@@ -282,6 +282,22 @@ pub struct LostUpdate {
     /// The worker the eraser ran in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub erased_by_worker: Option<String>,
+    /// Why it was lost, when not by a stale write: the failover threw it away, or the failover
+    /// and a stale write both could have (README "Failover"). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<LossCause>,
+}
+
+/// A cause of loss other than a stale write.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossCause {
+    /// Acknowledged by the old primary, never on the replica promoted in its place.
+    Failover,
+    /// The failover threw away updates of the segment some of which had an unknown outcome, or
+    /// what each side held could not be read: whether this one went with the failover or was
+    /// erased by a stale write cannot be told.
+    FailoverOrStaleWrite,
 }
 
 impl LostUpdate {
@@ -323,6 +339,21 @@ impl LostUpdate {
 
     /// Who erased it, in words.
     pub fn attribution(&self) -> String {
+        match self.cause {
+            Some(LossCause::Failover) => {
+                return format!(
+                    "#{}'s write (acknowledged at {:.1} ms) was lost to failover: the old primary had it, the replica promoted in its place never got it",
+                    self.updater, self.acknowledged_ms
+                );
+            }
+            Some(LossCause::FailoverOrStaleWrite) => {
+                return format!(
+                    "#{}'s write (acknowledged at {:.1} ms) was lost to failover or erased by a stale write: which of the two cannot be told",
+                    self.updater, self.acknowledged_ms
+                );
+            }
+            None => {}
+        }
         let from = |worker: &Option<String>| {
             worker
                 .as_ref()
@@ -351,6 +382,10 @@ impl LostUpdate {
 pub struct Truth {
     pub applied: u64,
     pub lost: u64,
+    /// Of `lost`, the acknowledged updates a failover certainly threw away (README "Failover").
+    pub lost_to_failover: u64,
+    /// Of `lost`, those the failover or a stale write may have taken, which cannot be told.
+    pub lost_to_failover_or_stale: u64,
     /// Applied counts higher than anything racelab wrote: someone else changed the journey.
     pub foreign_writes: u64,
     pub lost_updates: Vec<LostUpdate>,
@@ -549,6 +584,22 @@ pub fn verify(
     states: &[SegmentState],
     lost_limit: usize,
 ) -> Truth {
+    verify_with_failover(tally, journey, states, lost_limit, None)
+}
+
+/// [`verify`], for a run with a failover (`--failover-at`): `failover` is what it recorded, or
+/// why it could not be made. The old primary held, per segment, a count the promoted replica
+/// lacked by `dropped`: that many updates the failover threw away. Each was acknowledged or had
+/// an unknown outcome; so of a segment's losses, `dropped − unknown` certainly went with the
+/// failover, up to `dropped` may have, and the rest were erased by stale writes. Where what each
+/// side held could not be read, no loss is pinned on either cause.
+pub fn verify_with_failover(
+    tally: &Tally,
+    journey: &Journey,
+    states: &[SegmentState],
+    lost_limit: usize,
+    failover: Option<Result<&crate::failover::FailoverRecord, String>>,
+) -> Truth {
     let mut truth = Truth::default();
     let mut lost_per_segment = vec![0u64; journey.segments.len()];
     for (i, seg) in tally.segments.iter().enumerate() {
@@ -567,12 +618,65 @@ pub fn verify(
 
     let mut writes = tally.writes.clone();
     writes.sort_by_key(|w| w.acked_at);
-    let mut budget = ATTRIBUTION_BUDGET;
+    let mut taken = vec![false; writes.len()];
     let mut listed_per_segment = vec![0u64; journey.segments.len()];
+    // A failover made (`Ok`) but whose sides could not be read drops an unknown number of each
+    // segment's updates: then every loss may be its.
+    if let Some(failover) = &failover {
+        let dropped = failover.as_ref().ok().and_then(|f| f.dropped());
+        let cut = failover.as_ref().ok().map(|f| f.cut_at);
+        for (s, lost) in lost_per_segment.iter_mut().enumerate() {
+            let unknown = tally.segments.get(s).map_or(0, |seg| seg.unknown);
+            let (certain, possible) = match dropped.as_ref().map(|d| d.get(s).copied()) {
+                Some(Some(dropped)) => (
+                    dropped.saturating_sub(unknown).min(*lost),
+                    dropped.min(*lost),
+                ),
+                _ if failover.is_ok() => (0, *lost),
+                _ => (0, 0),
+            };
+            truth.lost_to_failover += certain;
+            truth.lost_to_failover_or_stale += possible - certain;
+            // The failover's losses are listed as the segment's last writes acknowledged before
+            // the cut: the old primary's last ones, which the replica was the likeliest to lack.
+            // The count is exact; which writes it names is the likeliest reading.
+            let mut named = 0;
+            for pos in (0..writes.len()).rev() {
+                if named == possible {
+                    break;
+                }
+                let write = &writes[pos];
+                if write.segment as usize != s || cut.is_some_and(|cut| write.acked_at > cut) {
+                    continue;
+                }
+                taken[pos] = true;
+                named += 1;
+                // An update in flight at the cut, the one whose outcome may be unknown, is among
+                // the latest: the doubt goes to those, named first here.
+                let cause = if named <= possible - certain {
+                    LossCause::FailoverOrStaleWrite
+                } else {
+                    LossCause::Failover
+                };
+                let mut listed = lost_update(journey, states, write, None);
+                listed.cause = Some(cause);
+                truth.lost_updates.push(listed);
+            }
+            listed_per_segment[s] += named;
+            *lost -= possible;
+        }
+    }
+    let lost_per_segment: Vec<u64> = lost_per_segment
+        .iter()
+        .zip(&listed_per_segment)
+        .map(|(lost, listed)| lost + listed)
+        .collect();
+
+    let mut budget = ATTRIBUTION_BUDGET;
     let mut unattributed = Vec::new();
     for (pos, write) in writes.iter().enumerate() {
         let s = write.segment as usize;
-        if lost_per_segment.get(s).copied().unwrap_or(0) == 0 {
+        if taken[pos] || lost_per_segment.get(s).copied().unwrap_or(0) == 0 {
             continue;
         }
         let eraser = find_eraser(&writes, pos, &mut budget).and_then(|e| writes.get(e));
@@ -598,10 +702,15 @@ pub fn verify(
                 .push(lost_update(journey, states, &write, None));
         }
     }
+    // Past the listing limit, what a failover took stays listed before stale writes' losses:
+    // those are the ones a reader of a failover run looks for.
+    if truth.lost_updates.len() > lost_limit {
+        truth.lost_updates.sort_by_key(|lost| lost.cause.is_none());
+        truth.lost_updates.truncate(lost_limit);
+    }
     truth.lost_updates.sort_by(|a, b| {
         (a.segment.as_str(), a.updater, a.round).cmp(&(b.segment.as_str(), b.updater, b.round))
     });
-    truth.lost_updates.truncate(lost_limit);
     truth
 }
 
@@ -652,6 +761,7 @@ fn lost_update(
         eraser_read_ms: eraser.and_then(|e| e.read_at).map(ms),
         worker: None,
         erased_by_worker: None,
+        cause: None,
     }
 }
 
@@ -806,6 +916,78 @@ mod tests {
         let truth = verify(&tally, &journey(1), &[state(1)], 3);
         assert_eq!(truth.lost, 9);
         assert_eq!(truth.lost_updates.len(), 3);
+    }
+
+    fn failover(promoted: Vec<u64>, old: Vec<u64>) -> crate::failover::FailoverRecord {
+        crate::failover::FailoverRecord {
+            promoted_at: Duration::from_millis(50),
+            cut_at: Duration::from_millis(100),
+            promoted: "new".to_owned(),
+            demoted: "old".to_owned(),
+            promoted_counts: Some(promoted),
+            old_counts: Some(old),
+        }
+    }
+
+    #[test]
+    fn what_the_failover_dropped_is_lost_to_it_not_to_a_stale_write() {
+        // Four writes to one segment, all read at 1 ms, all acknowledged: the replica had two
+        // when promoted, the old primary four; the final state shows two. Two lost, both to the
+        // failover, though each later write was based on a read older than the one before it.
+        let mut tally = Tally::new(1);
+        for i in 0..4 {
+            tally.record(&ack(i, 0, 10 + 20 * u64::from(i), Some(1)));
+        }
+        let record = failover(vec![2], vec![4]);
+        let truth = verify_with_failover(&tally, &journey(1), &[state(2)], 100, Some(Ok(&record)));
+        assert_eq!((truth.lost, truth.lost_to_failover), (2, 2));
+        assert_eq!(truth.lost_to_failover_or_stale, 0);
+        for lost in &truth.lost_updates {
+            assert_eq!(lost.cause, Some(LossCause::Failover));
+            // Nobody's stale write is named for it.
+            assert_eq!(lost.erased_by, None);
+        }
+        // Without the failover's record, the same history blames a stale write.
+        let truth = verify(&tally, &journey(1), &[state(2)], 100);
+        assert!(truth.lost_updates.iter().any(|l| l.erased_by.is_some()));
+    }
+
+    #[test]
+    fn a_dropped_update_of_unknown_outcome_leaves_the_cause_open() {
+        let mut tally = Tally::new(1);
+        for i in 0..3 {
+            tally.record(&ack(i, 0, 10 + u64::from(i), None));
+        }
+        tally.record(&Event {
+            at: Duration::from_millis(99),
+            updater: 3,
+            kind: EventKind::Failed {
+                round: 0,
+                segment: 0,
+                status: "Boarding",
+                outcome: Outcome::Unknown,
+                reason: "broken pipe".into(),
+                gave_up: false,
+            },
+        });
+        // The old primary held two more than the replica: the unknown one may be one of them.
+        let record = failover(vec![1], vec![3]);
+        let truth = verify_with_failover(&tally, &journey(1), &[state(1)], 100, Some(Ok(&record)));
+        assert_eq!(truth.lost, 2);
+        assert_eq!(
+            (truth.lost_to_failover, truth.lost_to_failover_or_stale),
+            (1, 1)
+        );
+        // A failover whose sides could not be read pins nothing on either cause.
+        let unread = crate::failover::FailoverRecord {
+            old_counts: None,
+            ..record
+        };
+        let truth = verify_with_failover(&tally, &journey(1), &[state(1)], 100, Some(Ok(&unread)));
+        assert_eq!(
+            (truth.lost_to_failover, truth.lost_to_failover_or_stale),
+            (0, 2)
+        );
     }
 
     #[test]

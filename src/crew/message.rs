@@ -52,6 +52,10 @@ pub(crate) struct Assignment {
     pub name: String,
     pub start: u32,
     pub end: u32,
+    /// The token the worker's writes carry: the run's admission hash holds it until the
+    /// coordinator takes the worker for gone (README "Workers").
+    #[serde(default)]
+    pub token: String,
 }
 
 impl Job {

@@ -386,10 +386,33 @@ impl Crew {
                     name: m.name.clone(),
                     start: updaters.start,
                     end: updaters.end,
+                    token: String::new(),
                 };
                 (assignment, m)
             })
             .collect()
+    }
+
+    /// Writes the run's admission hash: every worker of `shares` with its token, under the
+    /// safety-net expiry of the run's keys.
+    async fn admit(&self, keys: &Keys, shares: &[Assignment]) -> Result<(), Error> {
+        let admitted: Vec<(&str, &str)> = shares
+            .iter()
+            .map(|a| (a.worker_id.as_str(), a.token.as_str()))
+            .collect();
+        let ttl = crate::keys::SAFETY_TTL.as_millis() as i64;
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .hset_multiple(keys.admission(), &admitted)
+            .ignore()
+            .pexpire(keys.admission(), ttl)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| Error::Run {
+                target: self.session.clone(),
+                reason: format!("admitting the workers to the run failed: {}", describe(&e)),
+            })
     }
 
     /// Runs `workload` in the crew's workers: hands each its share, opens the barrier when all
@@ -413,7 +436,16 @@ impl Crew {
                 "every worker of this run has vanished and none waits to replace them; start workers (racelab worker) and run again".to_owned(),
             ));
         }
-        let shares: Vec<Assignment> = assigned.iter().map(|(a, _)| a.clone()).collect();
+        // Each worker's writes carry a token of this run's, which the admission hash holds
+        // until the worker is taken for gone: then its late writes are refused.
+        let shares: Vec<Assignment> = assigned
+            .iter()
+            .map(|(a, _)| Assignment {
+                token: format!("{:016x}", rand::random::<u64>()),
+                ..a.clone()
+            })
+            .collect();
+        self.admit(keys, &shares).await?;
         let job = Job {
             run_id: run_id.to_owned(),
             strategy,
@@ -565,8 +597,13 @@ mod tests {
                     seen: Some(Seen {
                         status: "Scheduled",
                         count: 3,
+                        write: 12,
                     }),
                     version: Some(9),
+                    segments: vec![crate::event::SawWrite {
+                        segment: 4,
+                        write: 8,
+                    }],
                 },
             },
             Event {

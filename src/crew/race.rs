@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use redis::AsyncCommands;
 use redis::streams::StreamReadReply;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +14,7 @@ use crate::event::{Event, EventKind, Outcome};
 use crate::keys::Keys;
 use crate::lease::RENEW_EVERY;
 use crate::redis_errors::describe;
+use crate::target::Conn;
 use crate::workload::Workload;
 
 use super::message::Assignment;
@@ -52,6 +54,9 @@ pub(super) struct Race<'a> {
     gaps: std::collections::HashSet<String>,
     /// When the job went out: times before the release are told from here.
     sent: Instant,
+    /// The run's admission hash, and the connection to strike a gone worker off it with.
+    admission: String,
+    conn: Option<Conn>,
 }
 
 impl<'a> Race<'a> {
@@ -81,6 +86,8 @@ impl<'a> Race<'a> {
             batches: HashMap::new(),
             gaps: Default::default(),
             sent: Instant::now(),
+            admission: keys.admission(),
+            conn: None,
         }
     }
 
@@ -108,6 +115,7 @@ impl<'a> Race<'a> {
         let sent = self.sent;
         let control = crew.keys.control(&crew.session);
         let mut conn = crew.conn.clone();
+        self.conn = Some(crew.conn.clone());
         let block = (crew.timeout / 2).clamp(Duration::from_millis(1), Duration::from_millis(500));
         let mut reader = None;
         let mut aborted: Option<Instant> = None;
@@ -423,6 +431,11 @@ impl<'a> Race<'a> {
         let Some(share) = self.shares.iter().find(|a| a.worker_id == worker).cloned() else {
             return;
         };
+        // Struck off first: a write it sends from now on (a stalled process waking up) is
+        // refused by Redis. Best effort: the run's keys, this one too, go at cleanup anyway.
+        if let Some(conn) = self.conn.as_mut() {
+            let _: redis::RedisResult<()> = conn.hdel(&self.admission, worker).await;
+        }
         // Since the release, or since the job went out when it never came.
         let at = self.released.unwrap_or(self.sent).elapsed();
         let in_flight = self

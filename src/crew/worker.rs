@@ -416,6 +416,11 @@ impl Worker {
             }
             None => None,
         };
+        // Its writes into this run carry the token the coordinator admitted it with.
+        self.lease.admit(Some(crate::lease::Admission {
+            worker: self.id.clone(),
+            token: share.token.clone(),
+        }));
         let (tx, rx) = mpsc::channel(EVENT_BATCH * 8);
         let stop = CancellationToken::new();
         let prepared = Share::prepare(

@@ -41,7 +41,7 @@ pub(super) async fn run(
     let prefix = Keys::run_prefix(&settings.key_prefix, &run_id);
     let service =
         Arc::new(Service::start(command, url, &prefix, target.timeout()).map_err(Error::Usage)?);
-    let mut conn = target.connection().await?;
+    let conn = target.connection().await?;
     let outcome = async {
         service.init(journey).await.map_err(|reason| Error::Run {
             target: target.display().to_owned(),
@@ -78,13 +78,13 @@ pub(super) async fn run(
     let keys_left = if settings.keep {
         Some(format!("kept under {pattern}"))
     } else {
-        delete_matching(&mut conn, &pattern).await.err().map(|why| {
+        delete_matching(&mut conn.unwaited(), &pattern).await.err().map(|why| {
             format!(
                 "left under {pattern}: {why}; delete them with redis-cli --scan --pattern '{pattern}' | xargs redis-cli del"
             )
         })
     };
-    let ((tally, stopped, workers, taken), states) = outcome?;
+    let ((tally, stopped, workers, taken, failover), states) = outcome?;
     let (states, unverified) = match states {
         Ok(states) => (states, None),
         Err(why) => (Vec::new(), Some(why)),
@@ -101,6 +101,7 @@ pub(super) async fn run(
         &unverified,
         Some(user),
         settings.lost_limit,
+        failover.as_ref(),
     );
     let invariant = super::invariant(workload, &tally, &states, &unverified);
     Ok(RunResult {
@@ -116,5 +117,6 @@ pub(super) async fn run(
         taken,
         user: Some(user),
         invariant,
+        failover,
     })
 }

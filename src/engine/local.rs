@@ -391,6 +391,7 @@ impl UpdaterTask {
                 segment_id,
                 status,
                 think,
+                write: Op::write_id(workload.updaters, self.index, round),
             };
             probe.begin(round);
             let began = probe.now();

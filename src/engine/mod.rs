@@ -12,13 +12,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::event::Event;
+use crate::failover::FailoverRecord;
 use crate::journey::SegmentState;
 use crate::keys::{Keys, SAFETY_TTL};
 use crate::roster::WorkerShare;
 use crate::schedule::Choice;
 use crate::strategy::Strategy;
 use crate::target::{Conn, Target};
-use crate::truth::{Tally, Truth, verify};
+use crate::truth::{Tally, Truth};
 use crate::workload::Workload;
 
 mod exec;
@@ -45,6 +46,12 @@ pub struct Settings {
     /// Where a run of `exec:` puts its journey service once it has stored the journey, for
     /// whoever reads the journey while the run goes on (the TUI's live grid).
     pub service: Option<crate::exec::ServiceSlot>,
+    /// `--failover-at`: when after the release racelab fails its private primary over to a
+    /// replica (README "Failover"). `None`: no failover.
+    pub failover_at: Option<std::time::Duration>,
+    /// Someone asks for the failover now (the TUI's `F`): a run going on when it is notified
+    /// fails over then, if it has not yet.
+    pub failover_now: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Why a race of updaters stopped early, if it did, and which worker ran which updaters.
@@ -104,6 +111,9 @@ pub struct RunResult {
     pub user: Option<UserRun>,
     /// Write skew's invariant as the final state shows it (`--scenario write-skew`).
     pub invariant: Option<crate::truth::Invariant>,
+    /// The failover made during the run (`--failover-at`), or why it could not be made; `None`
+    /// when none was asked for or the run ended first.
+    pub failover: Option<Result<FailoverRecord, String>>,
 }
 
 /// What a run of a user's own strategy (`exec:`, `lua:`) adds to its result.
@@ -146,13 +156,17 @@ fn judge(
     unverified: &Option<String>,
     user: Option<UserRun>,
     lost_limit: usize,
+    failover: Option<&Result<FailoverRecord, String>>,
 ) -> Truth {
     match (unverified, user) {
         (Some(_), _) => Truth::default(),
         (None, Some(user)) => {
             crate::truth::verify_by_status(tally, journey, states, user.exact, lost_limit)
         }
-        (None, None) => verify(tally, journey, states, lost_limit),
+        (None, None) => {
+            let failover = failover.map(|f| f.as_ref().map_err(Clone::clone));
+            crate::truth::verify_with_failover(tally, journey, states, lost_limit, failover)
+        }
     }
 }
 
@@ -214,6 +228,9 @@ pub async fn run_as(
     let mut conn = target.connection().await?;
     strategy.prepare(target, &mut conn, &keys).await?;
     seed(target, strategy, &mut conn, &keys, journey).await?;
+    // A failover must find the journey on the replica it promotes: the race starts from what
+    // every replica holds (README "Failover").
+    target.replicated(&mut conn).await?;
 
     let outcome = tokio::select! {
         outcome = race(
@@ -248,6 +265,9 @@ pub async fn run_as(
     let keys_left = if settings.keep {
         Some(format!("kept under {pattern}"))
     } else {
+        // Deleting the run's keys needs no replica to have it (`--wait-replicas`): a WAIT that
+        // ran out right after a failover must not leave them behind.
+        let mut conn = conn.unwaited();
         let mut cleaned = cleanup(&mut conn, &keys, journey).await;
         if strategy.is_user() && cleaned.is_ok() {
             // A user's script may make keys of its own: under the run's prefix, and gone with it.
@@ -260,7 +280,7 @@ pub async fn run_as(
             )
         })
     };
-    let (tally, stopped, workers, taken) = outcome?;
+    let (tally, stopped, workers, taken, failover) = outcome?;
     let (states, unverified) = match final_states {
         Ok(Some(_)) if rewritten.is_some() => (Vec::new(), rewritten),
         Ok(Some(states)) if states.len() == journey.segments.len() => (states, None),
@@ -285,6 +305,7 @@ pub async fn run_as(
         &unverified,
         user,
         settings.lost_limit,
+        failover.as_ref(),
     );
     let invariant = invariant(workload, &tally, &states, &unverified);
     Ok(RunResult {
@@ -300,6 +321,7 @@ pub async fn run_as(
         taken,
         user,
         invariant,
+        failover,
     })
 }
 
@@ -318,12 +340,15 @@ async fn race(
     watcher: Option<mpsc::Sender<Event>>,
     cancel: &CancellationToken,
     service: Option<&Arc<crate::exec::Service>>,
-) -> Result<(Tally, Option<String>, Vec<WorkerShare>, Vec<Choice>), Error> {
+) -> Result<Raced, Error> {
     let (tx, mut rx) = mpsc::channel(EVENT_CHANNEL);
     // A fatal error in one updater stops the others; so does the caller's cancellation.
     let stop = cancel.child_token();
     let phases = watcher.is_some();
     let mut tally = Tally::new(workload.journey.segments.len());
+    // The race's end, so a failover not yet due is not made after it.
+    let done = CancellationToken::new();
+    let failover = failover_during(target, strategy, keys, settings, &done);
     let collect = async {
         while let Some(event) = rx.recv().await {
             tally.record(&event);
@@ -332,9 +357,11 @@ async fn race(
                 let _ = watcher.send(event).await;
             }
         }
+        // Every updater is done: a failover not yet made is not made now.
+        done.cancel();
     };
     let mut taken = Vec::new();
-    let (mut reason, shares) = match &settings.remote {
+    let (mut reason, shares, failover) = match &settings.remote {
         None => {
             let share = Share::prepare(
                 target,
@@ -354,18 +381,76 @@ async fn race(
             // Completion is every updater's sender gone: drop ours so the collector can end.
             drop(tx);
             share.release();
-            tokio::join!(share.drive(), collect);
+            let ((), (), failover) = tokio::join!(share.drive(), collect, failover);
             taken = share.taken();
-            (share.finish().await, Vec::new())
+            (share.finish().await, Vec::new(), failover)
         }
         Some(remote) => {
             let remote = remote.race(strategy, workload, keys, run_id, tx, stop, phases);
-            let (outcome, ()) = tokio::join!(remote, collect);
-            outcome?
+            let (outcome, (), failover) = tokio::join!(remote, collect, failover);
+            let (reason, shares) = outcome?;
+            (reason, shares, failover)
         }
     };
     if reason.is_none() && cancel.is_cancelled() {
         reason = Some("interrupted".to_owned());
     }
-    Ok((tally, reason, shares, taken))
+    Ok((tally, reason, shares, taken, failover))
+}
+
+/// What a race returns: its tally, why it stopped early, who ran which updaters, the steps of a
+/// scheduled run, and the failover made during it.
+type Raced = (
+    Tally,
+    Option<String>,
+    Vec<WorkerShare>,
+    Vec<Choice>,
+    Option<Result<FailoverRecord, String>>,
+);
+
+/// `--failover-at` (or the TUI's `F`): at that time after the release (now), or when asked,
+/// fails the private primary over, reading each side's counts of the run's journey when it
+/// matters; nothing when neither is set or the race is `done` first.
+async fn failover_during(
+    target: &Target,
+    strategy: Strategy,
+    keys: &Arc<Keys>,
+    settings: &Settings,
+    done: &CancellationToken,
+) -> Option<Result<FailoverRecord, String>> {
+    if settings.failover_at.is_none() && settings.failover_now.is_none() {
+        return None;
+    }
+    let started = std::time::Instant::now();
+    let at = async {
+        match settings.failover_at {
+            Some(at) => tokio::time::sleep(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    let asked = async {
+        match &settings.failover_now {
+            Some(now) => now.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = at => {}
+        () = asked => {}
+        () = done.cancelled() => return None,
+    }
+    let snapshot = |mut conn: Conn| {
+        let keys = keys.clone();
+        async move {
+            match read_final(strategy, &mut conn, &keys).await {
+                Ok(Some(states)) => Some(states.iter().map(|s| s.update_count).collect()),
+                _ => None,
+            }
+        }
+    };
+    Some(
+        target
+            .fail_over(started, &keys.journey(), done, snapshot)
+            .await,
+    )
 }

@@ -175,6 +175,7 @@ impl Lanes {
                 round,
                 seen,
                 version,
+                ..
             } => {
                 let segment = workload
                     .journey
@@ -345,6 +346,7 @@ mod tests {
                     round: 0,
                     seen: None,
                     version: None,
+                    segments: Vec::new(),
                 },
             ),
             event(12, 1, EventKind::Writing { round: 0 }),

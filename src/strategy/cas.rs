@@ -92,7 +92,7 @@ impl Cas {
         };
         probe.read(Some(read.seen()), version.parse().ok()).await;
         super::think(op).await?;
-        let (doc, count) = read.apply(op.status);
+        let (doc, count) = read.apply(op);
         probe
             .writing(|| {
                 Step::new(
@@ -101,11 +101,34 @@ impl Cas {
                 )
             })
             .await;
+        let (worker, token) = super::admission_args(op);
         let mut invocation = CAS_WRITE.key(&version_key);
-        invocation.key(&key).arg(&version).arg(doc);
-        let new_version: i64 = invoke(&invocation, &mut self.conn)
-            .await
-            .map_err(UpdateError::during_write)?;
+        invocation
+            .key(&key)
+            .key(op.keys.applied())
+            .key(op.keys.admission())
+            .arg(&version)
+            .arg(doc)
+            .arg(probe.updater)
+            .arg(op.write)
+            .arg(worker)
+            .arg(token);
+        let new_version: i64 = match invoke(&invocation, &mut self.conn).await {
+            Ok(version) => version,
+            // No reply: the applied-write record tells whether it was written.
+            Err(e) => match super::resolve(&mut self.conn, op, probe.updater, &e).await {
+                Some(true) => {
+                    probe.answered(|| {
+                        "no reply, but the applied-write record has this write".into()
+                    });
+                    probe.wrote(count);
+                    return Ok(Some(UpdateStatus::Applied));
+                }
+                // It ran and found the version moved on: a conflict like any other.
+                Some(false) => 0,
+                None => return Err(UpdateError::during_write(e)),
+            },
+        };
         if new_version == 0 {
             probe.answered(|| "0: conflict, the version moved on since the read".into());
             return Ok(None);

@@ -128,7 +128,7 @@ impl Fenced {
         };
         probe.read(Some(read.seen()), Some(token)).await;
         super::think(op).await?;
-        let (doc, count) = read.apply(op.status);
+        let (doc, count) = read.apply(op);
         probe
             .writing(|| {
                 Step::new(
@@ -137,8 +137,15 @@ impl Fenced {
                 )
             })
             .await;
+        let (worker, admission) = super::admission_args(op);
         let mut invocation = FENCED_WRITE.key(op.keys.fence());
-        invocation.key(&key).arg(token).arg(doc);
+        invocation
+            .key(&key)
+            .key(op.keys.admission())
+            .arg(token)
+            .arg(doc)
+            .arg(worker)
+            .arg(admission);
         let written: i64 = invoke(&invocation, &mut self.conn)
             .await
             .map_err(UpdateError::during_write)?;

@@ -4,7 +4,7 @@
 
 use crate::target::Conn;
 
-use super::lua::{UPDATE_SEGMENT_SOURCE, script_reply};
+use super::lua::{ScriptReply, UPDATE_SEGMENT_SOURCE, invariant_arg, script_reply, unanswered};
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus};
 use crate::error::Error;
 use crate::event::Probe;
@@ -14,8 +14,8 @@ use crate::schedule::{Role, Step};
 use crate::target::Target;
 
 /// Versioned, so a later racelab with a changed function never calls an older one by mistake.
-const LIBRARY: &str = "racelab_v1";
-const FUNCTION: &str = "racelab_v1_update_segment";
+const LIBRARY: &str = "racelab_v2";
+const FUNCTION: &str = "racelab_v2_update_segment";
 
 /// How often the library is loaded again when it keeps vanishing (FUNCTION FLUSH).
 const LIBRARY_RELOADS: u32 = 5;
@@ -114,8 +114,10 @@ impl Kind for Function {
             .writing(|| Step::new(Role::Write, format!("FCALL {FUNCTION} (journey)")))
             .await;
         let mut reloads = 0;
-        let reply = loop {
-            match self.fcall(op).await {
+        let mut reruns = 0;
+        loop {
+            match self.fcall(op, probe.updater).await {
+                Ok(reply) => return Ok(script_reply(reply, probe)),
                 // Flushed since the run loaded it: nothing ran, so load it again and call again.
                 Err(e) if is_missing_function(&e) && reloads < LIBRARY_RELOADS => {
                     reloads += 1;
@@ -123,25 +125,35 @@ impl Kind for Function {
                         .await
                         .map_err(UpdateError::before_write)?;
                 }
-                other => break other.map_err(UpdateError::during_write)?,
+                Err(e) => {
+                    if let Some(status) =
+                        unanswered(&mut self.conn, op, probe, &e, &mut reruns).await
+                    {
+                        return status;
+                    }
+                }
             }
-        };
-        Ok(script_reply(reply, probe))
+        }
     }
 }
 
 impl Function {
-    async fn fcall(&mut self, op: &Op<'_>) -> redis::RedisResult<i64> {
+    async fn fcall(&mut self, op: &Op<'_>, updater: u32) -> redis::RedisResult<ScriptReply> {
+        let (worker, token) = super::admission_args(op);
         let mut fcall = redis::cmd("FCALL");
         fcall
             .arg(FUNCTION)
-            .arg(1)
+            .arg(3)
             .arg(op.keys.journey())
+            .arg(op.keys.applied())
+            .arg(op.keys.admission())
             .arg(op.segment_id)
-            .arg(op.status);
-        if op.invariant {
-            fcall.arg("invariant");
-        }
+            .arg(op.status)
+            .arg(invariant_arg(op))
+            .arg(op.write)
+            .arg(updater)
+            .arg(worker)
+            .arg(token);
         fcall.query_async(&mut self.conn).await
     }
 }

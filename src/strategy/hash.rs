@@ -14,8 +14,8 @@ use redis::AsyncCommands;
 
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus};
 use crate::error::Error;
-use crate::event::Probe;
 use crate::event::WriteScope;
+use crate::event::{Probe, SawWrite};
 use crate::schedule::{Role, Step};
 
 pub struct Hash {
@@ -64,7 +64,20 @@ impl Kind for Hash {
             let elsewhere = fields.iter().any(|(field, status)| {
                 field.starts_with("status:") && *field != own && status == crate::workload::BOARDING
             });
-            probe.read(None, None).await;
+            // What the read found of every segment, for the history: each one's last writer.
+            let saw = op
+                .segment_ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| SawWrite {
+                    segment: i as u32,
+                    write: fields
+                        .get(&write_field(id))
+                        .and_then(|w| w.parse().ok())
+                        .unwrap_or(0),
+                })
+                .collect();
+            probe.read_segments(None, None, saw).await;
             if elsewhere {
                 probe.answered(|| "another segment is Boarding".into());
                 return Ok(UpdateStatus::Declined);
@@ -78,18 +91,32 @@ impl Kind for Hash {
                 let id = op.segment_id;
                 Step::new(
                     Role::Write,
-                    format!("HSET status:{id}, HINCRBY count:{id} (one pipeline)"),
+                    format!("HSET status:{id} write:{id}, HINCRBY count:{id} (one pipeline)"),
                 )
             })
             .await;
         let key = op.keys.segments_hash();
         // One pipeline, one round trip; each command atomic on its own. HINCRBY's reply is the
         // count after this update.
-        let (_, count): (i64, i64) = redis::pipe()
-            .hset(&key, status_field(op.segment_id), op.status)
-            .hincr(&key, count_field(op.segment_id), 1)
-            .query_async(&mut self.conn)
-            .await
+        let mut hset = redis::cmd("HSET");
+        hset.arg(&key)
+            .arg(status_field(op.segment_id))
+            .arg(op.status)
+            .arg(write_field(op.segment_id))
+            .arg(op.write);
+        let mut hincrby = redis::cmd("HINCRBY");
+        hincrby.arg(&key).arg(count_field(op.segment_id)).arg(1);
+        let count: i64 =
+            match super::admitted(op, std::slice::from_ref(&key), &[&hset, &hincrby]) {
+                Some(admitted) => admitted.query_async(&mut self.conn).await,
+                None => redis::pipe()
+                    .add_command(hset)
+                    .ignore()
+                    .add_command(hincrby)
+                    .query_async::<(i64,)>(&mut self.conn)
+                    .await
+                    .map(|(count,)| count),
+            }
             .map_err(UpdateError::during_write)?;
         probe.wrote(count as u64);
         probe.answered(|| format!("OK (count {count})").into());
@@ -104,6 +131,11 @@ pub fn status_field(segment_id: &str) -> String {
     format!("status:{segment_id}")
 }
 
+/// The hash field that names the update that last wrote a segment (README "History").
+pub fn write_field(segment_id: &str) -> String {
+    format!("write:{segment_id}")
+}
+
 /// The hash field that counts a segment's applied updates.
 pub fn count_field(segment_id: &str) -> String {
     format!("count:{segment_id}")
@@ -115,11 +147,14 @@ mod tests {
 
     #[test]
     fn no_segment_id_names_another_segments_field() {
-        let ids = ["A", "A:count", "count:A", "status:A", "count", "status"];
+        let ids = [
+            "A", "A:count", "count:A", "status:A", "write:A", "count", "status", "write",
+        ];
         let mut fields = std::collections::HashSet::new();
         for id in ids {
             assert!(fields.insert(status_field(id)), "{id}");
             assert!(fields.insert(count_field(id)), "{id}");
+            assert!(fields.insert(write_field(id)), "{id}");
         }
     }
 }

@@ -9,7 +9,7 @@ use super::storage::segment_json;
 use super::{Context, Facts, Kind, Op, Storage, UpdateError, UpdateStatus};
 use crate::error::Error;
 use crate::event::WriteScope;
-use crate::event::{Probe, Seen};
+use crate::event::{Probe, SawWrite, Seen};
 use crate::journey::{Segment, intern_status};
 use crate::schedule::{Role, Step};
 use crate::workload::RaceShape;
@@ -45,6 +45,8 @@ impl Kind for SegmentKeys {
         probe: &mut Probe,
     ) -> Result<UpdateStatus, UpdateError> {
         let key = op.keys.segment(op.segment_id);
+        // Write skew: what the read found of every segment, for the history.
+        let mut saw = Vec::new();
         let value: Option<String> = if op.invariant {
             // Write skew: every segment's key is read, to see that no other is Boarding; each
             // update then writes only its own key, which is what lets two of them board.
@@ -62,16 +64,24 @@ impl Kind for SegmentKeys {
                 .await
                 .map_err(UpdateError::before_write)?;
             let mut own = None;
-            for (id, value) in op.segment_ids.iter().zip(values) {
-                if id == op.segment_id {
-                    own = value;
-                } else if let Some(value) = value
-                    && serde_json::from_str::<Segment>(&value)
-                        .is_ok_and(|s| s.status == crate::workload::BOARDING)
-                {
-                    probe.answered(|| "another segment is Boarding".into());
-                    return Ok(UpdateStatus::Declined);
+            let mut boarding = false;
+            for (i, (id, value)) in op.segment_ids.iter().zip(values).enumerate() {
+                let Some(value) = value else { continue };
+                if let Ok(other) = serde_json::from_str::<Segment>(&value) {
+                    saw.push(SawWrite {
+                        segment: i as u32,
+                        write: other.write,
+                    });
+                    boarding |= id != op.segment_id && other.status == crate::workload::BOARDING;
                 }
+                if id == op.segment_id {
+                    own = Some(value);
+                }
+            }
+            if boarding {
+                probe.read_segments(None, None, saw).await;
+                probe.answered(|| "another segment is Boarding".into());
+                return Ok(UpdateStatus::Declined);
             }
             own
         } else {
@@ -91,19 +101,21 @@ impl Kind for SegmentKeys {
         let seen = Seen {
             status: intern_status(&segment.status),
             count: segment.update_count,
+            write: segment.write,
         };
-        probe.read(Some(seen), None).await;
+        probe.read_segments(Some(seen), None, saw).await;
         super::think(op).await?;
         segment.status = op.status.to_owned();
         segment.update_count += 1;
+        segment.write = op.write;
         probe
             .writing(|| Step::new(Role::WriteBack, format!("SET segment:{}", op.segment_id)))
             .await;
         // KEEPTTL: the key keeps its safety-net expiry (`keys::SAFETY_TTL`).
-        let () = redis::cmd("SET")
-            .arg(&key)
-            .arg(segment_json(&segment))
-            .arg("KEEPTTL")
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(segment_json(&segment)).arg("KEEPTTL");
+        let write = super::admitted(op, std::slice::from_ref(&key), &[&set]).unwrap_or(set);
+        let () = write
             .query_async(&mut self.conn)
             .await
             .map_err(UpdateError::during_write)?;

@@ -420,13 +420,66 @@ pub(crate) async fn think(op: &Op<'_>) -> Result<(), UpdateError> {
     if !op.think.is_zero() {
         tokio::time::sleep(op.think).await;
     }
-    if op.lease.is_some_and(|lease| lease.lapsed()) {
-        return Err(UpdateError::lease_lapsed());
+    if let Some(lease) = op.lease {
+        if lease.lapsed() {
+            return Err(UpdateError::lease_lapsed());
+        }
+        // The window a stalled worker can sleep through, held open for the test that stops one
+        // there: its write must then be refused by Redis (README "Workers").
+        if let Some(stall) = lease.stall {
+            tokio::time::sleep(stall).await;
+        }
     }
     // The write waits its turn here, before it is built: an updater in line holds what it read,
     // not the document it will send (README "Performance").
     crate::in_flight::reserve().await;
     Ok(())
+}
+
+/// A worker's write in the admission check (`assets/admitted_write.lua`, EVAL so that it can be
+/// queued inside MULTI too): `cmds`, touching `keys`, made only while the worker is admitted to
+/// the run. `None` outside a worker: the strategy sends its commands as they are.
+pub(crate) fn admitted(op: &Op<'_>, keys: &[String], cmds: &[&redis::Cmd]) -> Option<redis::Cmd> {
+    let admission = op.lease?.admission()?;
+    let mut eval = redis::cmd("EVAL");
+    eval.arg(ADMITTED_WRITE)
+        .arg(1 + keys.len())
+        .arg(op.keys.admission())
+        .arg(keys)
+        .arg(&admission.worker)
+        .arg(&admission.token);
+    for cmd in cmds {
+        let words: Vec<&[u8]> = cmd
+            .args_iter()
+            .filter_map(|arg| match arg {
+                redis::Arg::Simple(word) => Some(word),
+                _ => None,
+            })
+            .collect();
+        eval.arg(words.len()).arg(words);
+    }
+    Some(eval)
+}
+
+const ADMITTED_WRITE: &str = include_str!("../../assets/admitted_write.lua");
+
+/// The worker and token a script's own admission check takes (`update_segment.lua`,
+/// `cas_write.lua`, `fenced_write.lua`); empty outside a worker, which skips the check.
+pub(crate) fn admission_args(op: &Op<'_>) -> (String, String) {
+    op.lease
+        .and_then(|lease| lease.admission())
+        .map(|a| (a.worker.clone(), a.token.clone()))
+        .unwrap_or_default()
+}
+
+/// Whether a transaction's EXEC reply holds the admission check's refusal.
+pub(crate) fn refused_in(exec: &redis::Value) -> bool {
+    match exec {
+        redis::Value::Array(replies) => replies
+            .iter()
+            .any(|reply| matches!(reply, redis::Value::ServerError(e) if e.code() == "FENCED")),
+        _ => false,
+    }
 }
 
 /// After optimistic attempt number `retries` met a conflict: gives up past `--max-retries`,
@@ -480,6 +533,47 @@ pub(crate) async fn invoke<T: redis::FromRedisValue>(
     }
 }
 
+/// How many times a write whose reply never came is looked up, each lookup waiting `--timeout`:
+/// a server that stays silent for longer leaves the outcome unknown.
+const RESOLVE_TRIES: u32 = 5;
+
+/// Whether a script write whose reply never came (`e`) was applied, as the run's applied-write
+/// hash ([`Keys::applied`]) says: the script records the updater's write id there as it writes.
+/// After a timeout the lookup goes on the connection that sent the write, and Redis answers a
+/// connection's commands in order, so the write has run by the time the lookup is answered: the
+/// answer is exact either way. After a dropped connection only "applied" is certain (the write
+/// might still be on its way in). `None` where nothing can tell (README "Safety").
+pub(crate) async fn resolve(
+    conn: &mut Conn,
+    op: &Op<'_>,
+    updater: u32,
+    e: &redis::RedisError,
+) -> Option<bool> {
+    let ordered = e.is_timeout();
+    if op.write == 0 || !(ordered || e.is_io_error() || e.is_connection_dropped()) {
+        return None;
+    }
+    // Under `--wait-replicas` applied is not enough: the record says the primary has the write,
+    // not that the replicas do (README "Failover").
+    if conn.waits_for_replicas() {
+        return None;
+    }
+    for _ in 0..RESOLVE_TRIES {
+        let last: redis::RedisResult<Option<u64>> = redis::cmd("HGET")
+            .arg(op.keys.applied())
+            .arg(updater)
+            .query_async(conn)
+            .await;
+        match last {
+            Ok(last) if last == Some(op.write) => return Some(true),
+            Ok(_) => return ordered.then_some(false),
+            Err(e) if e.is_timeout() => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 /// The longest pause `--backoff exp` makes before an optimistic retry. Long enough that a
 /// thousand updaters who collided on one journey spread out over more time than their commits
 /// take together, so most of them find the journey quiet on their next try (README
@@ -528,9 +622,18 @@ pub struct Op<'a> {
     pub retry_until: Option<Duration>,
     /// A worker's hold on the run (`racelab worker`): once it lapsed, nothing more is written.
     pub lease: Option<&'a Lease>,
+    /// This update's name in what it writes, unique in the run ([`Op::write_id`]; 0 writes
+    /// none), so that a later read can say whose write it saw (README "History").
+    pub write: u64,
 }
 
 impl Op<'_> {
+    /// Update `round` of updater `updater` (both 0-based) of `updaters`: 1, 2, … in the order
+    /// updaters and rounds are numbered, never 0 (which is the state as seeded).
+    pub fn write_id(updaters: u32, updater: u32, round: u32) -> u64 {
+        u64::from(round) * u64::from(updaters) + u64::from(updater) + 1
+    }
+
     fn out_of_time(&self, probe: &Probe) -> bool {
         self.retry_until.is_some_and(|until| probe.now() >= until)
     }
@@ -575,6 +678,9 @@ impl UpdateError {
     /// A failure of the write itself. An error reply means Redis refused the command; a timeout
     /// or a dropped connection means the write may have landed, and nobody can say.
     pub fn during_write(e: redis::RedisError) -> UpdateError {
+        if e.code() == Some("FENCED") {
+            return UpdateError::fenced();
+        }
         let unknown = e.is_timeout() || e.is_io_error() || e.is_connection_dropped();
         UpdateError {
             unreachable: is_unreachable(&e),
@@ -595,6 +701,17 @@ impl UpdateError {
             outcome: Outcome::NotApplied,
             reason: "this worker's lease on the run lapsed: it writes nothing more".to_owned(),
             // The worker leaves the run (see `crate::crew::worker`); the other workers go on.
+            fatal: false,
+            gave_up: false,
+            unreachable: false,
+        }
+    }
+
+    /// Redis refused a worker's write: the coordinator had taken the worker for gone.
+    pub fn fenced() -> UpdateError {
+        UpdateError {
+            outcome: Outcome::NotApplied,
+            reason: "Redis refused this worker's write: the coordinator had taken it for gone and struck it off the run".to_owned(),
             fatal: false,
             gave_up: false,
             unreachable: false,
@@ -667,13 +784,15 @@ impl ReadJourney {
         crate::event::Seen {
             status: crate::journey::intern_status(status),
             count,
+            write: self.journey.write(),
         }
     }
 
     /// Applies the op to the copy and returns the document to write and the segment's new count.
-    pub fn apply(mut self, status: &str) -> (String, u64) {
+    pub fn apply(mut self, op: &Op<'_>) -> (String, u64) {
         let count = self.journey.state(self.segment).1 + 1;
-        self.journey.set(self.segment, status, count);
+        self.journey.set(self.segment, op.status, count);
+        self.journey.set_write(op.write);
         (self.journey.to_json(), count)
     }
 }

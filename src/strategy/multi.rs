@@ -54,11 +54,17 @@ impl Kind for Multi {
             .writing(|| Step::new(Role::WriteBack, "MULTI, SET journey, EXEC (no WATCH)"))
             .await;
         // KEEPTTL: the journey keeps the safety-net expiry it was seeded with.
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(doc).arg("KEEPTTL");
+        let write = super::admitted(op, std::slice::from_ref(&key), &[&set]).unwrap_or(set);
         let exec = transaction(&mut self.conn, |pipe| {
-            pipe.cmd("SET").arg(&key).arg(doc).arg("KEEPTTL").ignore();
+            pipe.add_command(write).ignore();
         })
         .await
         .map_err(UpdateError::during_write)?;
+        if exec.as_ref().is_some_and(super::refused_in) {
+            return Err(UpdateError::fenced());
+        }
         if exec.is_none() {
             // Only a WATCH makes EXEC abort, and this connection's commands never WATCH.
             probe.answered(|| "nil: EXEC aborted".into());

@@ -67,10 +67,10 @@ pub(super) async fn read_modify_write(
         .writing(|| Step::new(Role::WriteBack, "SET journey"))
         .await;
     // KEEPTTL: the journey keeps the safety-net expiry it was seeded with (`keys::SAFETY_TTL`).
-    let () = redis::cmd("SET")
-        .arg(&key)
-        .arg(doc)
-        .arg("KEEPTTL")
+    let mut set = redis::cmd("SET");
+    set.arg(&key).arg(doc).arg("KEEPTTL");
+    let write = super::admitted(op, std::slice::from_ref(&key), &[&set]).unwrap_or(set);
+    let () = write
         .query_async(conn)
         .await
         .map_err(UpdateError::during_write)?;
@@ -101,5 +101,5 @@ pub(super) async fn read_and_change(
     drop((doc, key));
     probe.read(Some(read.seen()), None).await;
     super::think(op).await?;
-    Ok(Ok(read.apply(op.status)))
+    Ok(Ok(read.apply(op)))
 }

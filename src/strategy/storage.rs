@@ -31,8 +31,10 @@ impl Storage {
         journey: &Journey,
     ) -> Result<(), RedisError> {
         let mut journey = journey.clone();
+        journey.write = 0;
         for segment in &mut journey.segments {
             segment.update_count = 0;
+            segment.write = 0;
         }
         // A plain pipeline: the keys are new and the run has not started, so nothing can come
         // between these writes. Every key gets the safety-net expiry here, and every later write
@@ -52,6 +54,12 @@ impl Storage {
             .set(keys.fence(), 0)
             .ignore()
             .pexpire(keys.fence(), ttl as i64)
+            .ignore()
+            // Each updater's last applied write; a hash is never empty, so it starts with a
+            // field no updater writes.
+            .hset(keys.applied(), "seeded", 0)
+            .ignore()
+            .pexpire(keys.applied(), ttl as i64)
             .ignore();
         match self {
             Storage::Document => {}

@@ -14,7 +14,6 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
 
 use super::{
     Context, Facts, Kind, Op, ReadJourney, Storage, UpdateError, UpdateStatus, after_conflict,
@@ -24,7 +23,7 @@ use crate::error::Error;
 use crate::event::Probe;
 use crate::event::WriteScope;
 use crate::schedule::{Role, Step};
-use crate::target::Connector;
+use crate::target::{Conn, Connector};
 use crate::workload::Tuning;
 
 /// Attempts at opening an updater's own connection before the run.
@@ -32,7 +31,7 @@ const CONNECT_ATTEMPTS: u32 = 3;
 
 pub struct Watch {
     /// Dedicated to this updater; `None` after an error left its WATCH state unknown.
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Conn>,
     /// On a cluster, the journey key `conn` was opened for: another journey may live on another
     /// node.
     conn_for: Option<String>,
@@ -110,7 +109,7 @@ impl Kind for Watch {
             // tried again; a refusal (password, ACL) is not.
             let mut attempt = 1;
             loop {
-                match connector.connect(None).await {
+                match connector.connect_waiting(None).await {
                     Ok(conn) => break Some(conn),
                     Err(e)
                         if attempt < CONNECT_ATTEMPTS
@@ -216,7 +215,7 @@ impl Watch {
             None => {
                 let conn = self
                     .connector
-                    .connect(Some(&key))
+                    .connect_waiting(Some(&key))
                     .await
                     .map_err(before_write)?;
                 self.conn_for = Some(key.clone());
@@ -247,16 +246,22 @@ impl Watch {
         };
         probe.read(Some(read.seen()), None).await;
         super::think(op).await?;
-        let (doc, count) = read.apply(op.status);
+        let (doc, count) = read.apply(op);
         probe
             .writing(|| Step::new(Role::WriteBack, watched.commit))
             .await;
         // MULTI, SET, EXEC in one pipeline; a nil EXEC reply (None) means the WATCH tripped.
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(doc).arg("KEEPTTL");
+        let write = super::admitted(op, std::slice::from_ref(&key), &[&set]).unwrap_or(set);
         let exec = transaction(conn, |pipe| {
-            pipe.cmd("SET").arg(&key).arg(doc).arg("KEEPTTL").ignore();
+            pipe.add_command(write).ignore();
         })
         .await
         .map_err(during_write)?;
+        if exec.as_ref().is_some_and(super::refused_in) {
+            return Err(UpdateError::fenced().into());
+        }
         if exec.is_none() {
             probe.answered(|| watched.aborted.into());
             return Ok(None);

@@ -42,6 +42,8 @@ pub struct TargetInfo {
     pub private: bool,
     /// Set on a Redis Cluster: the journey's slot and the primary that owns it.
     pub cluster: Option<crate::target::ClusterPlace>,
+    /// The private server's replicas (`--replicas`): `F` fails over to one mid-run.
+    pub replicas: usize,
 }
 
 pub enum Msg {
@@ -130,6 +132,8 @@ pub enum Command {
     Control { generation: u64, control: Control },
     /// Stops a run (an undone step's, a step mode left); its keys are deleted.
     Stop { generation: u64 },
+    /// Fails the private primary over now, in the run going on (README "Failover").
+    FailOver,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -404,6 +408,7 @@ impl App {
             KeyCode::Char('p') => return self.start_stepping(Vec::new()),
             KeyCode::Enter | KeyCode::Char('r') => return self.start_run(),
             KeyCode::Char('c') => return self.toggle_compare(),
+            KeyCode::Char('F') => return self.fail_over(),
             KeyCode::Char('s') | KeyCode::Tab => self.change(|app| {
                 app.strategy = next_strategy(app.strategy, app.own, 1);
             }),
@@ -632,6 +637,20 @@ impl App {
             strategy: self.strategy,
             workload,
         }]
+    }
+
+    /// `F`: the failover lesson, in a free run on a private server with replicas.
+    fn fail_over(&mut self) -> Vec<Command> {
+        if self.target.replicas == 0 {
+            self.say("F fails over racelab's private primary: start racelab with --replicas 1");
+            return Vec::new();
+        }
+        if !self.run.as_ref().is_some_and(RunView::running) {
+            self.say("F fails over during a run: press Enter to start one, then F");
+            return Vec::new();
+        }
+        self.say("failing over: the replica is promoted; what only the old primary had is lost");
+        vec![Command::FailOver]
     }
 
     /// `c` opens the comparison and starts it; pressed again once it is done, it goes back.

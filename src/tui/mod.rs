@@ -85,8 +85,13 @@ pub async fn run(options: Options, cancel: &CancellationToken) -> Result<(), Err
         version: target.version().to_owned(),
         private: target.is_private(),
         cluster: target.placement(&workload.journey.id).await?,
+        replicas: target.replicas(),
     };
     let mut settings = options.settings();
+    // `F` asks the run going on to fail over (README "Failover").
+    if target.replicas() > 0 {
+        settings.failover_now = Some(Arc::new(tokio::sync::Notify::new()));
+    }
     let mut crew = None;
     if let Some(count) = options.workers {
         // On the plain terminal still: the crew says how to start workers and who joined, and
@@ -343,6 +348,13 @@ impl Session {
                     .and_then(|t| t.controls.as_ref())
                 {
                     let _ = send.send(control);
+                }
+                return;
+            }
+            Command::FailOver => {
+                // Only a run waiting for it hears it: none is kept for the next run.
+                if let Some(now) = &self.settings.failover_now {
+                    now.notify_waiters();
                 }
                 return;
             }

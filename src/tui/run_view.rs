@@ -564,10 +564,13 @@ impl RunView {
         // Every acknowledgement is in now: losses seen before their eraser's can be told.
         self.attribute();
         for lost in &result.truth.lost_updates {
-            if let Some(s) = self.segments.iter_mut().find(|s| s.id == lost.segment)
-                && lost.erased_by.is_some()
-            {
-                s.erased_by = lost.erased_by;
+            if let Some(s) = self.segments.iter_mut().find(|s| s.id == lost.segment) {
+                if lost.erased_by.is_some() {
+                    s.erased_by = lost.erased_by;
+                } else if lost.cause.is_some() {
+                    // A failover took it: the live guess of a stale writer is withdrawn.
+                    s.erased_by = None;
+                }
             }
             // The observer reads every 50 ms: two writes between reads look alike to it. The
             // final state says which were lost, so their lanes say it too.
@@ -598,11 +601,28 @@ impl RunView {
                 "{}: all {total} acknowledged updates applied, none lost",
                 self.strategy
             ),
+            (None, lost)
+                if lost
+                    == result.truth.lost_to_failover + result.truth.lost_to_failover_or_stale =>
+            {
+                format!(
+                    "{}: {lost} of {total} acknowledged updates lost to failover: the replica promoted in the primary's place never got them (--wait-replicas keeps them)",
+                    self.strategy
+                )
+            }
             (None, lost) => format!(
                 "{}: {lost} of {total} acknowledged updates lost; Redis said OK to each of them",
                 self.strategy
             ),
         };
+        if let Some(Err(why)) = &result.failover {
+            story::tell(
+                &mut self.story,
+                Story::SeedMessage {
+                    text: format!("the failover was not made: {why}"),
+                },
+            );
+        }
         const SEED_MESSAGES: usize = 3;
         for lost in result.truth.lost_updates.iter().take(SEED_MESSAGES) {
             let by = match lost.erased_by {

@@ -50,7 +50,7 @@ pub fn draw(area: Rect, buf: &mut Buffer, app: &App) {
     }
     footer(footer_area, buf, app, theme);
     if app.help {
-        help(area, buf, theme);
+        help(area, buf, theme, app.target.replicas > 0);
     }
 }
 
@@ -526,9 +526,13 @@ pub const HELP: &[(&str, &str)] = &[
     ("q / Esc / Ctrl-C", "quit"),
 ];
 
-fn help(area: Rect, buf: &mut Buffer, theme: Theme) {
+/// The key only a run with replicas has (`--replicas`), shown only then.
+pub const FAILOVER_HELP: (&str, &str) = ("F", "fail over now: promote the replica mid-run");
+
+fn help(area: Rect, buf: &mut Buffer, theme: Theme, replicas: bool) {
     let mut lines: Vec<Line> = HELP
         .iter()
+        .chain(replicas.then_some(&FAILOVER_HELP))
         .map(|(key, what)| {
             Line::from(vec![
                 Span::styled(format!(" {key:<17}"), theme.key()),

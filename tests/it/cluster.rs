@@ -119,11 +119,11 @@ async fn the_function_library_is_loaded_on_every_primary() {
         let libraries: Vec<redis::Value> = redis::cmd("FUNCTION")
             .arg("LIST")
             .arg("LIBRARYNAME")
-            .arg("racelab_v1")
+            .arg("racelab_v2")
             .query_async(&mut conn)
             .await
             .unwrap();
-        assert_eq!(libraries.len(), 1, "node {i} lacks the racelab_v1 library");
+        assert_eq!(libraries.len(), 1, "node {i} lacks the racelab_v2 library");
     }
 }
 

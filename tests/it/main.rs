@@ -7,6 +7,8 @@ mod tui_support;
 mod bench;
 mod cli;
 mod cluster;
+mod elle;
+mod failover;
 mod formats;
 mod hostile;
 mod html;

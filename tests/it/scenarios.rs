@@ -3,7 +3,7 @@
 //! update atomic on its own (`hash`, `keys`) lose no update and still break it; the ones that
 //! serialize the whole journey keep it. Every run here is the real binary on a real redis-server.
 
-use crate::common::{TestRedis, assert_schema, racelab};
+use crate::common::{TestRedis, assert_schema, json_report, racelab};
 
 fn run_json(redis: &TestRedis, args: &[&str]) -> serde_json::Value {
     let url = redis.url();
@@ -17,15 +17,7 @@ fn run_json(redis: &TestRedis, args: &[&str]) -> serde_json::Value {
         "json",
     ];
     all.extend_from_slice(args);
-    let output = racelab(&all);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = json_report(&all);
     assert_schema(&report);
     report
 }

@@ -27,6 +27,8 @@ fn settings() -> Settings {
         remote: None,
         driver: None,
         service: None,
+        failover_at: None,
+        failover_now: None,
     }
 }
 

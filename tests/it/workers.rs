@@ -21,6 +21,11 @@ struct Workers {
 impl Workers {
     /// Starts `count` workers with `args` (where the Redis is, `--once`, …).
     fn start(count: usize, args: &[&str]) -> Workers {
+        Workers::start_with_env(count, args, &[])
+    }
+
+    /// [`Workers::start`] with `env` set in every worker's environment.
+    fn start_with_env(count: usize, args: &[&str], env: &[(&str, &str)]) -> Workers {
         let dir = tempfile::tempdir().unwrap();
         let mut children = Vec::new();
         let mut logs = Vec::new();
@@ -30,6 +35,7 @@ impl Workers {
                 Command::new(BIN)
                     .arg("worker")
                     .args(args)
+                    .envs(env.iter().copied())
                     .env_remove("REDIS_URL")
                     .env_remove("REDIS_CLUSTER")
                     .stdout(Stdio::null())
@@ -574,6 +580,71 @@ async fn a_stalled_worker_taken_for_vanished_writes_nothing_when_it_wakes() {
     let mut conn = redis.conn().await;
     for key in redis.all_keys().await {
         assert!(!key.ends_with(":journey"), "{key} came back");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{key} has no expiry");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_after_its_lease_check_has_its_late_write_refused_by_redis() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    // Each worker pauses 4 s between its lease check and its write (the test hook, README
+    // "Development"): the window a stalled process can sleep through.
+    let mut workers = Workers::start_with_env(
+        2,
+        &["--redis-url", &url, "--once"],
+        &[("RACELAB_TEST_STALL_BEFORE_WRITE", "4s")],
+    );
+    let coordinator = spawn_run(&[
+        "run",
+        "-s",
+        "naive",
+        "-n",
+        "20",
+        "--think",
+        "100ms",
+        "--workers",
+        "2",
+        "--join-timeout",
+        "30s",
+        "--redis-url",
+        &url,
+        "--format",
+        "json",
+    ]);
+    for i in 0..2 {
+        workers.wait_for(i, "runs updaters", Duration::from_secs(20));
+    }
+    // Past the release, the lease check and into the pause: stopped there, worker 0 stops
+    // renewing its card, and the coordinator takes it for vanished, strikes it off the run and,
+    // the run over, deletes the run's keys.
+    std::thread::sleep(Duration::from_millis(1500));
+    workers.signal(0, libc::SIGSTOP);
+    let output = coordinator.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let run = &report(&output)["runs"][0];
+    assert_eq!(run["unknown"], 10, "{run}");
+    // Awake, it sends the write it was about to send: Redis refuses it, so no journey comes back
+    // after the cleanup.
+    workers.signal(0, libc::SIGCONT);
+    assert_eq!(
+        workers.exit_codes(Duration::from_secs(15)),
+        vec![Some(0); 2]
+    );
+    let keys = redis.all_keys().await;
+    assert!(
+        keys.iter().all(|key| !key.ends_with(":journey")),
+        "a late write came back: {keys:?}\n{}",
+        workers.log(0)
+    );
+    // What it says of it afterwards may still reach Redis, but nothing is left for ever.
+    let mut conn = redis.conn().await;
+    for key in keys {
         let ttl: i64 = redis::cmd("PTTL")
             .arg(&key)
             .query_async(&mut conn)

@@ -31,6 +31,19 @@ pub fn racelab(args: &[&str]) -> std::process::Output {
     racelab_cmd(args).output().expect("run racelab")
 }
 
+/// `racelab` with `args` (a `--format json` run), which must exit 0: its JSON report.
+pub fn json_report(args: &[&str]) -> serde_json::Value {
+    let output = racelab(args);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("a JSON report")
+}
+
 pub struct TestRedis {
     pub server: RedisServer,
 }
@@ -235,6 +248,8 @@ pub fn settings() -> Settings {
         remote: None,
         driver: None,
         service: None,
+        failover_at: None,
+        failover_now: None,
     }
 }
 

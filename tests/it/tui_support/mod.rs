@@ -35,6 +35,7 @@ pub fn read_kind() -> EventKind {
         round: 0,
         seen: None,
         version: None,
+        segments: Vec::new(),
     }
 }
 
@@ -53,6 +54,7 @@ pub fn ack_kind(segment: u32, read_at: Duration, latency: Duration) -> EventKind
 
 pub fn target() -> TargetInfo {
     TargetInfo {
+        replicas: 0,
         display: "redis://127.0.0.1:6379/".into(),
         version: "7.0.15".into(),
         private: true,
@@ -239,6 +241,7 @@ pub fn finished_naive(base: Instant) -> App {
         taken: Vec::new(),
         user: None,
         invariant: None,
+        failover: None,
     };
     app.update(
         Msg::RunFinished {
@@ -287,6 +290,7 @@ pub fn intact_result(strategy: Strategy, updates: u32, lost: u32) -> RunResult {
         taken: Vec::new(),
         user: None,
         invariant: None,
+        failover: None,
     }
 }
 
@@ -384,6 +388,7 @@ pub fn vanished_worker_run(base: Instant) -> App {
         taken: Vec::new(),
         user: None,
         invariant: None,
+        failover: None,
     };
     app.update(
         Msg::RunFinished {

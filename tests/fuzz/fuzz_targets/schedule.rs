@@ -1,0 +1,4 @@
+//! Fuzz target: see `racelab::fuzzing::schedule`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| racelab::fuzzing::schedule(data));
