@@ -357,6 +357,326 @@ fn same_number(literal: &str, back: &str) -> bool {
     }
 }
 
+/// A journey as one read found it, kept small. The read-modify-write strategies hold one per
+/// updater through its think time (that copy *is* the seed's bug, so it stays), and parsed, with
+/// a `String` per field, the copies were most of racelab's memory at scale. While only the run's
+/// updaters write, a read differs from the journey the run seeded in its segments' statuses and
+/// counts alone: those are all a copy keeps, a status as a byte.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JourneyCopy {
+    /// The run's journey with these statuses (see [`status_code`]) and counts, written last by
+    /// update `write`.
+    States {
+        run: std::sync::Arc<Journey>,
+        statuses: Box<[u8]>,
+        counts: Box<[u64]>,
+        write: u64,
+    },
+    /// Anything else (someone else changed more than statuses and counts): kept whole.
+    Whole(Box<Journey>),
+}
+
+/// A segment's status as the journey the run seeded has it, whatever it is.
+const AS_SEEDED: u8 = u8::MAX;
+
+/// The statuses racelab writes (and the seed's initial one), by code.
+const KNOWN_STATUSES: [&str; 5] = [
+    INITIAL_STATUS,
+    UPDATE_STATUSES[0],
+    UPDATE_STATUSES[1],
+    UPDATE_STATUSES[2],
+    UPDATE_STATUSES[3],
+];
+
+/// `status`'s code in a copy of a segment seeded with `seeded`: its index among the statuses
+/// racelab writes, [`AS_SEEDED`], or none (a status someone else wrote).
+fn status_code(status: &str, seeded: &str) -> Option<u8> {
+    match KNOWN_STATUSES.iter().position(|known| *known == status) {
+        Some(i) => Some(i as u8),
+        None => (status == seeded).then_some(AS_SEEDED),
+    }
+}
+
+impl JourneyCopy {
+    /// Keeps `read` as a copy: by its statuses and counts when it is `run` but for them, whole
+    /// otherwise (or when there is no run journey to compare with).
+    pub fn keep(read: Journey, run: Option<&std::sync::Arc<Journey>>) -> JourneyCopy {
+        let Some(run) = run.filter(|run| read.same_but_states(run)) else {
+            return JourneyCopy::Whole(Box::new(read));
+        };
+        let statuses: Option<Box<[u8]>> = read
+            .segments
+            .iter()
+            .zip(&run.segments)
+            .map(|(read, seeded)| status_code(&read.status, &seeded.status))
+            .collect();
+        match statuses {
+            Some(statuses) => JourneyCopy::States {
+                run: run.clone(),
+                statuses,
+                counts: read.segments.iter().map(|s| s.update_count).collect(),
+                write: read.write,
+            },
+            None => JourneyCopy::Whole(Box::new(read)),
+        }
+    }
+
+    /// Which update wrote the document the copy was read from last (0: as seeded).
+    pub fn write(&self) -> u64 {
+        match self {
+            JourneyCopy::States { write, .. } => *write,
+            JourneyCopy::Whole(journey) => journey.write,
+        }
+    }
+
+    /// Names the update that will write the copy back.
+    pub fn set_write(&mut self, id: u64) {
+        match self {
+            JourneyCopy::States { write, .. } => *write = id,
+            JourneyCopy::Whole(journey) => journey.write = id,
+        }
+    }
+
+    /// Segment `i`'s status and count in the copy.
+    pub fn state(&self, i: usize) -> (&str, u64) {
+        match self {
+            JourneyCopy::States {
+                run,
+                statuses,
+                counts,
+                ..
+            } => (status_name(statuses[i], &run.segments[i].status), counts[i]),
+            JourneyCopy::Whole(journey) => {
+                let segment = &journey.segments[i];
+                (&segment.status, segment.update_count)
+            }
+        }
+    }
+
+    /// Sets segment `i`'s status and count in the copy.
+    pub fn set(&mut self, i: usize, status: &str, count: u64) {
+        if let JourneyCopy::States {
+            run,
+            statuses,
+            counts,
+            ..
+        } = self
+        {
+            if let Some(code) = status_code(status, &run.segments[i].status) {
+                statuses[i] = code;
+                counts[i] = count;
+                return;
+            }
+            *self = JourneyCopy::Whole(Box::new(self.whole()));
+        }
+        if let JourneyCopy::Whole(journey) = self {
+            journey.segments[i].status = status.to_owned();
+            journey.segments[i].update_count = count;
+        }
+    }
+
+    /// The journey the copy stands for, whole.
+    pub fn whole(&self) -> Journey {
+        match self {
+            JourneyCopy::States { run, write, .. } => {
+                let mut journey = Journey::clone(run);
+                journey.write = *write;
+                for (i, segment) in journey.segments.iter_mut().enumerate() {
+                    let (status, count) = self.state(i);
+                    segment.status = status.to_owned();
+                    segment.update_count = count;
+                }
+                journey
+            }
+            JourneyCopy::Whole(journey) => Journey::clone(journey),
+        }
+    }
+
+    /// The copy as its JSON document, exactly as [`Journey::to_json`] writes the journey it
+    /// stands for, without making that journey first.
+    pub fn to_json(&self) -> String {
+        match self {
+            JourneyCopy::States { run, .. } => {
+                serde_json::to_string(&AsCopied::of(run, self)).unwrap_or_default()
+            }
+            JourneyCopy::Whole(journey) => journey.to_json(),
+        }
+    }
+}
+
+fn status_name(code: u8, seeded: &str) -> &str {
+    KNOWN_STATUSES
+        .get(usize::from(code))
+        .copied()
+        .unwrap_or(seeded)
+}
+
+impl Journey {
+    /// Whether `self` is `other` but for its segments' statuses and counts and the update that
+    /// wrote it last. Every field is named, so a field added to the model is a compile error here
+    /// until it is compared.
+    fn same_but_states(&self, other: &Journey) -> bool {
+        let Journey {
+            id,
+            passenger_name,
+            passenger_email,
+            booking_date,
+            status,
+            total_price,
+            segments,
+            metadata,
+            write: _,
+            extra,
+        } = self;
+        *id == other.id
+            && *passenger_name == other.passenger_name
+            && *passenger_email == other.passenger_email
+            && *booking_date == other.booking_date
+            && *status == other.status
+            // Bit for bit: -0.0 and 0.0 are written differently.
+            && total_price.to_bits() == other.total_price.to_bits()
+            && *metadata == other.metadata
+            && *extra == other.extra
+            && segments.len() == other.segments.len()
+            && segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| a.same_but_state(b))
+    }
+}
+
+impl Segment {
+    fn same_but_state(&self, other: &Segment) -> bool {
+        let Segment {
+            segment_id,
+            origin,
+            destination,
+            departure_time,
+            arrival_time,
+            flight_number,
+            carrier,
+            status: _,
+            price,
+            update_count: _,
+            write,
+            extra,
+        } = self;
+        *segment_id == other.segment_id
+            && *write == other.write
+            && *origin == other.origin
+            && *destination == other.destination
+            && *departure_time == other.departure_time
+            && *arrival_time == other.arrival_time
+            && *flight_number == other.flight_number
+            && *carrier == other.carrier
+            && price.to_bits() == other.price.to_bits()
+            && *extra == other.extra
+    }
+}
+
+/// A compact copy written out as the journey it stands for: [`Journey`]'s fields in its order,
+/// borrowed from the run's journey, each segment's status and count from the copy. Made by
+/// naming every field, so a field added to the model is a compile error here.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AsCopied<'a> {
+    id: &'a str,
+    passenger_name: &'a str,
+    passenger_email: &'a str,
+    booking_date: &'a str,
+    status: &'a str,
+    total_price: f64,
+    segments: Vec<SegmentAsCopied<'a>>,
+    metadata: &'a Map<String, Value>,
+    #[serde(rename = "RacelabWrite", skip_serializing_if = "is_zero")]
+    write: u64,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SegmentAsCopied<'a> {
+    segment_id: &'a str,
+    origin: &'a str,
+    destination: &'a str,
+    departure_time: &'a str,
+    arrival_time: &'a str,
+    flight_number: &'a str,
+    carrier: &'a str,
+    status: &'a str,
+    price: f64,
+    update_count: u64,
+    #[serde(rename = "RacelabWrite", skip_serializing_if = "is_zero")]
+    write: u64,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
+}
+
+impl<'a> AsCopied<'a> {
+    fn of(run: &'a Journey, copy: &'a JourneyCopy) -> AsCopied<'a> {
+        let Journey {
+            id,
+            passenger_name,
+            passenger_email,
+            booking_date,
+            status,
+            total_price,
+            segments,
+            metadata,
+            write: _,
+            extra,
+        } = run;
+        let segments = segments
+            .iter()
+            .enumerate()
+            .map(|(i, segment)| {
+                let Segment {
+                    segment_id,
+                    origin,
+                    destination,
+                    departure_time,
+                    arrival_time,
+                    flight_number,
+                    carrier,
+                    status: _,
+                    price,
+                    update_count: _,
+                    write,
+                    extra,
+                } = segment;
+                let (status, update_count) = copy.state(i);
+                SegmentAsCopied {
+                    segment_id,
+                    origin,
+                    destination,
+                    departure_time,
+                    arrival_time,
+                    flight_number,
+                    carrier,
+                    status,
+                    price: *price,
+                    update_count,
+                    write: *write,
+                    extra,
+                }
+            })
+            .collect();
+        AsCopied {
+            id,
+            passenger_name,
+            passenger_email,
+            booking_date,
+            status,
+            total_price: *total_price,
+            segments,
+            metadata,
+            write: copy.write(),
+            extra,
+        }
+    }
+}
+
 /// The status as a `'static` name for events: one of the seed's, or `"(other)"`.
 pub fn intern_status(status: &str) -> &'static str {
     std::iter::once(INITIAL_STATUS)
@@ -422,6 +742,76 @@ mod tests {
             .collect();
         assert_eq!(ids, ["SEG-003", "X", "SEG-004"]);
         assert!(journey.validate("t").is_ok());
+    }
+
+    fn copy_of(journey: &Journey, run: &std::sync::Arc<Journey>) -> JourneyCopy {
+        let read = Journey::from_json(&journey.to_json(), "read").unwrap();
+        JourneyCopy::keep(read, Some(run))
+    }
+
+    #[test]
+    fn a_copy_keeps_statuses_and_counts_and_writes_the_journey_back_exactly() {
+        let text = r#"{"Id":"J","Segments":[{"SegmentId":"A","Gate":"B12","Status":"Pending"},{"SegmentId":"B","Price":-0.0}],"Metadata":{"k":[1]},"Loyalty":7}"#;
+        let run = std::sync::Arc::new(Journey::from_json(text, "t").unwrap());
+        let mut read = Journey::clone(&run);
+        read.segments[1].status = "Delayed".into();
+        read.segments[1].update_count = 3;
+        let mut copy = copy_of(&read, &run);
+        assert!(matches!(copy, JourneyCopy::States { .. }), "{copy:?}");
+        assert_eq!(copy.state(0), ("Pending", 0));
+        assert_eq!(copy.state(1), ("Delayed", 3));
+        assert_eq!(copy.to_json(), read.to_json());
+        assert_eq!(copy.whole(), read);
+        copy.set(0, "Boarding", 1);
+        copy.set_write(7);
+        read.segments[0].status = "Boarding".into();
+        read.segments[0].update_count = 1;
+        read.write = 7;
+        assert_eq!(copy.to_json(), read.to_json());
+        assert_eq!(copy_of(&read, &run).write(), 7);
+        // A status racelab never writes turns the copy whole, exactly.
+        copy.set(1, "Diverted", 4);
+        read.segments[1].status = "Diverted".into();
+        read.segments[1].update_count = 4;
+        assert!(matches!(copy, JourneyCopy::Whole(_)));
+        assert_eq!(copy.to_json(), read.to_json());
+    }
+
+    #[test]
+    fn a_read_changed_elsewhere_is_kept_whole() {
+        let run = std::sync::Arc::new(Journey::seed_fixture().unwrap());
+        let mut read = Journey::clone(&run);
+        read.segments[4].carrier = "XX".into();
+        assert!(matches!(copy_of(&read, &run), JourneyCopy::Whole(_)));
+        let mut read = Journey::clone(&run);
+        read.segments[4].status = "Diverted".into();
+        let copy = copy_of(&read, &run);
+        assert!(matches!(copy, JourneyCopy::Whole(_)));
+        assert_eq!(copy.to_json(), read.to_json());
+        let mut read = Journey::clone(&run);
+        read.segments.pop();
+        assert!(matches!(copy_of(&read, &run), JourneyCopy::Whole(_)));
+        let read = Journey::clone(&run);
+        assert!(matches!(
+            JourneyCopy::keep(read, None),
+            JourneyCopy::Whole(_)
+        ));
+    }
+
+    #[test]
+    fn a_copy_of_a_thousand_segments_is_a_few_bytes_each() {
+        let run = std::sync::Arc::new(Journey::seed_fixture().unwrap().with_segments(1000));
+        let JourneyCopy::States {
+            statuses, counts, ..
+        } = copy_of(&run, &run)
+        else {
+            panic!("the seeded journey itself is kept compactly");
+        };
+        // Nine bytes a segment, where the parsed journey holds eight strings.
+        assert_eq!(
+            std::mem::size_of_val(&*statuses) + std::mem::size_of_val(&*counts),
+            9000
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //!   `--wait-replicas`' WAIT after every write.
 //! - `failover`: `--replicas` on a private server behind a relay, and `--failover-at`'s failover
 //!   (`REPLICAOF NO ONE` there, `CLUSTER FAILOVER FORCE` on a private cluster).
+//! - `in_flight`: the cap on an updater share's requests in flight, opening requests first.
 //! - `exec`: a user's journey service (`-s exec:CMD`): the program, its JSON lines, its stderr.
 //!
 //! The race:
@@ -75,6 +76,7 @@ pub mod fuzzing;
 mod headless;
 mod history;
 mod html;
+mod in_flight;
 mod journey;
 mod junit;
 mod keys;

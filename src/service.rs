@@ -138,6 +138,7 @@ impl JourneyService {
         let keys = self.keys(journey_id);
         let op = Op {
             journey_id,
+            journey: None,
             invariant: false,
             segment_ids: &[],
             retry_until: None,

@@ -130,8 +130,9 @@ impl Link {
     }
 }
 
-impl redis::aio::ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+impl Conn {
+    /// Sends `cmd` (and its WAIT, with `--wait-replicas`).
+    fn send<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self.wait {
             Some(wait) if is_write(cmd) => Box::pin(async move {
                 // One pipeline: nothing of another updater's can come between the write and
@@ -152,7 +153,8 @@ impl redis::aio::ConnectionLike for Conn {
         }
     }
 
-    fn req_packed_commands<'a>(
+    /// Sends `pipeline` (and its WAIT, with `--wait-replicas`).
+    fn send_pipeline<'a>(
         &'a mut self,
         pipeline: &'a Pipeline,
         offset: usize,
@@ -188,6 +190,35 @@ impl redis::aio::ConnectionLike for Conn {
                 .link
                 .as_like()
                 .req_packed_commands(pipeline, offset, count),
+        }
+    }
+}
+
+/// An updater's request waits for its turn (`crate::in_flight`) before redis-rs is asked, so a
+/// request in line holds no request future and no encoded command of redis-rs's yet.
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match crate::in_flight::admission() {
+            None => self.send(cmd),
+            Some(turn) => Box::pin(async move {
+                let _permit = turn.await;
+                self.send(cmd).await
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match crate::in_flight::admission() {
+            None => self.send_pipeline(pipeline, offset, count),
+            Some(turn) => Box::pin(async move {
+                let _permit = turn.await;
+                self.send_pipeline(pipeline, offset, count).await
+            }),
         }
     }
 

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::event::{Event, EventKind, Outcome, Probe, WriteScope};
+use crate::in_flight::{self, Cap};
 use crate::keys::Keys;
 use crate::lease::Lease;
 use crate::schedule::{Choice, Driver, Gate, Schedule};
@@ -52,8 +53,6 @@ impl Share {
     ) -> Result<Share, Error> {
         let (release, released) = watch::channel(None);
         let stopped: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
-        let silence = Arc::new(Silence::new(target.timeout()));
-        let mut tasks = tokio::task::JoinSet::new();
         let needed = updaters.len();
         // A driver someone else steps wins over the workload's fixed schedule.
         let scheduled = workload
@@ -67,30 +66,50 @@ impl Share {
                     workload.tuning.lock_ttl,
                 )
             });
-        for i in updaters {
-            let updater = match Updater::new(strategy, conn, target, workload.tuning, service).await
-            {
-                Ok(updater) => updater,
+        let gate = driver
+            .map(Driver::gate)
+            .or_else(|| scheduled.as_ref().map(|(gate, _, _)| gate.clone()));
+        // Every updater is made before the release, as before: a connection that cannot be
+        // opened stops the run before it starts. Made, an updater is a few bytes of data; what
+        // costs (its task, its requests) comes only when it is started.
+        let first = updaters.start;
+        let mut made = Vec::with_capacity(needed);
+        for _ in updaters {
+            match Updater::new(strategy, conn, target, workload.tuning, service).await {
+                Ok(updater) => made.push(updater),
                 Err(e) => return Err(explain_connections(e, strategy, needed, conn).await),
-            };
-            let task = UpdaterTask {
-                index: i,
-                updater,
-                keys: keys.clone(),
-                workload: workload.clone(),
-                tx: tx.clone(),
-                stop: stop.clone(),
-                stopped: stopped.clone(),
-                scope: strategy.scope(),
-                silence: silence.clone(),
-                phases,
-                lease: lease.clone(),
-                gate: driver
-                    .map(Driver::gate)
-                    .or_else(|| scheduled.as_ref().map(|(gate, _, _)| gate.clone())),
-            };
-            tasks.spawn(task.run(released.clone()));
+            }
         }
+        let document = match strategy.storage() {
+            crate::strategy::Storage::Document => workload.journey.to_json().len(),
+            _ => 0,
+        };
+        let limit = in_flight::limit_for(document);
+        // An updater has one request in flight at most: a share of no more updaters than the
+        // limit never reaches it, and runs uncapped, with nothing added to any request.
+        let cap =
+            (gate.is_none() && uses_the_shared_connection(strategy) && needed > limit).then(|| {
+                // local-mutex takes the process's mutex before its opening request, and the
+                // holder's write is what lets the next one take it: a barrier there would never
+                // open.
+                let barrier = strategy != Strategy::LocalMutex;
+                Cap::new(limit, needed, barrier)
+            });
+        let launch = Launch {
+            keys: keys.clone(),
+            workload: workload.clone(),
+            tx: tx.clone(),
+            stop: stop.clone(),
+            stopped: stopped.clone(),
+            scope: strategy.scope(),
+            silence: Arc::new(Silence::new(target.timeout())),
+            phases,
+            lease,
+            gate,
+            cap,
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(launch.run(first, made, released));
         Ok(Share {
             tasks,
             release,
@@ -134,6 +153,80 @@ impl Share {
     pub(crate) async fn finish(mut self) -> Option<String> {
         while self.tasks.join_next().await.is_some() {}
         self.stopped.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// Whether `strategy`'s updaters send their requests on the run's shared connection, which the
+/// cap on requests in flight governs. A `watch` updater owns a connection (WATCH is connection
+/// state), and an `exec:` one asks the user's service: their requests never pass the cap, which
+/// would then never see them open.
+fn uses_the_shared_connection(strategy: Strategy) -> bool {
+    !matches!(strategy, Strategy::Watch | Strategy::WatchOther) && strategy.exec_command().is_none()
+}
+
+/// What the updaters of a share have in common, and how they are started once released.
+///
+/// Updaters start as their requests can go (README "Performance"): free running on the shared
+/// connection, one is started only while fewer than the cap's limit wait for their opening
+/// request; until then it is the few bytes [`Updater::new`] made. Started, it runs exactly as
+/// before (its own think time, its own rounds), and its opening request goes before any later
+/// one, so every updater still reads before any of them writes. In a scheduled run the schedule
+/// orders every step, and every updater starts at the release.
+struct Launch {
+    keys: Arc<Keys>,
+    workload: Arc<Workload>,
+    tx: mpsc::Sender<Event>,
+    stop: CancellationToken,
+    stopped: Arc<std::sync::Mutex<Option<String>>>,
+    scope: WriteScope,
+    silence: Arc<Silence>,
+    phases: bool,
+    lease: Option<Arc<Lease>>,
+    gate: Option<Arc<Gate>>,
+    cap: Option<Arc<Cap>>,
+}
+
+impl Launch {
+    async fn run(
+        self,
+        first: u32,
+        updaters: Vec<Updater>,
+        mut released: watch::Receiver<Option<std::time::Instant>>,
+    ) {
+        let start = match released.wait_for(Option::is_some).await {
+            Ok(start) => start.unwrap_or_else(std::time::Instant::now),
+            Err(_) => return,
+        };
+        let mut running = tokio::task::JoinSet::new();
+        for (index, updater) in (first..).zip(updaters) {
+            let task = UpdaterTask {
+                index,
+                updater,
+                keys: self.keys.clone(),
+                workload: self.workload.clone(),
+                tx: self.tx.clone(),
+                stop: self.stop.clone(),
+                stopped: self.stopped.clone(),
+                scope: self.scope,
+                silence: self.silence.clone(),
+                phases: self.phases,
+                lease: self.lease.clone(),
+                gate: self.gate.clone(),
+            };
+            match &self.cap {
+                Some(cap) => {
+                    cap.room_to_start().await;
+                    let admission = in_flight::Admission::new(cap.clone());
+                    running.spawn(in_flight::admitted(admission, task.run(start)));
+                }
+                None => {
+                    running.spawn(task.run(start));
+                }
+            }
+            // The ended ones go, so the set holds only the running.
+            while running.try_join_next().is_some() {}
+        }
+        while running.join_next().await.is_some() {}
     }
 }
 
@@ -237,25 +330,24 @@ impl Silence {
 }
 
 impl UpdaterTask {
-    async fn run(mut self, released: watch::Receiver<Option<std::time::Instant>>) {
+    async fn run(mut self, start: std::time::Instant) {
         let gate = self.gate.clone();
-        self.updates(released).await;
+        self.updates(start).await;
         // Done, or stopped: the schedule's driver no longer waits for this updater.
         if let Some(gate) = gate {
             gate.finished(self.index);
         }
     }
 
-    async fn updates(&mut self, mut released: watch::Receiver<Option<std::time::Instant>>) {
-        let start = match released.wait_for(Option::is_some).await {
-            Ok(start) => start.unwrap_or_else(std::time::Instant::now),
-            Err(_) => return,
-        };
-        let workload = &self.workload;
+    async fn updates(&mut self, start: std::time::Instant) {
+        // Borrowed from the run's journey, not copied: at 100,000 updaters every byte an
+        // updater holds through its think time counts.
+        let workload = self.workload.clone();
+        let workload = &*workload;
         let segment = workload.segment_of(self.index);
         let segment_id = workload.journey.segments[segment as usize]
             .segment_id
-            .clone();
+            .as_str();
         let mut rng = SmallRng::seed_from_u64(
             workload
                 .seed
@@ -290,12 +382,13 @@ impl UpdaterTask {
                 .mul_f64(1.0 + workload.jitter * rng.random::<f64>());
             let op = Op {
                 journey_id: &workload.journey.id,
+                journey: Some(&workload.journey),
                 invariant: workload.scenario == crate::workload::Scenario::WriteSkew,
                 segment_ids: &segment_ids,
                 retry_until: workload.deadline,
                 lease: self.lease.as_deref(),
                 keys: &self.keys,
-                segment_id: &segment_id,
+                segment_id,
                 status,
                 think,
                 write: Op::write_id(workload.updaters, self.index, round),
@@ -318,6 +411,8 @@ impl UpdaterTask {
                     break;
                 }
             };
+            // A turn reserved for a write that was not made goes back to the line.
+            in_flight::unreserve();
             if result.is_ok() {
                 self.silence.answered();
             }

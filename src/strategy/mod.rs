@@ -20,7 +20,7 @@ pub use storage::Storage;
 
 use crate::error::Error;
 use crate::event::{Outcome, Probe, WriteScope};
-use crate::journey::Journey;
+use crate::journey::{Journey, JourneyCopy};
 use crate::keys::Keys;
 use crate::lease::Lease;
 use crate::redis_errors::{describe, is_fatal, is_unreachable};
@@ -430,6 +430,9 @@ pub(crate) async fn think(op: &Op<'_>) -> Result<(), UpdateError> {
             tokio::time::sleep(stall).await;
         }
     }
+    // The write waits its turn here, before it is built: an updater in line holds what it read,
+    // not the document it will send (README "Performance").
+    crate::in_flight::reserve().await;
     Ok(())
 }
 
@@ -624,6 +627,9 @@ pub(crate) fn backoff(attempt: u32, cap: Duration) -> Duration {
 pub struct Op<'a> {
     pub keys: &'a Keys,
     pub journey_id: &'a str,
+    /// The journey the run seeded, if racelab seeded it: a read that differs from it only in
+    /// statuses and counts is kept as those alone ([`JourneyCopy`]).
+    pub journey: Option<&'a std::sync::Arc<Journey>>,
     /// Write skew (`--scenario write-skew`): write only if no other segment is Boarding, as
     /// the strategy reads the journey.
     pub invariant: bool,
@@ -766,9 +772,10 @@ pub(crate) fn boarding_elsewhere(journey: &Journey, own: usize) -> bool {
 }
 
 /// The journey as a read found it, and the updater's segment in it, for the strategies that
-/// read the whole document and write it back.
+/// read the whole document and write it back. Kept compactly ([`JourneyCopy`]): an updater holds
+/// it through its think time.
 pub(crate) struct ReadJourney {
-    pub journey: Journey,
+    pub journey: JourneyCopy,
     pub segment: usize,
 }
 
@@ -787,27 +794,28 @@ impl ReadJourney {
             Some(segment) if op.invariant && boarding_elsewhere(&journey, segment) => {
                 Err(UpdateStatus::Declined)
             }
-            Some(segment) => Ok(ReadJourney { journey, segment }),
+            Some(segment) => Ok(ReadJourney {
+                journey: JourneyCopy::keep(journey, op.journey),
+                segment,
+            }),
             None => Err(UpdateStatus::SegmentNotFound),
         })
     }
 
     pub fn seen(&self) -> crate::event::Seen {
-        let segment = &self.journey.segments[self.segment];
+        let (status, count) = self.journey.state(self.segment);
         crate::event::Seen {
-            status: crate::journey::intern_status(&segment.status),
-            count: segment.update_count,
-            write: self.journey.write,
+            status: crate::journey::intern_status(status),
+            count,
+            write: self.journey.write(),
         }
     }
 
     /// Applies the op to the copy and returns the document to write and the segment's new count.
     pub fn apply(mut self, op: &Op<'_>) -> (String, u64) {
-        let segment = &mut self.journey.segments[self.segment];
-        segment.status = op.status.to_owned();
-        segment.update_count += 1;
-        let count = segment.update_count;
-        self.journey.write = op.write;
+        let count = self.journey.state(self.segment).1 + 1;
+        self.journey.set(self.segment, op.status, count);
+        self.journey.set_write(op.write);
         (self.journey.to_json(), count)
     }
 }

@@ -58,11 +58,11 @@ pub(super) async fn read_modify_write(
     op: &Op<'_>,
     probe: &mut Probe,
 ) -> Result<UpdateStatus, UpdateError> {
-    let key = op.keys.journey();
     let (doc, count) = match read_and_change(conn, op, probe).await? {
         Ok(changed) => changed,
         Err(status) => return Ok(status),
     };
+    let key = op.keys.journey();
     probe
         .writing(|| Step::new(Role::WriteBack, "SET journey"))
         .await;
@@ -99,6 +99,8 @@ pub(super) async fn read_and_change(
         Ok(read) => read,
         Err(missing) => return Ok(Err(missing)),
     };
+    // Through the think time the updater holds its compact copy, not the document it read.
+    drop((doc, key));
     probe.read(Some(read.seen()), None).await;
     super::think(op).await?;
     Ok(Ok(read.apply(op)))

@@ -15,6 +15,7 @@ mod html;
 mod install;
 mod properties;
 mod safety;
+mod scale;
 mod scenarios;
 mod schedules;
 mod seed;
