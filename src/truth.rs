@@ -120,6 +120,14 @@ impl Tally {
         }
     }
 
+    /// Makes room for `updates` acknowledged writes (as many as are kept), so that the list of
+    /// them never holds twice the room it needs while it grows.
+    pub fn expect_writes(&mut self, updates: u64) {
+        let kept = updates.min(WRITES_KEPT as u64) as usize;
+        self.writes
+            .reserve_exact(kept.saturating_sub(self.writes.len()));
+    }
+
     pub fn record(&mut self, event: &Event) {
         self.last_at = self.last_at.max(event.at);
         match &event.kind {

@@ -346,6 +346,11 @@ async fn race(
     let stop = cancel.child_token();
     let phases = watcher.is_some();
     let mut tally = Tally::new(workload.journey.segments.len());
+    // A run of known length keeps each acknowledged write once, in room made for them all:
+    // a list that doubles as it fills peaks at up to twice that (README "Performance").
+    if workload.deadline.is_none() {
+        tally.expect_writes(u64::from(workload.updaters) * u64::from(workload.rounds));
+    }
     // The race's end, so a failover not yet due is not made after it.
     let done = CancellationToken::new();
     let failover = failover_during(target, strategy, keys, settings, &done);

@@ -90,6 +90,8 @@ impl Cas {
             Ok(read) => read,
             Err(missing) => return Ok(Some(missing)),
         };
+        // Through the think time the updater holds its compact copy, not the document it read.
+        drop(doc);
         probe.read(Some(read.seen()), version.parse().ok()).await;
         super::think(op).await?;
         let (doc, count) = read.apply(op);

@@ -126,6 +126,8 @@ impl Fenced {
             Ok(read) => read,
             Err(missing) => return Ok(Some(missing)),
         };
+        // Through the think time the updater holds its compact copy, not the document it read.
+        drop(doc);
         probe.read(Some(read.seen()), Some(token)).await;
         super::think(op).await?;
         let (doc, count) = read.apply(op);
