@@ -9,15 +9,17 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 
-/// Whether the process started with stdout closed (`racelab run >&-`).
-static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+/// Whether stdout may have been closed when racelab started (`racelab run >&-`), and nobody has
+/// been told yet.
+static STDOUT_NOWHERE: AtomicBool = AtomicBool::new(false);
 
-/// Called first thing in `main`: notes whether racelab was started with stdout closed.
+/// Called first thing in `main`: notes whether racelab's stdout may have been closed.
 ///
 /// Rust's runtime puts `/dev/null`, opened read-write, on a standard descriptor that is closed
-/// before `main` runs (so no file or socket can take its place). A shell's `> /dev/null` opens
-/// it write-only, so `/dev/null` open read-write on descriptor 1 is how a closed stdout looks by
-/// the time racelab runs.
+/// before `main` runs (so no file or socket can take its place). That is exactly what a program
+/// that discards the output on purpose gives too (Python's `subprocess.DEVNULL`), so the two
+/// cannot be told apart: both run, their report going nowhere, and the exit code still says the
+/// verdict (README "Safety").
 pub fn guard_standard_streams() {
     #[cfg(unix)]
     {
@@ -32,17 +34,19 @@ pub fn guard_standard_streams() {
         let flags = unsafe { libc::fcntl(1, libc::F_GETFL) };
         let read_write = flags >= 0 && flags & libc::O_ACCMODE == libc::O_RDWR;
         if stdout.file_type().is_char_device() && stdout.rdev() == null.rdev() && read_write {
-            STDOUT_CLOSED.store(true, Ordering::SeqCst);
+            STDOUT_NOWHERE.store(true, Ordering::SeqCst);
         }
     }
 }
 
-/// Refuses, before any work is done, a report that would go to a closed stdout.
+/// Before any work is done: if stdout may have been closed and a person is watching stderr,
+/// says once that the `what` will go nowhere. Never a refusal: a program that discards the
+/// report on purpose looks the same (see [`guard_standard_streams`]).
 pub fn check_stdout(what: &str) -> Result<(), Error> {
-    if STDOUT_CLOSED.load(Ordering::SeqCst) {
-        return Err(Error::Usage(format!(
-            "stdout is closed, so the {what} would be lost; write it to a file with --output FILE, or leave stdout open"
-        )));
+    if STDOUT_NOWHERE.swap(false, Ordering::SeqCst) && std::io::stderr().is_terminal() {
+        stderr(&format!(
+            "racelab: stdout is /dev/null or was closed, so the {what} goes nowhere (--output FILE keeps it); the exit code still gives the verdict\n"
+        ));
     }
     Ok(())
 }
