@@ -351,6 +351,17 @@ impl Gate {
 pub struct Driver {
     gate: std::sync::Arc<Gate>,
     updaters: u32,
+    /// How many [`Hold`]s keep the run from ending.
+    holds: tokio::sync::watch::Sender<usize>,
+}
+
+/// While it lives, the driven run does not end (see [`Driver::hold`]).
+pub struct Hold(tokio::sync::watch::Sender<usize>);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl Driver {
@@ -359,7 +370,22 @@ impl Driver {
         Driver {
             gate: std::sync::Arc::new(Gate::new(updaters)),
             updaters,
+            holds: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Keeps the run from ending (its final read, its keys' deletion) until the hold is dropped:
+    /// whoever drives it reads the journey after each step, the last one too, and must find it
+    /// still there.
+    pub fn hold(&self) -> Hold {
+        self.holds.send_modify(|n| *n += 1);
+        Hold(self.holds.clone())
+    }
+
+    /// Once nobody holds the run (at once when nobody ever did).
+    pub async fn unheld(&self) {
+        let mut holds = self.holds.subscribe();
+        let _ = holds.wait_for(|n| *n == 0).await;
     }
 
     pub fn updaters(&self) -> u32 {

@@ -387,6 +387,14 @@ async fn race(
             drop(tx);
             share.release();
             let ((), (), failover) = tokio::join!(share.drive(), collect, failover);
+            // Whoever drives the run reads the journey after its last step before the run's
+            // final read and the deletion of its keys (step mode's story needs that read).
+            if let Some(driver) = settings.driver.as_ref() {
+                tokio::select! {
+                    () = driver.unheld() => {}
+                    () = cancel.cancelled() => {}
+                }
+            }
             taken = share.taken();
             (share.finish().await, Vec::new(), failover)
         }

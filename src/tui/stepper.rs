@@ -130,6 +130,8 @@ impl Presenter {
 
     /// Takes one token of the schedule and says what it did.
     async fn apply(&mut self, conn: &mut crate::target::Conn, token: Token) {
+        // The run cannot end (nor its keys go) before the journey after this step is read.
+        let _hold = self.driver.hold();
         if let Token::Step(_) = token
             && self.lock_held
             && self.lock_left(conn).await.is_none()
