@@ -364,7 +364,7 @@ pub struct RunArgs {
 
     /// How --history writes: racelab's JSON lines, or elle: a Jepsen history (EDN) that Elle's
     /// rw-register checker reads (README "History").
-    #[arg(long, value_enum, default_value_t = HistoryFormat::Racelab, requires = "history")]
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Racelab)]
     pub history_format: HistoryFormat,
 
     /// Also write the run as a self-contained HTML timeline: lanes, segments, who erased whom

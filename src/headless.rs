@@ -21,6 +21,11 @@ pub const RUN_JITTER: f64 = 0.1;
 
 /// Refuses what an Elle history could not tell truthfully (README "History").
 fn elle_possible(args: &RunArgs) -> Result<(), Error> {
+    if args.history.is_none() {
+        return Err(Error::Usage(
+            "--history-format elle says how the history file is written, and there is none; add --history FILE".to_owned(),
+        ));
+    }
     if let Some(user) = args.options.strategy.0.iter().find(|s| s.is_user()) {
         return Err(Error::Usage(format!(
             "--history-format elle needs to see what each update read, and racelab cannot see the reads of {}; race it with the racelab history format",

@@ -332,4 +332,7 @@ fn an_elle_history_is_refused_where_racelab_cannot_see_the_reads_or_one_clock() 
     // The format says how --history writes, so it needs --history.
     let output = racelab(&["run", "--redis-url", &url, "--history-format", "elle"]);
     assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("add --history FILE"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
