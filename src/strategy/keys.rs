@@ -112,21 +112,8 @@ impl Kind for SegmentKeys {
             .writing(|| Step::new(Role::WriteBack, format!("SET segment:{}", op.segment_id)))
             .await;
         // KEEPTTL: the key keeps its safety-net expiry (`keys::SAFETY_TTL`).
-        let mut set = redis::cmd("SET");
-        set.arg(&key).arg(segment_json(&segment)).arg("KEEPTTL");
-        let write = super::guarded(
-            &self.conn,
-            op,
-            probe.updater,
-            std::slice::from_ref(&key),
-            &[&set],
-        )
-        .unwrap_or(set);
-        match write.query_async::<()>(&mut self.conn).await {
-            // A resend of a write Redis had made (on a cluster): made once, as it should be.
-            Err(e) if super::already(&e) => {}
-            other => other.map_err(UpdateError::during_write)?,
-        }
+        let write = super::write_back(&self.conn, op, probe.updater, &key, segment_json(&segment));
+        super::send_write(&mut self.conn, write).await?;
         probe.answered(|| "OK".into());
         probe.wrote(segment.update_count);
         Ok(UpdateStatus::Applied)

@@ -479,6 +479,29 @@ pub(crate) fn guarded(
     Some(eval)
 }
 
+/// `SET key value KEEPTTL` (the key keeps its safety-net expiry, `keys::SAFETY_TTL`), guarded
+/// where it must be ([`guarded`]): how every strategy that writes a copy back writes it.
+pub(crate) fn write_back(
+    conn: &Conn,
+    op: &Op<'_>,
+    updater: u32,
+    key: &str,
+    value: impl redis::ToRedisArgs,
+) -> redis::Cmd {
+    let mut set = redis::cmd("SET");
+    set.arg(key).arg(value).arg("KEEPTTL");
+    guarded(conn, op, updater, &[key.to_owned()], &[&set]).unwrap_or(set)
+}
+
+/// Sends a write made by [`write_back`] on its own: a resend of one Redis had already made (on a
+/// cluster) is made once, and counts as made.
+pub(crate) async fn send_write(conn: &mut Conn, write: redis::Cmd) -> Result<(), UpdateError> {
+    match write.query_async::<()>(conn).await {
+        Err(e) if already(&e) => Ok(()),
+        other => other.map_err(UpdateError::during_write),
+    }
+}
+
 const GUARDED_WRITE: &str = include_str!("../../assets/guarded_write.lua");
 
 /// Whether Redis said a guarded write was made before: a resend of an update already applied.

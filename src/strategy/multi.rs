@@ -54,16 +54,7 @@ impl Kind for Multi {
             .writing(|| Step::new(Role::WriteBack, "MULTI, SET journey, EXEC (no WATCH)"))
             .await;
         // KEEPTTL: the journey keeps the safety-net expiry it was seeded with.
-        let mut set = redis::cmd("SET");
-        set.arg(&key).arg(doc).arg("KEEPTTL");
-        let write = super::guarded(
-            &self.conn,
-            op,
-            probe.updater,
-            std::slice::from_ref(&key),
-            &[&set],
-        )
-        .unwrap_or(set);
+        let write = super::write_back(&self.conn, op, probe.updater, &key, doc);
         let exec = transaction(&mut self.conn, |pipe| {
             pipe.add_command(write).ignore();
         })

@@ -67,15 +67,8 @@ pub(super) async fn read_modify_write(
         .writing(|| Step::new(Role::WriteBack, "SET journey"))
         .await;
     // KEEPTTL: the journey keeps the safety-net expiry it was seeded with (`keys::SAFETY_TTL`).
-    let mut set = redis::cmd("SET");
-    set.arg(&key).arg(doc).arg("KEEPTTL");
-    let write =
-        super::guarded(conn, op, probe.updater, std::slice::from_ref(&key), &[&set]).unwrap_or(set);
-    match write.query_async::<()>(conn).await {
-        // A resend of a write Redis had made (on a cluster): made once, as it should be.
-        Err(e) if super::already(&e) => {}
-        other => other.map_err(UpdateError::during_write)?,
-    }
+    let write = super::write_back(conn, op, probe.updater, &key, doc);
+    super::send_write(conn, write).await?;
     probe.answered(|| "OK".into());
     probe.wrote(count);
     Ok(UpdateStatus::Applied)

@@ -251,10 +251,7 @@ impl Watch {
             .writing(|| Step::new(Role::WriteBack, watched.commit))
             .await;
         // MULTI, SET, EXEC in one pipeline; a nil EXEC reply (None) means the WATCH tripped.
-        let mut set = redis::cmd("SET");
-        set.arg(&key).arg(doc).arg("KEEPTTL");
-        let write = super::guarded(conn, op, probe.updater, std::slice::from_ref(&key), &[&set])
-            .unwrap_or(set);
+        let write = super::write_back(conn, op, probe.updater, &key, doc);
         let exec = transaction(conn, |pipe| {
             pipe.add_command(write).ignore();
         })
